@@ -1,0 +1,208 @@
+//! The consume loop every service shares: manual acks, bounded concurrency, a rejected
+//! queue for messages that cannot be processed, and graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_lite::StreamExt as _;
+use lapin::Acker;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::{AmqpContext as _, Error, Publisher, Result, trace};
+
+/// Header of a rejected message holding the reason code.
+pub const REJECT_REASON_HEADER: &str = "x-hookline-reject-reason";
+/// Header of a rejected message holding the human explanation.
+pub const REJECT_DETAIL_HEADER: &str = "x-hookline-reject-detail";
+/// Header of a rejected message naming the queue it was taken from.
+pub const REJECT_QUEUE_HEADER: &str = "x-hookline-rejected-from";
+
+/// One message taken from a queue, without its acknowledgement handle (the loop settles
+/// it from the handler's [`Outcome`]).
+#[derive(Debug)]
+pub struct Incoming {
+    /// Message body.
+    pub data: Vec<u8>,
+    /// Properties and headers as published.
+    pub properties: BasicProperties,
+    /// Whether the broker delivered it before to a consumer that did not ack it (that
+    /// consumer crashed or lost its connection mid-processing).
+    pub redelivered: bool,
+    /// Routing key it was published with.
+    pub routing_key: String,
+}
+
+impl Incoming {
+    /// The message's content type, if the publisher set one.
+    pub fn content_type(&self) -> Option<&str> {
+        self.properties.content_type().as_ref().map(|ct| ct.as_str())
+    }
+}
+
+/// What to do with a message once its handler is done.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Processed; everything it caused is committed and confirmed.
+    Ack,
+    /// Can never be processed: moved to the rejected queue with this reason.
+    Reject {
+        /// Stable reason code.
+        reason: String,
+        /// Human explanation.
+        detail: String,
+    },
+    /// A transient failure (database unreachable, say): returned to the queue to be
+    /// tried again after a pause.
+    Retry,
+}
+
+/// How one consumer runs.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Queue to consume.
+    pub queue: String,
+    /// Consumer tag, shown by the broker's management tools.
+    pub tag: String,
+    /// Messages processed at the same time.
+    pub concurrency: usize,
+    /// How long in-flight messages may take to finish once shutdown starts; those still
+    /// running then are returned to the queue unacknowledged.
+    pub shutdown_grace: Duration,
+}
+
+/// Counts of rejected messages by reason, for operators and tests.
+#[derive(Debug, Default, Clone)]
+pub struct RejectStats(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl RejectStats {
+    fn record(&self, reason: &str) {
+        if let Ok(mut counts) = self.0.lock() {
+            *counts.entry(reason.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// The count for each reason seen so far.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|counts| counts.clone()).unwrap_or_default()
+    }
+}
+
+/// Pause before a message that hit a transient failure is returned to the queue, so a
+/// database outage does not turn into a hot loop.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Consumes `options.queue` until `shutdown` is cancelled, running `handler` on up to
+/// `options.concurrency` messages at once. Messages are acked only after the handler
+/// returns [`Outcome::Ack`]; rejected ones are first published (with confirm) to
+/// `rejected_queue`. Returns an error only when the broker connection fails.
+pub async fn consume<H, F>(
+    connection: &Connection,
+    options: ConsumerOptions,
+    rejects: (Publisher, String, RejectStats),
+    shutdown: CancellationToken,
+    handler: H,
+) -> Result<()>
+where
+    H: Fn(Incoming) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    let channel = connection.create_channel().await.context("opening a consuming channel")?;
+    let prefetch = u16::try_from(options.concurrency.max(1)).unwrap_or(u16::MAX);
+    channel.basic_qos(prefetch, BasicQosOptions::default()).await.context("setting prefetch")?;
+    let mut consumer = channel
+        .basic_consume(options.queue.as_str().into(), options.tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .context(format!("consuming {}", options.queue))?;
+    let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let rejects = Arc::new(rejects);
+    let mut tasks = JoinSet::new();
+    let result = loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(Ok(delivery)) => delivery,
+            Some(Err(source)) => break Err(Error::Amqp { context: format!("consuming {}", options.queue), source }),
+            None => break Err(Error::ConsumerCancelled(options.queue.clone())),
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else { break Ok(()) };
+        let incoming = Incoming {
+            data: delivery.data,
+            properties: delivery.properties,
+            redelivered: delivery.redelivered,
+            routing_key: delivery.routing_key.to_string(),
+        };
+        let span = tracing::info_span!("consume", queue = %options.queue, redelivered = incoming.redelivered);
+        trace::set_parent_from(&span, incoming.properties.headers().as_ref());
+        let handler = handler.clone();
+        let rejects = rejects.clone();
+        let queue = options.queue.clone();
+        let acker = delivery.acker;
+        tasks.spawn(
+            async move {
+                let _permit = permit;
+                let original = (incoming.data.clone(), incoming.properties.clone());
+                let outcome = handler(incoming).await;
+                settle(&acker, outcome, original, &queue, &rejects).await;
+            }
+            .instrument(span),
+        );
+        while tasks.try_join_next().is_some() {}
+    };
+    // Stop receiving, let in-flight messages finish for a while, then hand the rest back.
+    let _ = channel.basic_cancel(options.tag.as_str().into(), BasicCancelOptions::default()).await;
+    let drained = tokio::time::timeout(options.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(queue = %options.queue, in_flight = tasks.len(), "shutdown grace over; returning unfinished messages to the queue");
+        tasks.abort_all();
+    }
+    let _ = channel.close(200, "shutdown".into()).await;
+    result
+}
+
+async fn settle(
+    acker: &Acker,
+    outcome: Outcome,
+    (body, properties): (Vec<u8>, BasicProperties),
+    queue: &str,
+    (publisher, rejected_queue, stats): &(Publisher, String, RejectStats),
+) {
+    let settled = match outcome {
+        Outcome::Ack => acker.ack(BasicAckOptions::default()).await,
+        Outcome::Retry => {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+        }
+        Outcome::Reject { reason, detail } => {
+            tracing::warn!(%queue, %reason, %detail, "message rejected");
+            let mut headers = properties.headers().clone().unwrap_or_default();
+            headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.clone().into()));
+            headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.into()));
+            headers.insert(REJECT_QUEUE_HEADER.into(), AMQPValue::LongString(queue.to_owned().into()));
+            match publisher.publish("", rejected_queue, &body, properties.with_headers(headers)).await {
+                Ok(()) => {
+                    stats.record(&reason);
+                    acker.ack(BasicAckOptions::default()).await
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "could not move a message to the rejected queue; returning it");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+                }
+            }
+        }
+    };
+    if let Err(err) = settled {
+        // The channel is gone; the broker returns the message to the queue by itself.
+        tracing::warn!(error = %err, %queue, "could not settle a message");
+    }
+}

@@ -1,0 +1,62 @@
+#![doc = include_str!("../README.md")]
+
+pub mod codec;
+pub mod consumer;
+pub mod publisher;
+pub mod topology;
+pub mod trace;
+
+pub use consumer::{ConsumerOptions, Incoming, Outcome, RejectStats};
+pub use publisher::Publisher;
+pub use topology::Topology;
+
+/// What can go wrong talking to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The connection, a channel or an operation on it failed.
+    #[error("RabbitMQ: {context}: {source}")]
+    Amqp {
+        /// What hookline was doing.
+        context: String,
+        /// The client's error.
+        source: lapin::Error,
+    },
+    /// The broker refused to take responsibility for a published message.
+    #[error("RabbitMQ did not confirm a message published to `{exchange}` with key `{routing_key}`")]
+    NotConfirmed {
+        /// Exchange published to (empty: the default exchange).
+        exchange: String,
+        /// Routing key used.
+        routing_key: String,
+    },
+    /// A published message matched no queue, so it would have been lost.
+    #[error("a message published to `{exchange}` with key `{routing_key}` reached no queue")]
+    Unroutable {
+        /// Exchange published to (empty: the default exchange).
+        exchange: String,
+        /// Routing key used.
+        routing_key: String,
+    },
+    /// The broker cancelled a consumer (its queue was deleted, say).
+    #[error("consumer on `{0}` was cancelled by the broker")]
+    ConsumerCancelled(String),
+}
+
+/// Result of bus operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait AmqpContext<T> {
+    fn context(self, context: impl Into<String>) -> Result<T>;
+}
+
+impl<T> AmqpContext<T> for std::result::Result<T, lapin::Error> {
+    fn context(self, context: impl Into<String>) -> Result<T> {
+        self.map_err(|source| Error::Amqp { context: context.into(), source })
+    }
+}
+
+/// Opens a connection, naming it after the service so operators see who is connected.
+pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connection> {
+    let properties = lapin::ConnectionProperties::default().with_connection_name(connection_name.to_owned().into());
+    lapin::Connection::connect(url, properties).await.context(format!("connecting as {connection_name}"))
+}

@@ -1,0 +1,295 @@
+//! The upstream event envelope: the contract upstream applications publish against.
+//!
+//! Both transports (AMQP and `POST /v1/events`) and both encodings (JSON and
+//! protobuf) end in [`RawUpstreamEvent`], which [`RawUpstreamEvent::validate`] turns
+//! into an [`UpstreamEvent`] or a [`Rejection`] saying exactly what is wrong.
+
+use chrono::{DateTime, Utc};
+
+use crate::catalog::Catalog;
+use crate::environment::Environment;
+use crate::ids::OrganizationId;
+
+/// Longest idempotency key, actor or team accepted; longer values are refused rather
+/// than truncated so two different keys never collide.
+pub const MAX_FIELD_LEN: usize = 256;
+
+/// Why a message was refused. The code is stable: it is what the rejected queue's
+/// reason header and the API's error code carry, and what operators count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Larger than the configured limit.
+    TooLarge,
+    /// Not JSON (or not protobuf, for that content type), or not a JSON object.
+    Malformed,
+    /// A content type hookline does not read.
+    UnsupportedContentType,
+    /// No `type`.
+    MissingType,
+    /// A `type` the catalog does not have.
+    UnknownType,
+    /// No `organization`.
+    MissingOrganization,
+    /// An `organization` that does not exist.
+    UnknownOrganization,
+    /// A field is present but has the wrong shape (named in the message).
+    InvalidField,
+}
+
+impl RejectReason {
+    /// The stable machine code.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::TooLarge => "too_large",
+            RejectReason::Malformed => "malformed",
+            RejectReason::UnsupportedContentType => "unsupported_content_type",
+            RejectReason::MissingType => "missing_type",
+            RejectReason::UnknownType => "unknown_type",
+            RejectReason::MissingOrganization => "missing_organization",
+            RejectReason::UnknownOrganization => "unknown_organization",
+            RejectReason::InvalidField => "invalid_field",
+        }
+    }
+}
+
+/// A refused message: the reason code, the field concerned and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", reason.code())]
+pub struct Rejection {
+    /// What kind of refusal this is.
+    pub reason: RejectReason,
+    /// The envelope field at fault, when one is.
+    pub field: Option<&'static str>,
+    /// What exactly is wrong, naming the field and value.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A refusal concerning one field.
+    pub fn field(reason: RejectReason, field: &'static str, message: impl Into<String>) -> Self {
+        Self { reason, field: Some(field), message: message.into() }
+    }
+
+    /// A refusal of the message as a whole.
+    pub fn whole(reason: RejectReason, message: impl Into<String>) -> Self {
+        Self { reason, field: None, message: message.into() }
+    }
+}
+
+/// The envelope as published, before validation. Every field is optional here so that
+/// a missing one is reported by name instead of as a generic parse error.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+pub struct RawUpstreamEvent {
+    /// Publisher's idempotency key: a second event with the same id is accepted once.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Event type code from the catalog.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// Organisation id the event belongs to.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// `live` (default) or `test`.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// RFC 3339 time the event happened (default: when hookline received it).
+    #[serde(default)]
+    pub occurred_at: Option<String>,
+    /// The user who caused the event ("for login" filters match it).
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// The team the event concerns (team filters match it).
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The event's payload, delivered to receivers as `payload`.
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+}
+
+/// A validated upstream event, ready to be stored and routed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamEvent {
+    /// Publisher's idempotency key, if it gave one.
+    pub message_id: Option<String>,
+    /// Catalog code of the event type.
+    pub event_type: String,
+    /// Owning organisation (its existence is checked against the database by ingest).
+    pub organization: OrganizationId,
+    /// Live or test.
+    pub environment: Environment,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Acting user, if any.
+    pub actor: Option<String>,
+    /// Team, if any.
+    pub team: Option<String>,
+    /// Payload object.
+    pub data: serde_json::Value,
+}
+
+impl RawUpstreamEvent {
+    /// Parses a JSON body, refusing anything over `max_size` bytes before parsing it.
+    pub fn from_json(body: &[u8], max_size: usize) -> Result<Self, Rejection> {
+        check_size(body, max_size)?;
+        serde_json::from_slice(body).map_err(|err| {
+            Rejection::whole(RejectReason::Malformed, format!("body is not a JSON event envelope: {err}"))
+        })
+    }
+
+    /// Checks every field against the envelope contract and the catalog.
+    pub fn validate(self, catalog: &Catalog, now: DateTime<Utc>) -> Result<UpstreamEvent, Rejection> {
+        let event_type = non_empty(self.event_type)
+            .ok_or_else(|| Rejection::field(RejectReason::MissingType, "type", "`type` is required"))?;
+        if catalog.get(&event_type).is_none() {
+            return Err(Rejection::field(
+                RejectReason::UnknownType,
+                "type",
+                format!("`type` `{event_type}` is not in the event catalog"),
+            ));
+        }
+        let organization = non_empty(self.organization).ok_or_else(|| {
+            Rejection::field(RejectReason::MissingOrganization, "organization", "`organization` is required")
+        })?;
+        let organization = organization.parse::<OrganizationId>().map_err(|err| {
+            Rejection::field(RejectReason::UnknownOrganization, "organization", format!("`organization`: {err}"))
+        })?;
+        let environment = match non_empty(self.environment) {
+            None => Environment::Live,
+            Some(value) => value.parse().map_err(|err| {
+                Rejection::field(RejectReason::InvalidField, "environment", format!("`environment`: {err}"))
+            })?,
+        };
+        let occurred_at = match non_empty(self.occurred_at) {
+            None => now,
+            Some(value) => DateTime::parse_from_rfc3339(&value).map(|t| t.with_timezone(&Utc)).map_err(|err| {
+                Rejection::field(
+                    RejectReason::InvalidField,
+                    "occurred_at",
+                    format!("`occurred_at` `{value}` is not an RFC 3339 time: {err}"),
+                )
+            })?,
+        };
+        let data = match self.data {
+            None | Some(serde_json::Value::Null) => serde_json::json!({}),
+            Some(value @ serde_json::Value::Object(_)) => value,
+            Some(_) => {
+                return Err(Rejection::field(RejectReason::InvalidField, "data", "`data` must be a JSON object"));
+            }
+        };
+        Ok(UpstreamEvent {
+            message_id: bounded("id", non_empty(self.id))?,
+            event_type,
+            organization,
+            environment,
+            occurred_at,
+            actor: bounded("actor", non_empty(self.actor))?,
+            team: bounded("team", non_empty(self.team))?,
+            data,
+        })
+    }
+}
+
+/// Refuses a body over the configured limit before any parsing work is spent on it.
+pub fn check_size(body: &[u8], max_size: usize) -> Result<(), Rejection> {
+    if body.len() > max_size {
+        return Err(Rejection::whole(
+            RejectReason::TooLarge,
+            format!("message is {} bytes, the limit is {max_size}", body.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn bounded(field: &'static str, value: Option<String>) -> Result<Option<String>, Rejection> {
+    match value {
+        Some(v) if v.len() > MAX_FIELD_LEN => Err(Rejection::field(
+            RejectReason::InvalidField,
+            field,
+            format!("`{field}` is longer than {MAX_FIELD_LEN} bytes"),
+        )),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::OrganizationId;
+
+    fn validate(json: serde_json::Value) -> Result<UpstreamEvent, Rejection> {
+        let body = serde_json::to_vec(&json).unwrap();
+        RawUpstreamEvent::from_json(&body, 1024)?.validate(&Catalog::builtin(), Utc::now())
+    }
+
+    #[test]
+    fn a_full_envelope_is_accepted() {
+        let org = OrganizationId::generate();
+        let event = validate(serde_json::json!({
+            "id": "abc", "type": "job.created", "organization": org.as_str(), "environment": "test",
+            "occurred_at": "2026-01-02T03:04:05Z", "actor": "u1", "team": "t1", "data": {"jobId": 1}
+        }))
+        .unwrap();
+        assert_eq!(event.message_id.as_deref(), Some("abc"));
+        assert_eq!(event.environment, Environment::Test);
+        assert_eq!(event.occurred_at.to_rfc3339(), "2026-01-02T03:04:05+00:00");
+        assert_eq!(event.data["jobId"], 1);
+    }
+
+    #[test]
+    fn defaults_apply_to_environment_time_and_data() {
+        let org = OrganizationId::generate();
+        let event = validate(serde_json::json!({"type": "job.created", "organization": org.as_str()})).unwrap();
+        assert_eq!(event.environment, Environment::Live);
+        assert_eq!(event.data, serde_json::json!({}));
+        assert!(event.message_id.is_none());
+    }
+
+    #[test]
+    fn each_defect_has_its_reason_and_field() {
+        let org = OrganizationId::generate();
+        let cases = [
+            (serde_json::json!({"organization": org.as_str()}), RejectReason::MissingType, Some("type")),
+            (
+                serde_json::json!({"type": "no.such", "organization": org.as_str()}),
+                RejectReason::UnknownType,
+                Some("type"),
+            ),
+            (serde_json::json!({"type": "job.created"}), RejectReason::MissingOrganization, Some("organization")),
+            (
+                serde_json::json!({"type": "job.created", "organization": "acme"}),
+                RejectReason::UnknownOrganization,
+                Some("organization"),
+            ),
+            (
+                serde_json::json!({"type": "job.created", "organization": org.as_str(), "environment": "prod"}),
+                RejectReason::InvalidField,
+                Some("environment"),
+            ),
+            (
+                serde_json::json!({"type": "job.created", "organization": org.as_str(), "occurred_at": "yesterday"}),
+                RejectReason::InvalidField,
+                Some("occurred_at"),
+            ),
+            (
+                serde_json::json!({"type": "job.created", "organization": org.as_str(), "data": [1]}),
+                RejectReason::InvalidField,
+                Some("data"),
+            ),
+        ];
+        for (json, reason, field) in cases {
+            let err = validate(json.clone()).unwrap_err();
+            assert_eq!((err.reason, err.field), (reason, field), "for {json}");
+        }
+    }
+
+    #[test]
+    fn oversized_and_non_json_bodies_are_refused() {
+        assert_eq!(RawUpstreamEvent::from_json(&[b'x'; 2000], 1024).unwrap_err().reason, RejectReason::TooLarge);
+        assert_eq!(RawUpstreamEvent::from_json(b"not json", 1024).unwrap_err().reason, RejectReason::Malformed);
+        assert_eq!(RawUpstreamEvent::from_json(b"[1,2]", 1024).unwrap_err().reason, RejectReason::Malformed);
+    }
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+pub mod address;
+pub mod apikey;
+pub mod catalog;
+pub mod crypto;
+pub mod delivery;
+pub mod environment;
+pub mod envelope;
+pub mod ids;
+pub mod retry;
+pub mod signing;
+pub mod webhook;
+
+pub use catalog::{Catalog, EventType};
+pub use environment::Environment;
+pub use envelope::{RejectReason, Rejection, UpstreamEvent};
+pub use retry::RetryPolicy;

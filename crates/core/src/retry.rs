@@ -1,0 +1,111 @@
+//! The retry policy: how long to wait before each further attempt, and when to stop.
+
+use std::time::Duration;
+
+/// Attempt 1 is immediate; after attempt `n` fails, attempt `n + 1` waits
+/// `delays[n - 1]`; when no delay is left the delivery has failed for good.
+///
+/// The shipped default (5 minutes, then 10 minutes: 3 attempts in all) is the schedule
+/// of the reference products.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    delays: Vec<Duration>,
+}
+
+/// The longest delay accepted, so a typo cannot park a message for a year.
+pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A retry schedule that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPolicy {
+    /// A delay of zero would retry in a tight loop.
+    #[error("retry delay {index} is zero")]
+    ZeroDelay {
+        /// Position in the list, from 0.
+        index: usize,
+    },
+    /// Longer than [`MAX_DELAY`].
+    #[error("retry delay {index} is longer than 7 days")]
+    TooLong {
+        /// Position in the list, from 0.
+        index: usize,
+    },
+    /// More entries than there is any use for.
+    #[error("at most 20 retry delays are allowed")]
+    TooMany,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { delays: vec![Duration::from_secs(5 * 60), Duration::from_secs(10 * 60)] }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with these delays between attempts.
+    pub fn new(delays: Vec<Duration>) -> Result<Self, InvalidPolicy> {
+        if delays.len() > 20 {
+            return Err(InvalidPolicy::TooMany);
+        }
+        for (index, delay) in delays.iter().enumerate() {
+            if delay.is_zero() {
+                return Err(InvalidPolicy::ZeroDelay { index });
+            }
+            if *delay > MAX_DELAY {
+                return Err(InvalidPolicy::TooLong { index });
+            }
+        }
+        Ok(Self { delays })
+    }
+
+    /// The delays between attempts.
+    pub fn delays(&self) -> &[Duration] {
+        &self.delays
+    }
+
+    /// Attempts in all, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        u32::try_from(self.delays.len()).unwrap_or(u32::MAX).saturating_add(1)
+    }
+
+    /// How long to wait after attempt `failed_attempt` (from 1) failed, or `None` when
+    /// it was the last one.
+    pub fn delay_after(&self, failed_attempt: u32) -> Option<Duration> {
+        let index = usize::try_from(failed_attempt).ok()?.checked_sub(1)?;
+        self.delays.get(index).copied()
+    }
+}
+
+/// A delay as it appears in queue names and logs: `5m`, `1h30m`, `250ms`.
+pub fn format_delay(delay: Duration) -> String {
+    humantime::format_duration(delay).to_string().replace(' ', "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_five_then_ten_minutes_then_stop() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.max_attempts(), 3);
+        assert_eq!(policy.delay_after(1), Some(Duration::from_secs(300)));
+        assert_eq!(policy.delay_after(2), Some(Duration::from_secs(600)));
+        assert_eq!(policy.delay_after(3), None);
+        assert_eq!(policy.delay_after(0), None);
+    }
+
+    #[test]
+    fn bad_policies_are_refused() {
+        assert_eq!(RetryPolicy::new(vec![Duration::ZERO]), Err(InvalidPolicy::ZeroDelay { index: 0 }));
+        assert!(RetryPolicy::new(vec![MAX_DELAY + Duration::from_secs(1)]).is_err());
+        assert_eq!(RetryPolicy::new(vec![]).unwrap().max_attempts(), 1);
+    }
+
+    #[test]
+    fn delay_names() {
+        assert_eq!(format_delay(Duration::from_secs(300)), "5m");
+        assert_eq!(format_delay(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_delay(Duration::from_millis(250)), "250ms");
+    }
+}

@@ -1,0 +1,212 @@
+//! Which events a webhook wants: event selectors, filters and the matching rule.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::catalog::{Catalog, is_valid_code};
+use crate::environment::Environment;
+
+/// One entry of a webhook's event list: an exact code or a whole component.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EventSelector {
+    /// Exactly this event type, e.g. `job.created`.
+    Exact(String),
+    /// Every event type of a component, written `job.*`.
+    Component(String),
+}
+
+/// An event list entry that is neither a code nor `component.*`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an event type or component wildcard (expected `job.created` or `job.*`)")]
+pub struct InvalidSelector(pub String);
+
+impl FromStr for EventSelector {
+    type Err = InvalidSelector;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        if let Some(component) = value.strip_suffix(".*") {
+            if is_valid_code(&format!("{component}.x")) && !component.contains('.') {
+                return Ok(EventSelector::Component(component.to_owned()));
+            }
+        } else if is_valid_code(value) {
+            return Ok(EventSelector::Exact(value.to_owned()));
+        }
+        Err(InvalidSelector(value.to_owned()))
+    }
+}
+
+impl fmt::Display for EventSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventSelector::Exact(code) => f.write_str(code),
+            EventSelector::Component(component) => write!(f, "{component}.*"),
+        }
+    }
+}
+
+impl EventSelector {
+    /// Whether this selector picks the event type `code`.
+    pub fn selects(&self, code: &str) -> bool {
+        match self {
+            EventSelector::Exact(exact) => exact == code,
+            EventSelector::Component(component) => {
+                code.strip_prefix(component.as_str()).is_some_and(|rest| rest.starts_with('.'))
+            }
+        }
+    }
+
+    /// Whether the catalog knows what this selector names.
+    pub fn exists_in(&self, catalog: &Catalog) -> bool {
+        match self {
+            EventSelector::Exact(code) => catalog.get(code).is_some(),
+            EventSelector::Component(component) => catalog.has_component(component),
+        }
+    }
+}
+
+/// What the router knows of an event when it decides who receives it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFacts<'a> {
+    /// Catalog code.
+    pub event_type: &'a str,
+    /// Live or test.
+    pub environment: Environment,
+    /// Acting user, if the publisher said.
+    pub actor: Option<&'a str>,
+    /// Team, if the publisher said.
+    pub team: Option<&'a str>,
+}
+
+/// The part of a webhook that decides which events it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The events selected, one by one or by component.
+    pub selectors: Vec<EventSelector>,
+    /// Test webhooks receive only test events; live only live.
+    pub environment: Environment,
+    /// "For login": only events caused by this user.
+    pub actor: Option<String>,
+    /// Only events concerning this team.
+    pub team: Option<String>,
+}
+
+impl Subscription {
+    /// Whether an event goes to this webhook. Organisation and the active/deleted state
+    /// are checked by the query that loads candidate webhooks.
+    pub fn matches(&self, event: &EventFacts<'_>) -> bool {
+        self.environment == event.environment
+            && self.selectors.iter().any(|s| s.selects(event.event_type))
+            && filter_holds(self.actor.as_deref(), event.actor)
+            && filter_holds(self.team.as_deref(), event.team)
+    }
+}
+
+fn filter_holds(wanted: Option<&str>, actual: Option<&str>) -> bool {
+    match wanted {
+        None => true,
+        Some(wanted) => actual == Some(wanted),
+    }
+}
+
+/// HTTP methods a webhook endpoint may use (the reference products offer these three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// The common choice.
+    #[default]
+    Post,
+    /// For receivers that upsert by URL.
+    Put,
+    /// For receivers that patch a resource.
+    Patch,
+}
+
+impl HttpMethod {
+    /// The method name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+        }
+    }
+}
+
+/// A method other than POST, PUT or PATCH.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an allowed method (expected POST, PUT or PATCH)")]
+pub struct InvalidMethod(pub String);
+
+impl FromStr for HttpMethod {
+    type Err = InvalidMethod;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_uppercase().as_str() {
+            "POST" => Ok(HttpMethod::Post),
+            "PUT" => Ok(HttpMethod::Put),
+            "PATCH" => Ok(HttpMethod::Patch),
+            _ => Err(InvalidMethod(value.to_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(events: &[&str]) -> Subscription {
+        Subscription {
+            selectors: events.iter().map(|e| e.parse().unwrap()).collect(),
+            environment: Environment::Live,
+            actor: None,
+            team: None,
+        }
+    }
+
+    fn facts(event_type: &str) -> EventFacts<'_> {
+        EventFacts { event_type, environment: Environment::Live, actor: Some("u1"), team: Some("t1") }
+    }
+
+    #[test]
+    fn exact_and_component_selectors() {
+        let sub = subscription(&["job.created", "estimate.*"]);
+        assert!(sub.matches(&facts("job.created")));
+        assert!(!sub.matches(&facts("job.updated")));
+        assert!(sub.matches(&facts("estimate.updated")));
+        assert!(!subscription(&["job.*"]).matches(&facts("jobs.created")));
+    }
+
+    #[test]
+    fn environment_and_filters_must_hold() {
+        let mut sub = subscription(&["job.*"]);
+        sub.environment = Environment::Test;
+        assert!(!sub.matches(&facts("job.created")));
+        sub.environment = Environment::Live;
+        sub.actor = Some("u1".into());
+        assert!(sub.matches(&facts("job.created")));
+        sub.team = Some("t2".into());
+        assert!(!sub.matches(&facts("job.created")));
+        let no_team = EventFacts { team: None, ..facts("job.created") };
+        sub.team = Some("t1".into());
+        assert!(!sub.matches(&no_team));
+    }
+
+    #[test]
+    fn selector_syntax() {
+        assert_eq!("job.*".parse(), Ok(EventSelector::Component("job".into())));
+        assert!("*".parse::<EventSelector>().is_err());
+        assert!("job".parse::<EventSelector>().is_err());
+        assert!("a.b.*".parse::<EventSelector>().is_err());
+        assert!("Job.Created".parse::<EventSelector>().is_err());
+        let catalog = Catalog::builtin();
+        assert!("job.*".parse::<EventSelector>().unwrap().exists_in(&catalog));
+        assert!(!"nope.*".parse::<EventSelector>().unwrap().exists_in(&catalog));
+    }
+
+    #[test]
+    fn methods() {
+        assert_eq!("put".parse(), Ok(HttpMethod::Put));
+        assert!("GET".parse::<HttpMethod>().is_err());
+    }
+}
