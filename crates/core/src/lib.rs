@@ -3,6 +3,7 @@
 pub mod address;
 pub mod apikey;
 pub mod catalog;
+pub mod credential;
 pub mod crypto;
 pub mod delivery;
 pub mod environment;

@@ -1,1 +1,9 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod pool;
+pub mod repo;
+
+pub use deadpool_postgres::Pool;
+pub use error::{Error, Result};
+pub use pool::{connect, migrate};

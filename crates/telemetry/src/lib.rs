@@ -1,1 +1,12 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod settings;
+mod shutdown;
+mod tracing_setup;
+
+pub use settings::{
+    AmqpSettings, ApiSettings, DatabaseSettings, DeliverySettings, IngestSettings, LogFormat, RetrySettings,
+    RouterSettings, SchedulerSettings, Settings, SettingsError,
+};
+pub use shutdown::shutdown_on_signals;
+pub use tracing_setup::init_tracing;

@@ -1,0 +1,309 @@
+//! Deliveries (one per event × endpoint) and their attempts.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use hookline_core::credential::Credential;
+use hookline_core::crypto::SecretBox;
+use hookline_core::delivery::{DeliveryStatus, ErrorKind};
+use hookline_core::environment::Environment;
+use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId, WebhookId};
+use hookline_core::signing::SigningSecret;
+use hookline_core::webhook::HttpMethod;
+
+use crate::error::{Error, QueryContext as _, Result};
+use crate::repo::credentials;
+use crate::repo::webhooks::parse_id;
+
+/// Creates one delivery per target for an event; targets that already have one are
+/// skipped. Returns the deliveries created by this call.
+pub async fn create_for_event(
+    pool: &Pool,
+    event: &EventId,
+    organization: &OrganizationId,
+    targets: &[(WebhookId, EndpointId)],
+) -> Result<Vec<DeliveryId>> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = targets.iter().map(|_| DeliveryId::generate().to_string()).collect();
+    let webhooks: Vec<&str> = targets.iter().map(|(w, _)| w.as_str()).collect();
+    let endpoints: Vec<&str> = targets.iter().map(|(_, e)| e.as_str()).collect();
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
+             SELECT d.id, $4, d.endpoint_id, d.webhook_id, $5
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS d (id, endpoint_id, webhook_id)
+             ON CONFLICT (event_id, endpoint_id) DO NOTHING
+             RETURNING id",
+        )
+        .await
+        .context("preparing delivery insert")?;
+    let rows = client
+        .query(&statement, &[&ids, &endpoints, &webhooks, &event.as_str(), &organization.as_str()])
+        .await
+        .context("creating deliveries")?;
+    rows.into_iter().map(|row| parse_id(row.get(0))).collect()
+}
+
+/// Deliveries of an event that no worker has attempted yet: what a router that was
+/// interrupted before publishing must publish again.
+pub async fn unattempted_for_event(pool: &Pool, event: &EventId) -> Result<Vec<DeliveryId>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id FROM deliveries WHERE event_id = $1 AND status = 'pending' AND attempt_count = 0 ORDER BY id",
+            &[&event.as_str()],
+        )
+        .await
+        .context("loading unattempted deliveries")?;
+    rows.into_iter().map(|row| parse_id(row.get(0))).collect()
+}
+
+/// Everything a worker needs to make one attempt.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// Where it stands now.
+    pub status: DeliveryStatus,
+    /// Attempts recorded so far.
+    pub attempt_count: u32,
+    /// The event: its id is the `messageId` and `webhook-id`.
+    pub event_id: EventId,
+    /// Catalog code.
+    pub event_type: String,
+    /// Live or test.
+    pub environment: Environment,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Payload.
+    pub data: serde_json::Value,
+    /// Owner of event and webhook.
+    pub organization_id: OrganizationId,
+    /// The webhook.
+    pub webhook_id: WebhookId,
+    /// False once the webhook was deactivated or deleted: waiting jobs are then dropped.
+    pub webhook_enabled: bool,
+    /// Decrypted signing secret.
+    pub signing_secret: SigningSecret,
+    /// Endpoint URL.
+    pub url: String,
+    /// Endpoint method.
+    pub method: HttpMethod,
+    /// Extra headers configured on the endpoint.
+    pub headers: BTreeMap<String, String>,
+    /// Decrypted credential, if the endpoint has one.
+    pub credential: Option<Credential>,
+}
+
+/// Loads a delivery with its event, endpoint, webhook and credential in one round trip.
+pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> Result<Option<JobContext>> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
+                    d.organization_id, w.id, (w.active AND w.deleted_at IS NULL), w.signing_secret,
+                    ep.url, ep.method, ep.headers, c.secret
+             FROM deliveries d
+             JOIN events e ON e.id = d.event_id
+             JOIN endpoints ep ON ep.id = d.endpoint_id
+             JOIN webhooks w ON w.id = d.webhook_id
+             LEFT JOIN credentials c ON c.id = ep.credential_id
+             WHERE d.id = $1",
+        )
+        .await
+        .context("preparing job context query")?;
+    let Some(row) = client.query_opt(&statement, &[&id.as_str()]).await.context("loading a delivery")? else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| Error::Corrupt(format!("delivery {id}: {what}"));
+    let status: String = row.get(0);
+    let attempt_count: i32 = row.get(1);
+    let environment: String = row.get(4);
+    let sealed_secret: Vec<u8> = row.get(10);
+    let method: String = row.get(12);
+    let headers: serde_json::Value = row.get(13);
+    let credential: Option<Vec<u8>> = row.get(14);
+    Ok(Some(JobContext {
+        delivery_id: id.clone(),
+        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
+        attempt_count: u32::try_from(attempt_count).map_err(|_| corrupt("attempt count"))?,
+        event_id: parse_id(row.get(2))?,
+        event_type: row.get(3),
+        environment: environment.parse().map_err(|_| corrupt("environment"))?,
+        occurred_at: row.get(5),
+        data: row.get(6),
+        organization_id: parse_id(row.get(7))?,
+        webhook_id: parse_id(row.get(8))?,
+        webhook_enabled: row.get(9),
+        signing_secret: SigningSecret::parse(&secrets.open_string(&sealed_secret)?).map_err(|_| corrupt("secret"))?,
+        url: row.get(11),
+        method: method.parse().map_err(|_| corrupt("method"))?,
+        headers: serde_json::from_value(headers).map_err(|_| corrupt("headers"))?,
+        credential: credential.map(|sealed| credentials::open(secrets, &sealed)).transpose()?,
+    }))
+}
+
+/// One attempt, as recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// From 1.
+    pub attempt_number: u32,
+    /// Made on an operator's request rather than by the schedule.
+    pub manual: bool,
+    /// When the request started.
+    pub started_at: DateTime<Utc>,
+    /// How long until the response (or the failure).
+    pub duration_ms: u32,
+    /// Method sent.
+    pub request_method: String,
+    /// URL sent to.
+    pub request_url: String,
+    /// Headers sent, secrets redacted.
+    pub request_headers: BTreeMap<String, String>,
+    /// Receiver's status, if it answered.
+    pub status_code: Option<u16>,
+    /// Receiver's headers, if it answered.
+    pub response_headers: Option<BTreeMap<String, String>>,
+    /// The first bytes of the receiver's body (lossy UTF-8).
+    pub response_body: Option<String>,
+    /// Whether the body was cut at the limit.
+    pub response_body_truncated: bool,
+    /// Why it failed; `None` when it succeeded.
+    pub error_kind: Option<ErrorKind>,
+    /// Details of the failure.
+    pub error_message: Option<String>,
+}
+
+impl AttemptRecord {
+    /// Whether this attempt delivered the event.
+    pub fn succeeded(&self) -> bool {
+        self.error_kind.is_none()
+    }
+}
+
+/// Records an attempt and updates its delivery in one statement. Returns false when
+/// this attempt was already recorded (a duplicate job), in which case nothing changes.
+pub async fn record_attempt(pool: &Pool, attempt: &AttemptRecord) -> Result<bool> {
+    let to_json = |value: &BTreeMap<String, String>| serde_json::to_value(value).unwrap_or_default();
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "WITH a AS (
+                 INSERT INTO attempts (delivery_id, attempt_number, trigger, started_at, duration_ms, request_method,
+                     request_url, request_headers, status_code, response_headers, response_body,
+                     response_body_truncated, error_kind, error_message)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (delivery_id, attempt_number) DO NOTHING
+                 RETURNING delivery_id)
+             UPDATE deliveries d SET
+                 attempt_count = GREATEST(d.attempt_count, $2),
+                 last_status_code = $9,
+                 last_error_kind = $13,
+                 status = CASE WHEN $13::text IS NULL THEN 'succeeded' ELSE d.status END,
+                 completed_at = CASE WHEN $13::text IS NULL THEN now() ELSE d.completed_at END,
+                 next_attempt_at = NULL,
+                 updated_at = now()
+             FROM a WHERE d.id = a.delivery_id
+             RETURNING d.id",
+        )
+        .await
+        .context("preparing attempt insert")?;
+    let attempt_number = i32::try_from(attempt.attempt_number).unwrap_or(i32::MAX);
+    let duration_ms = i32::try_from(attempt.duration_ms).unwrap_or(i32::MAX);
+    let status_code = attempt.status_code.map(i32::from);
+    let trigger = if attempt.manual { "manual" } else { "scheduled" };
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &attempt.delivery_id.as_str(),
+                &attempt_number,
+                &trigger,
+                &attempt.started_at,
+                &duration_ms,
+                &attempt.request_method,
+                &attempt.request_url,
+                &to_json(&attempt.request_headers),
+                &status_code,
+                &attempt.response_headers.as_ref().map(to_json),
+                &attempt.response_body,
+                &attempt.response_body_truncated,
+                &attempt.error_kind.map(|k| k.as_str()),
+                &attempt.error_message,
+            ],
+        )
+        .await
+        .context("recording an attempt")?;
+    Ok(!rows.is_empty())
+}
+
+/// What the scheduler needs to decide on a failed attempt.
+#[derive(Debug, Clone)]
+pub struct RetryTarget {
+    /// Where the delivery stands.
+    pub status: DeliveryStatus,
+    /// Attempts recorded so far.
+    pub attempt_count: u32,
+    /// The webhook's own retry delays, overriding the configured ones.
+    pub retry_delays_ms: Option<Vec<i64>>,
+    /// False once the webhook was deactivated or deleted.
+    pub webhook_enabled: bool,
+}
+
+/// Loads what the scheduler needs about a delivery.
+pub async fn retry_target(pool: &Pool, id: &DeliveryId) -> Result<Option<RetryTarget>> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT d.status, d.attempt_count, w.retry_delays_ms, (w.active AND w.deleted_at IS NULL)
+             FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
+            &[&id.as_str()],
+        )
+        .await
+        .context("loading a delivery for retry")?;
+    row.map(|row| {
+        let status: String = row.get(0);
+        let attempt_count: i32 = row.get(1);
+        Ok(RetryTarget {
+            status: DeliveryStatus::parse(&status).ok_or_else(|| Error::Corrupt(format!("delivery {id}: status")))?,
+            attempt_count: u32::try_from(attempt_count).unwrap_or_default(),
+            retry_delays_ms: row.get(2),
+            webhook_enabled: row.get(3),
+        })
+    })
+    .transpose()
+}
+
+/// Marks a delivery as waiting for its next attempt at `next_attempt_at`.
+pub async fn schedule_retry(pool: &Pool, id: &DeliveryId, next_attempt_at: DateTime<Utc>) -> Result<bool> {
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $2, updated_at = now()
+             WHERE id = $1 AND status IN ('pending', 'retrying')",
+            &[&id.as_str(), &next_attempt_at],
+        )
+        .await
+        .context("scheduling a retry")?;
+    Ok(changed == 1)
+}
+
+/// Marks a delivery as failed for good.
+pub async fn mark_failed(pool: &Pool, id: &DeliveryId) -> Result<bool> {
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, completed_at = now(), updated_at = now()
+             WHERE id = $1 AND status IN ('pending', 'retrying')",
+            &[&id.as_str()],
+        )
+        .await
+        .context("marking a delivery failed")?;
+    Ok(changed == 1)
+}

@@ -1,0 +1,87 @@
+//! Accepted upstream events.
+
+use deadpool_postgres::Pool;
+use hookline_core::envelope::UpstreamEvent;
+use hookline_core::ids::EventId;
+
+use crate::error::{QueryContext as _, Result};
+use crate::repo::webhooks::parse_id;
+
+/// What storing an event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// A new event.
+    Inserted(EventId),
+    /// The organisation already has an event with this idempotency key.
+    Duplicate {
+        /// The event stored the first time.
+        id: EventId,
+        /// Whether the router has already handled it.
+        routed: bool,
+    },
+    /// The event names an organisation that does not exist.
+    UnknownOrganization,
+}
+
+/// Stores an event unless the organisation already has one with the same idempotency
+/// key (without a key, the event's own id is its key, so it is always new).
+pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
+    let id = EventId::generate();
+    let message_id = event.message_id.clone().unwrap_or_else(|| id.to_string());
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "WITH org AS (SELECT id FROM organizations WHERE id = $2),
+             ins AS (
+                 INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team, data)
+                 SELECT $1, org.id, $3, $4, $5, $6, $7, $8, $9 FROM org
+                 ON CONFLICT (organization_id, message_id) DO NOTHING
+                 RETURNING id)
+             SELECT EXISTS (SELECT 1 FROM org), (SELECT id FROM ins), prior.id, prior.routed_at IS NOT NULL
+             FROM (SELECT 1) one
+             LEFT JOIN events prior ON prior.organization_id = $2 AND prior.message_id = $3",
+        )
+        .await
+        .context("preparing event insert")?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+        &id.as_str(),
+        &event.organization.as_str(),
+        &message_id,
+        &event.event_type,
+        &event.environment.as_str(),
+        &event.occurred_at,
+        &event.actor,
+        &event.team,
+        &event.data,
+    ];
+    // A concurrent insert of the same key can leave this statement seeing neither its
+    // own row nor the other one; the second pass then sees the committed row.
+    for _ in 0..3 {
+        let row = client.query_one(&statement, &params).await.context("storing an event")?;
+        let org_exists: bool = row.get(0);
+        let inserted: Option<String> = row.get(1);
+        let prior: Option<String> = row.get(2);
+        let routed: Option<bool> = row.get(3);
+        if !org_exists {
+            return Ok(Stored::UnknownOrganization);
+        }
+        if let Some(inserted) = inserted {
+            return Ok(Stored::Inserted(parse_id(inserted)?));
+        }
+        if let Some(prior) = prior {
+            return Ok(Stored::Duplicate { id: parse_id(prior)?, routed: routed.unwrap_or(false) });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Err(crate::Error::Corrupt(format!("event key {message_id} neither inserted nor found")))
+}
+
+/// Records that the router created and published the event's deliveries.
+pub async fn mark_routed(pool: &Pool, id: &EventId) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute("UPDATE events SET routed_at = now() WHERE id = $1 AND routed_at IS NULL", &[&id.as_str()])
+        .await
+        .context("marking an event routed")?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! One module per table group. Functions take the pool and typed ids, and return typed
+//! rows; SQL stays here.
+
+pub mod api_keys;
+pub mod catalog;
+pub mod credentials;
+pub mod deliveries;
+pub mod events;
+pub mod organizations;
+pub mod webhooks;

@@ -1,0 +1,198 @@
+//! Webhooks and their endpoints.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use hookline_core::crypto::SecretBox;
+use hookline_core::environment::Environment;
+use hookline_core::ids::{CredentialId, EndpointId, OrganizationId, WebhookId};
+use hookline_core::signing::SigningSecret;
+use hookline_core::webhook::{HttpMethod, Subscription};
+
+use crate::error::{Error, QueryContext as _, Result};
+
+/// One endpoint of a webhook being created.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    /// Where deliveries go.
+    pub url: String,
+    /// POST, PUT or PATCH.
+    pub method: HttpMethod,
+    /// How to authenticate to the receiver; `None` sends only the signature.
+    pub credential_id: Option<CredentialId>,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A validated webhook to store.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    /// Owner.
+    pub organization_id: OrganizationId,
+    /// Name people see.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Selected event codes and `component.*` wildcards, as written.
+    pub events: Vec<String>,
+    /// "For login" filter.
+    pub actor: Option<String>,
+    /// Team filter.
+    pub team: Option<String>,
+    /// Test webhooks receive only test events.
+    pub environment: Environment,
+    /// New webhooks start inactive unless asked otherwise.
+    pub active: bool,
+    /// At least one.
+    pub endpoints: Vec<NewEndpoint>,
+    /// Overrides the configured retry delays.
+    pub retry_delays: Option<Vec<Duration>>,
+    /// Label of the key (or "cli") that created it.
+    pub created_by: Option<String>,
+}
+
+/// What the router needs of an active webhook.
+#[derive(Debug, Clone)]
+pub struct RoutableWebhook {
+    /// The webhook.
+    pub id: WebhookId,
+    /// Which events it receives.
+    pub subscription: Subscription,
+    /// Its endpoints, in order; one delivery is made for each.
+    pub endpoints: Vec<EndpointId>,
+}
+
+/// Stores a webhook with its endpoints in one transaction, its signing secret encrypted.
+pub async fn create(
+    pool: &Pool,
+    secrets: &SecretBox,
+    webhook: &NewWebhook,
+    signing_secret: &SigningSecret,
+) -> Result<(WebhookId, Vec<EndpointId>)> {
+    let id = WebhookId::generate();
+    let sealed_secret = secrets.seal(signing_secret.expose().as_bytes());
+    let delays_ms: Option<Vec<i64>> = webhook
+        .retry_delays
+        .as_ref()
+        .map(|delays| delays.iter().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).collect());
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await.context("starting a transaction")?;
+    tx.execute(
+        "INSERT INTO webhooks (id, organization_id, name, description, events, filter_actor, filter_team,
+             environment, active, signing_secret, retry_delays_ms, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &id.as_str(),
+            &webhook.organization_id.as_str(),
+            &webhook.name,
+            &webhook.description,
+            &webhook.events,
+            &webhook.actor,
+            &webhook.team,
+            &webhook.environment.as_str(),
+            &webhook.active,
+            &sealed_secret,
+            &delays_ms,
+            &webhook.created_by,
+        ],
+    )
+    .await
+    .context("creating a webhook")?;
+    let mut endpoint_ids = Vec::with_capacity(webhook.endpoints.len());
+    for (position, endpoint) in webhook.endpoints.iter().enumerate() {
+        let endpoint_id = EndpointId::generate();
+        let headers = serde_json::to_value(&endpoint.headers).map_err(|err| Error::Corrupt(err.to_string()))?;
+        let position = i32::try_from(position).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO endpoints (id, webhook_id, organization_id, position, url, method, credential_id, headers)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &endpoint_id.as_str(),
+                &id.as_str(),
+                &webhook.organization_id.as_str(),
+                &position,
+                &endpoint.url,
+                &endpoint.method.as_str(),
+                &endpoint.credential_id.as_ref().map(|c| c.as_str()),
+                &headers,
+            ],
+        )
+        .await
+        .context("creating an endpoint")?;
+        endpoint_ids.push(endpoint_id);
+    }
+    tx.commit().await.context("committing a webhook")?;
+    Ok((id, endpoint_ids))
+}
+
+/// Turns a webhook on or off. Returns false when the organisation has no such webhook.
+pub async fn set_active(pool: &Pool, organization: &OrganizationId, id: &WebhookId, active: bool) -> Result<bool> {
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE webhooks SET active = $3, updated_at = now()
+             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+            &[&id.as_str(), &organization.as_str(), &active],
+        )
+        .await
+        .context("changing a webhook's active state")?;
+    Ok(changed == 1)
+}
+
+/// Deletes a webhook, keeping its history. Returns false when there was none to delete.
+pub async fn soft_delete(pool: &Pool, organization: &OrganizationId, id: &WebhookId) -> Result<bool> {
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE webhooks SET deleted_at = now(), active = false, updated_at = now()
+             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+            &[&id.as_str(), &organization.as_str()],
+        )
+        .await
+        .context("deleting a webhook")?;
+    Ok(changed == 1)
+}
+
+/// Every active, undeleted webhook of an organisation in one environment, with its
+/// endpoints. Event-type and filter matching is left to the caller
+/// ([`Subscription::matches`]) so the rule lives in one place.
+pub async fn routable(pool: &Pool, organization: &OrganizationId, environment: Environment) -> Result<Vec<RoutableWebhook>> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT w.id, w.events, w.filter_actor, w.filter_team, array_agg(e.id ORDER BY e.position)
+             FROM webhooks w JOIN endpoints e ON e.webhook_id = w.id
+             WHERE w.organization_id = $1 AND w.environment = $2 AND w.active AND w.deleted_at IS NULL
+             GROUP BY w.id",
+        )
+        .await
+        .context("preparing the routing query")?;
+    let rows = client
+        .query(&statement, &[&organization.as_str(), &environment.as_str()])
+        .await
+        .context("loading routable webhooks")?;
+    rows.into_iter()
+        .map(|row| {
+            let events: Vec<String> = row.get(1);
+            let endpoints: Vec<String> = row.get(4);
+            Ok(RoutableWebhook {
+                id: parse_id(row.get(0))?,
+                subscription: Subscription {
+                    selectors: events.iter().filter_map(|e| e.parse().ok()).collect(),
+                    environment,
+                    actor: row.get(2),
+                    team: row.get(3),
+                },
+                endpoints: endpoints.into_iter().map(parse_id).collect::<Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn parse_id<T: std::str::FromStr>(value: String) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|err: T::Err| Error::Corrupt(err.to_string()))
+}
