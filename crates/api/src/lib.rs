@@ -1,1 +1,82 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod admin;
+mod error;
+mod events;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use hookline_bus::Bus;
+use hookline_ingest::Ingestor;
+use hookline_store::Pool;
+use hookline_telemetry::Settings;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+/// Why the API stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration is unusable.
+    #[error(transparent)]
+    Settings(#[from] hookline_telemetry::SettingsError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Store(#[from] hookline_store::Error),
+    /// RabbitMQ failed.
+    #[error(transparent)]
+    Bus(#[from] hookline_bus::Error),
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pool: Pool,
+    ingestor: Ingestor,
+    connection: Arc<lapin::Connection>,
+}
+
+/// The routes, for `run` and for tests.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/events", post(events::publish))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    let database = match state.pool.get().await {
+        Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+        Err(_) => false,
+    };
+    let broker = state.connection.status().connected();
+    match (database, broker) {
+        (true, true) => (StatusCode::OK, "ready"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+        (_, false) => (StatusCode::SERVICE_UNAVAILABLE, "broker unreachable"),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled.
+pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+    let catalog = Arc::new(settings.catalog()?);
+    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
+    hookline_store::repo::catalog::sync(&pool, &catalog).await?;
+    let delays = settings.retry_policy()?.delays().to_vec();
+    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-api", &delays).await?;
+    let ingestor =
+        Ingestor::new(pool.clone(), catalog, bus.publisher.clone(), bus.topology.clone(), settings.ingest.max_event_size);
+    let state = AppState { pool, ingestor, connection: Arc::new(bus.connection) };
+    tracing::info!(address = %listener.local_addr()?, "api listening");
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    Ok(())
+}

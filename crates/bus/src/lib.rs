@@ -60,3 +60,33 @@ pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connecti
     let properties = lapin::ConnectionProperties::default().with_connection_name(connection_name.to_owned().into());
     lapin::Connection::connect(url, properties).await.context(format!("connecting as {connection_name}"))
 }
+
+/// A service's broker handles: its connection, a confirming publisher, the topology
+/// (declared on open) and the rejected-message counters.
+pub struct Bus {
+    /// The connection; consumers open their own channels on it.
+    pub connection: lapin::Connection,
+    /// Confirming publisher shared by the service's tasks.
+    pub publisher: Publisher,
+    /// Exchange and queue names.
+    pub topology: Topology,
+    /// Counts of messages this service moved to the rejected queue.
+    pub rejects: RejectStats,
+}
+
+impl Bus {
+    /// Connects, opens a confirming publisher and declares the whole topology with one
+    /// delay queue per retry delay.
+    pub async fn open(url: &str, prefix: &str, connection_name: &str, delays: &[std::time::Duration]) -> Result<Self> {
+        let connection = connect(url, connection_name).await?;
+        let publisher = Publisher::new(&connection).await?;
+        let topology = Topology::new(prefix);
+        topology.declare(publisher.channel(), delays).await?;
+        Ok(Self { connection, publisher, topology, rejects: RejectStats::default() })
+    }
+
+    /// Where a consumer of this service sends messages it rejects.
+    pub fn reject_target(&self) -> (Publisher, String, RejectStats) {
+        (self.publisher.clone(), self.topology.rejected_queue(), self.rejects.clone())
+    }
+}

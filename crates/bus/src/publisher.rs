@@ -2,12 +2,12 @@
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 
 use crate::codec::PROTOBUF;
 use crate::{AmqpContext as _, Error, Result, trace};
 
-/// A channel in confirm mode. `publish` returns only once the broker has taken
+/// A channel in confirm mode. Publishing returns only once the broker has taken
 /// responsibility for the message (persisted it to a queue), which is what lets a
 /// consumer ack its input afterwards without ever losing work.
 ///
@@ -34,41 +34,65 @@ impl Publisher {
     /// Publishes a persistent message and waits for the broker's confirm. The message
     /// is mandatory: one that reaches no queue is an error, not a silent loss.
     pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8], properties: BasicProperties) -> Result<()> {
-        let properties = properties.with_delivery_mode(2);
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
-                body,
-                properties,
-            )
-            .await
-            .context(format!("publishing to `{exchange}` with key `{routing_key}`"))?
-            .await
-            .context(format!("waiting for the confirm of a message to `{exchange}`"))?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) => {
-                Err(Error::Unroutable { exchange: exchange.to_owned(), routing_key: routing_key.to_owned() })
-            }
-            Confirmation::Nack(_) | Confirmation::NotRequested => {
-                Err(Error::NotConfirmed { exchange: exchange.to_owned(), routing_key: routing_key.to_owned() })
-            }
-        }
+        let confirm = self.send(exchange, routing_key, body, properties).await?;
+        confirmed(confirm, exchange, routing_key).await
     }
 
     /// Publishes one of hookline's protobuf messages, carrying the current trace context.
     pub async fn publish_message<M: prost::Message>(&self, exchange: &str, routing_key: &str, message: &M) -> Result<()> {
-        let mut headers = FieldTable::default();
-        trace::inject_current(&mut headers);
-        let properties = BasicProperties::default().with_content_type(PROTOBUF.into()).with_headers(headers);
-        self.publish(exchange, routing_key, &message.encode_to_vec(), properties).await
+        self.publish(exchange, routing_key, &message.encode_to_vec(), message_properties()).await
+    }
+
+    /// Publishes several protobuf messages and then waits for all their confirms, which
+    /// costs one broker round trip instead of one per message.
+    pub async fn publish_all<M: prost::Message>(&self, exchange: &str, routing_key: &str, messages: &[M]) -> Result<()> {
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            confirms.push(self.send(exchange, routing_key, &message.encode_to_vec(), message_properties()).await?);
+        }
+        let mut first_error = None;
+        for confirm in confirms {
+            if let Err(err) = confirmed(confirm, exchange, routing_key).await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Publishes a message straight to a queue through the default exchange.
     pub async fn send_to_queue<M: prost::Message>(&self, queue: &str, message: &M) -> Result<()> {
         self.publish_message("", queue, message).await
+    }
+
+    async fn send(&self, exchange: &str, routing_key: &str, body: &[u8], properties: BasicProperties) -> Result<PublisherConfirm> {
+        self.channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions { mandatory: true, ..Default::default() },
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await
+            .context(format!("publishing to `{exchange}` with key `{routing_key}`"))
+    }
+}
+
+fn message_properties() -> BasicProperties {
+    let mut headers = FieldTable::default();
+    trace::inject_current(&mut headers);
+    BasicProperties::default().with_content_type(PROTOBUF.into()).with_headers(headers)
+}
+
+async fn confirmed(confirm: PublisherConfirm, exchange: &str, routing_key: &str) -> Result<()> {
+    let confirmation = confirm.await.context(format!("waiting for the confirm of a message to `{exchange}`"))?;
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => {
+            Err(Error::Unroutable { exchange: exchange.to_owned(), routing_key: routing_key.to_owned() })
+        }
+        Confirmation::Nack(_) | Confirmation::NotRequested => {
+            Err(Error::NotConfirmed { exchange: exchange.to_owned(), routing_key: routing_key.to_owned() })
+        }
     }
 }

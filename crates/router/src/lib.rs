@@ -1,1 +1,130 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+use hookline_bus::codec::{self, proto};
+use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
+use hookline_bus::topology::JOB_ROUTING_KEY;
+use hookline_bus::{Bus, Publisher, Topology};
+use hookline_core::Environment;
+use hookline_core::ids::{EventId, OrganizationId};
+use hookline_core::webhook::EventFacts;
+use hookline_store::Pool;
+use hookline_store::repo::{deliveries, events, webhooks};
+use hookline_telemetry::Settings;
+use tokio_util::sync::CancellationToken;
+
+/// Why the router stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration is unusable.
+    #[error(transparent)]
+    Settings(#[from] hookline_telemetry::SettingsError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Store(#[from] hookline_store::Error),
+    /// RabbitMQ failed.
+    #[error(transparent)]
+    Bus(#[from] hookline_bus::Error),
+}
+
+/// Turns route messages into deliveries and delivery jobs.
+#[derive(Clone)]
+pub struct Router {
+    pool: Pool,
+    publisher: Publisher,
+    topology: Topology,
+}
+
+/// A route message that does not describe an event.
+fn malformed(detail: String) -> Outcome {
+    Outcome::Reject { reason: "malformed".into(), detail }
+}
+
+impl Router {
+    /// A router reading webhooks from `pool` and publishing jobs through `publisher`.
+    pub fn new(pool: Pool, publisher: Publisher, topology: Topology) -> Self {
+        Self { pool, publisher, topology }
+    }
+
+    async fn handle(&self, message: Incoming) -> Outcome {
+        let route: proto::RouteEvent = match codec::decode(&message.data) {
+            Ok(route) => route,
+            Err(rejection) => return malformed(rejection.message),
+        };
+        let (event_id, organization, environment) = match (
+            route.event_id.parse::<EventId>(),
+            route.organization_id.parse::<OrganizationId>(),
+            route.environment.parse::<Environment>(),
+        ) {
+            (Ok(e), Ok(o), Ok(env)) => (e, o, env),
+            _ => return malformed(format!("route message with unusable ids: {route:?}")),
+        };
+        match self.route(&event_id, &organization, environment, &route, message.redelivered).await {
+            Ok(published) => {
+                tracing::debug!(%event_id, deliveries = published, "event routed");
+                Outcome::Ack
+            }
+            Err(err) => {
+                tracing::warn!(%event_id, error = %err, "could not route an event; it will be retried");
+                Outcome::Retry
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(event_id = %event_id, organization = %organization, event_type = %route.event_type))]
+    async fn route(
+        &self,
+        event_id: &EventId,
+        organization: &OrganizationId,
+        environment: Environment,
+        route: &proto::RouteEvent,
+        redelivered: bool,
+    ) -> Result<usize, Error> {
+        let facts = EventFacts {
+            event_type: &route.event_type,
+            environment,
+            actor: route.actor.as_deref(),
+            team: route.team.as_deref(),
+        };
+        let targets: Vec<_> = webhooks::routable(&self.pool, organization, environment)
+            .await?
+            .into_iter()
+            .filter(|webhook| webhook.subscription.matches(&facts))
+            .flat_map(|webhook| {
+                let id = webhook.id;
+                webhook.endpoints.into_iter().map(move |endpoint| (id.clone(), endpoint))
+            })
+            .collect();
+        let created = deliveries::create_for_event(&self.pool, event_id, organization, &targets).await?;
+        // A redelivered route message means an earlier run may have created deliveries
+        // and died before publishing them: publish every one not yet attempted.
+        let to_publish = if redelivered { deliveries::unattempted_for_event(&self.pool, event_id).await? } else { created };
+        let jobs: Vec<proto::DeliveryJob> = to_publish
+            .iter()
+            .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false })
+            .collect();
+        self.publisher.publish_all(&self.topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs).await?;
+        events::mark_routed(&self.pool, event_id).await?;
+        Ok(jobs.len())
+    }
+}
+
+/// Runs the router until `shutdown` is cancelled.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), Error> {
+    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
+    let delays = settings.retry_policy()?.delays().to_vec();
+    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-router", &delays).await?;
+    let router = Router::new(pool, bus.publisher.clone(), bus.topology.clone());
+    let options = ConsumerOptions {
+        queue: bus.topology.route_queue(),
+        tag: "hookline-router".into(),
+        concurrency: settings.router.concurrency,
+        shutdown_grace: settings.shutdown.grace,
+    };
+    tracing::info!(queue = %options.queue, "router consuming");
+    consumer::consume(&bus.connection, options, bus.reject_target(), shutdown, move |message| {
+        let router = router.clone();
+        async move { router.handle(message).await }
+    })
+    .await?;
+    Ok(())
+}

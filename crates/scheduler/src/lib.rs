@@ -1,1 +1,150 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+mod reconcile;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookline_bus::codec::{self, proto};
+use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
+use hookline_bus::{Bus, Publisher, Topology};
+use hookline_core::RetryPolicy;
+use hookline_core::ids::DeliveryId;
+use hookline_store::Pool;
+use hookline_store::repo::deliveries;
+use hookline_telemetry::Settings;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+/// Why the scheduler stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration is unusable.
+    #[error(transparent)]
+    Settings(#[from] hookline_telemetry::SettingsError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Store(#[from] hookline_store::Error),
+    /// RabbitMQ failed.
+    #[error(transparent)]
+    Bus(#[from] hookline_bus::Error),
+}
+
+/// Decides what follows a failed attempt.
+#[derive(Clone)]
+pub struct Scheduler {
+    pool: Pool,
+    publisher: Publisher,
+    topology: Topology,
+    policy: RetryPolicy,
+    /// Delay queues declared by this process; webhooks with their own policy may need
+    /// delays the configuration does not list.
+    declared: Arc<Mutex<HashSet<Duration>>>,
+}
+
+impl Scheduler {
+    async fn handle(&self, message: Incoming) -> Outcome {
+        let failed: proto::FailedAttempt = match codec::decode(&message.data) {
+            Ok(failed) => failed,
+            Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },
+        };
+        let Ok(delivery_id) = failed.delivery_id.parse::<DeliveryId>() else {
+            return Outcome::Reject { reason: "malformed".into(), detail: format!("bad delivery id in {failed:?}") };
+        };
+        match self.schedule(&delivery_id, &failed).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(%delivery_id, error = %err, "could not schedule a retry; it will be retried");
+                Outcome::Retry
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(delivery_id = %delivery_id, attempt = failed.attempt, error_kind = %failed.error_kind, retry_delay))]
+    async fn schedule(&self, delivery_id: &DeliveryId, failed: &proto::FailedAttempt) -> Result<Outcome, Error> {
+        let Some(target) = deliveries::retry_target(&self.pool, delivery_id).await? else {
+            return Ok(Outcome::Reject {
+                reason: "unknown_delivery".into(),
+                detail: format!("delivery {delivery_id} does not exist"),
+            });
+        };
+        // Already settled, or a later attempt has been made: this report is stale.
+        if target.status.is_final() || target.attempt_count > failed.attempt {
+            return Ok(Outcome::Ack);
+        }
+        if !target.webhook_enabled {
+            deliveries::mark_failed(&self.pool, delivery_id).await?;
+            return Ok(Outcome::Ack);
+        }
+        let policy = match &target.retry_delays_ms {
+            Some(delays) => RetryPolicy::new(
+                delays.iter().map(|ms| Duration::from_millis(u64::try_from(*ms).unwrap_or_default())).collect(),
+            )
+            .unwrap_or_else(|_| self.policy.clone()),
+            None => self.policy.clone(),
+        };
+        let delay = if failed.retryable { policy.delay_after(failed.attempt) } else { None };
+        let Some(delay) = delay else {
+            deliveries::mark_failed(&self.pool, delivery_id).await?;
+            tracing::info!(attempts = failed.attempt, "delivery failed for good");
+            return Ok(Outcome::Ack);
+        };
+        tracing::Span::current().record("retry_delay", hookline_core::retry::format_delay(delay));
+        let next_at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        deliveries::schedule_retry(&self.pool, delivery_id, next_at).await?;
+        let queue = self.delay_queue(delay).await?;
+        let job = proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt: failed.attempt + 1, manual: false };
+        self.publisher.send_to_queue(&queue, &job).await?;
+        tracing::info!(next_attempt = failed.attempt + 1, "retry scheduled");
+        Ok(Outcome::Ack)
+    }
+
+    async fn delay_queue(&self, delay: Duration) -> Result<String, Error> {
+        let mut declared = self.declared.lock().await;
+        if !declared.contains(&delay) {
+            self.topology.declare_delay_queue(self.publisher.channel(), delay).await?;
+            declared.insert(delay);
+        }
+        Ok(self.topology.delay_queue(delay))
+    }
+}
+
+/// Runs the scheduler (failed-attempt consumer and reconciliation sweep) until
+/// `shutdown` is cancelled.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), Error> {
+    let policy = settings.retry_policy()?;
+    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
+    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-scheduler", policy.delays()).await?;
+    let scheduler = Scheduler {
+        pool: pool.clone(),
+        publisher: bus.publisher.clone(),
+        topology: bus.topology.clone(),
+        declared: Arc::new(Mutex::new(policy.delays().iter().copied().collect())),
+        policy,
+    };
+    let sweeper = tokio::spawn(reconcile::run(
+        pool,
+        bus.publisher.clone(),
+        bus.topology.clone(),
+        settings.scheduler.reconcile_interval,
+        settings.scheduler.reconcile_after,
+        shutdown.clone(),
+    ));
+    let options = ConsumerOptions {
+        queue: bus.topology.failed_queue(),
+        tag: "hookline-scheduler".into(),
+        concurrency: settings.scheduler.concurrency,
+        shutdown_grace: settings.shutdown.grace,
+    };
+    tracing::info!(queue = %options.queue, "scheduler consuming");
+    let consumed = consumer::consume(&bus.connection, options, bus.reject_target(), shutdown.clone(), move |message| {
+        let scheduler = scheduler.clone();
+        async move { scheduler.handle(message).await }
+    })
+    .await;
+    shutdown.cancel();
+    let _ = sweeper.await;
+    consumed?;
+    Ok(())
+}

@@ -6,4 +6,4 @@ pub mod repo;
 
 pub use deadpool_postgres::Pool;
 pub use error::{Error, Result};
-pub use pool::{connect, migrate};
+pub use pool::{connect, migrate, open};

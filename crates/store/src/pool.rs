@@ -35,3 +35,10 @@ pub async fn migrate(pool: &Pool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Connects and applies pending migrations: what every service does at start-up.
+pub async fn open(url: &str, max_size: usize) -> Result<Pool> {
+    let pool = connect(url, max_size)?;
+    migrate(&pool).await?;
+    Ok(pool)
+}

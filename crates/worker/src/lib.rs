@@ -1,1 +1,159 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+pub mod attempt;
+pub mod client;
+
+use std::sync::Arc;
+
+use hookline_bus::codec::{self, proto};
+use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
+use hookline_bus::{Bus, Publisher, Topology};
+use hookline_core::Catalog;
+use hookline_core::crypto::SecretBox;
+use hookline_core::ids::DeliveryId;
+use hookline_store::Pool;
+use hookline_store::repo::deliveries;
+use hookline_telemetry::Settings;
+use tokio_util::sync::CancellationToken;
+
+use crate::attempt::AttemptSettings;
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration is unusable.
+    #[error(transparent)]
+    Settings(#[from] hookline_telemetry::SettingsError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Store(#[from] hookline_store::Error),
+    /// RabbitMQ failed.
+    #[error(transparent)]
+    Bus(#[from] hookline_bus::Error),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Performs delivery jobs.
+#[derive(Clone)]
+pub struct Worker {
+    pool: Pool,
+    secrets: SecretBox,
+    catalog: Arc<Catalog>,
+    publisher: Publisher,
+    topology: Topology,
+    client: reqwest::Client,
+    settings: Arc<Settings>,
+}
+
+impl Worker {
+    async fn handle(&self, message: Incoming) -> Outcome {
+        let job: proto::DeliveryJob = match codec::decode(&message.data) {
+            Ok(job) => job,
+            Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },
+        };
+        let Ok(delivery_id) = job.delivery_id.parse::<DeliveryId>() else {
+            return Outcome::Reject { reason: "malformed".into(), detail: format!("bad delivery id in {job:?}") };
+        };
+        match self.deliver(&delivery_id, job.attempt, job.manual).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(%delivery_id, error = %err, "delivery job failed; it will be retried");
+                Outcome::Retry
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(delivery_id = %delivery_id, attempt, webhook_id, status_code, error_kind))]
+    async fn deliver(&self, delivery_id: &DeliveryId, attempt: u32, manual: bool) -> Result<Outcome, Error> {
+        let Some(context) = deliveries::job_context(&self.pool, &self.secrets, delivery_id).await? else {
+            return Ok(Outcome::Reject {
+                reason: "unknown_delivery".into(),
+                detail: format!("delivery {delivery_id} does not exist"),
+            });
+        };
+        let span = tracing::Span::current();
+        span.record("attempt", attempt);
+        span.record("webhook_id", context.webhook_id.as_str());
+        // A duplicate job (redelivered, or published twice by a recovery path) for an
+        // attempt already made, or for a delivery already settled, sends nothing.
+        if context.status.is_final() && !manual || attempt <= context.attempt_count {
+            tracing::debug!(status = context.status.as_str(), recorded = context.attempt_count, "duplicate job skipped");
+            return Ok(Outcome::Ack);
+        }
+        if !context.webhook_enabled {
+            tracing::info!("webhook is inactive or deleted; job dropped");
+            return Ok(Outcome::Ack);
+        }
+        let event_name =
+            self.catalog.get(&context.event_type).map_or(context.event_type.as_str(), |t| t.name.as_str()).to_owned();
+        let settings = AttemptSettings {
+            client: &self.client,
+            max_response_body: self.settings.delivery.max_response_body,
+            allow_private_networks: self.settings.delivery.allow_private_networks,
+            allow_http: self.settings.delivery.allow_http,
+        };
+        let record = attempt::perform(&context, &event_name, attempt, manual, &settings).await;
+        if let Some(code) = record.status_code {
+            span.record("status_code", code);
+        }
+        if let Some(kind) = record.error_kind {
+            span.record("error_kind", kind.as_str());
+        }
+        if !deliveries::record_attempt(&self.pool, &record).await? {
+            return Ok(Outcome::Ack);
+        }
+        if let Some(kind) = record.error_kind {
+            tracing::info!(error = record.error_message.as_deref().unwrap_or_default(), "attempt failed");
+            let failed = proto::FailedAttempt {
+                delivery_id: delivery_id.to_string(),
+                attempt,
+                error_kind: kind.as_str().to_owned(),
+                retryable: kind.is_retryable(),
+                status_code: record.status_code.map(u32::from),
+            };
+            self.publisher.send_to_queue(&self.topology.failed_queue(), &failed).await?;
+        } else {
+            tracing::info!(duration_ms = record.duration_ms, "delivered");
+        }
+        Ok(Outcome::Ack)
+    }
+}
+
+/// Runs a worker until `shutdown` is cancelled: in-flight attempts then get
+/// `shutdown.grace` to finish, and unfinished jobs return to the queue.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), Error> {
+    let secrets = settings.secret_box()?;
+    let catalog = Arc::new(settings.catalog()?);
+    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
+    let delays = settings.retry_policy()?.delays().to_vec();
+    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-worker", &delays).await?;
+    let client = client::build(
+        settings.delivery.timeout,
+        settings.delivery.allow_private_networks,
+        settings.delivery.concurrency,
+    )?;
+    let options = ConsumerOptions {
+        queue: bus.topology.delivery_queue(),
+        tag: format!("hookline-worker-{}", std::process::id()),
+        concurrency: settings.delivery.concurrency,
+        shutdown_grace: settings.shutdown.grace,
+    };
+    let worker = Worker {
+        pool,
+        secrets,
+        catalog,
+        publisher: bus.publisher.clone(),
+        topology: bus.topology.clone(),
+        client,
+        settings: Arc::new(settings),
+    };
+    tracing::info!(queue = %options.queue, concurrency = options.concurrency, "worker consuming");
+    consumer::consume(&bus.connection, options, bus.reject_target(), shutdown, move |message| {
+        let worker = worker.clone();
+        async move { worker.handle(message).await }
+    })
+    .await?;
+    Ok(())
+}

@@ -307,3 +307,51 @@ pub async fn mark_failed(pool: &Pool, id: &DeliveryId) -> Result<bool> {
         .context("marking a delivery failed")?;
     Ok(changed == 1)
 }
+
+/// An open delivery whose next step is overdue: its message was probably lost.
+#[derive(Debug, Clone)]
+pub struct Overdue {
+    /// The delivery.
+    pub id: DeliveryId,
+    /// Pending or retrying.
+    pub status: DeliveryStatus,
+    /// Attempts recorded so far.
+    pub attempt_count: u32,
+    /// Error kind of the last attempt, if any failed.
+    pub last_error_kind: Option<ErrorKind>,
+}
+
+/// Claims up to `limit` open deliveries that have made no progress for `after`, and
+/// pushes their deadline forward so the next sweep (of this or another scheduler)
+/// does not claim them again at once.
+pub async fn claim_overdue(pool: &Pool, after: std::time::Duration, limit: i64) -> Result<Vec<Overdue>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "UPDATE deliveries d SET updated_at = now(),
+                 next_attempt_at = CASE WHEN d.status = 'retrying' THEN now() ELSE d.next_attempt_at END
+             WHERE d.id IN (
+                 SELECT id FROM deliveries
+                 WHERE status IN ('pending', 'retrying')
+                   AND updated_at < now() - make_interval(secs => $1)
+                   AND (next_attempt_at IS NULL OR next_attempt_at < now() - make_interval(secs => $1))
+                 ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING d.id, d.status, d.attempt_count, d.last_error_kind",
+            &[&after.as_secs_f64(), &limit],
+        )
+        .await
+        .context("claiming overdue deliveries")?;
+    rows.into_iter()
+        .map(|row| {
+            let status: String = row.get(1);
+            let attempt_count: i32 = row.get(2);
+            let kind: Option<String> = row.get(3);
+            Ok(Overdue {
+                id: parse_id(row.get(0))?,
+                status: DeliveryStatus::parse(&status).ok_or_else(|| Error::Corrupt("delivery status".into()))?,
+                attempt_count: u32::try_from(attempt_count).unwrap_or_default(),
+                last_error_kind: kind.as_deref().and_then(ErrorKind::parse),
+            })
+        })
+        .collect()
+}

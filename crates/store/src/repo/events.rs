@@ -85,3 +85,46 @@ pub async fn mark_routed(pool: &Pool, id: &EventId) -> Result<()> {
         .context("marking an event routed")?;
     Ok(())
 }
+
+/// An event accepted but not routed for a while (its route message was lost).
+#[derive(Debug, Clone)]
+pub struct Unrouted {
+    /// The event.
+    pub id: hookline_core::ids::EventId,
+    /// Owner.
+    pub organization_id: String,
+    /// Catalog code.
+    pub event_type: String,
+    /// `live` or `test`.
+    pub environment: String,
+    /// Acting user.
+    pub actor: Option<String>,
+    /// Team.
+    pub team: Option<String>,
+}
+
+/// Events received more than `after` ago that the router has not handled.
+pub async fn unrouted(pool: &Pool, after: std::time::Duration, limit: i64) -> Result<Vec<Unrouted>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, organization_id, event_type, environment, actor, team FROM events
+             WHERE routed_at IS NULL AND received_at < now() - make_interval(secs => $1)
+             ORDER BY received_at LIMIT $2",
+            &[&after.as_secs_f64(), &limit],
+        )
+        .await
+        .context("loading unrouted events")?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(Unrouted {
+                id: parse_id(row.get(0))?,
+                organization_id: row.get(1),
+                event_type: row.get(2),
+                environment: row.get(3),
+                actor: row.get(4),
+                team: row.get(5),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,229 @@
+//! Administrative operations shared by the CLI and the REST API: every rule about what
+//! a valid webhook is lives here, once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use hookline_core::Catalog;
+use hookline_core::apikey::Scope;
+use hookline_core::credential::Credential;
+use hookline_core::crypto::SecretBox;
+use hookline_core::environment::Environment;
+use hookline_core::ids::{EndpointId, OrganizationId, WebhookId};
+use hookline_core::signing::SigningSecret;
+use hookline_core::webhook::{EventSelector, HttpMethod};
+use hookline_store::Pool;
+use hookline_store::repo::{api_keys, credentials, organizations, webhooks};
+
+use crate::ApiError;
+
+/// Why an administrative operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The input breaks a rule; nothing was saved.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Stable machine code.
+        code: &'static str,
+        /// The input field concerned.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Store(#[from] hookline_store::Error),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Invalid { code, field, message } => {
+                ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message)
+            }
+            AdminError::Store(err) => ApiError::internal(&err),
+        }
+    }
+}
+
+fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) -> AdminError {
+    AdminError::Invalid { code, field, message: message.into() }
+}
+
+/// A new organisation and its first key.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OrganizationCreated {
+    /// The organisation.
+    pub id: OrganizationId,
+    /// Its name.
+    pub name: String,
+    /// An admin API key, shown this once.
+    pub api_key: String,
+}
+
+/// Creates an organisation with an admin key labelled `bootstrap`.
+pub async fn create_organization(pool: &Pool, name: &str) -> Result<OrganizationCreated, AdminError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(invalid("invalid_name", "name", "name must be 1 to 200 characters"));
+    }
+    let id = organizations::create(pool, name).await?;
+    let (_, key) = api_keys::create(pool, &id, "bootstrap", &[Scope::Admin]).await?;
+    Ok(OrganizationCreated { id, name: name.to_owned(), api_key: key.secret })
+}
+
+/// One endpoint as given.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointInput {
+    /// Receiver URL.
+    pub url: String,
+    /// `POST` (default), `PUT` or `PATCH`.
+    pub method: Option<String>,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A webhook as given, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookInput {
+    /// Owner.
+    pub organization_id: Option<OrganizationId>,
+    /// Name people see.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Receivers.
+    pub endpoints: Vec<EndpointInput>,
+    /// Event codes and `component.*` wildcards.
+    pub events: Vec<String>,
+    /// "For login" filter.
+    pub actor: Option<String>,
+    /// Team filter.
+    pub team: Option<String>,
+    /// Test webhook (receives test events only).
+    pub test: bool,
+    /// Start active (new webhooks are inactive by default).
+    pub active: bool,
+    /// Basic credential (username, password) for every endpoint.
+    pub basic: Option<(String, String)>,
+    /// Own retry delays instead of the configured ones.
+    pub retry_delays: Option<Vec<Duration>>,
+    /// Who created it.
+    pub created_by: Option<String>,
+}
+
+/// A created webhook.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookCreated {
+    /// The webhook.
+    pub id: WebhookId,
+    /// Its `whsec_` signing secret, for the receiver to verify signatures.
+    pub signing_secret: String,
+    /// Its endpoints, in order.
+    pub endpoints: Vec<EndpointId>,
+    /// Whether it receives events now.
+    pub active: bool,
+}
+
+/// What validation needs from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRules<'a> {
+    /// The event catalog.
+    pub catalog: &'a Catalog,
+    /// Whether live webhooks may use http://.
+    pub allow_http: bool,
+}
+
+/// Validates and stores a webhook (and its basic credential, if given).
+pub async fn create_webhook(
+    pool: &Pool,
+    secrets: &SecretBox,
+    rules: WebhookRules<'_>,
+    input: WebhookInput,
+) -> Result<WebhookCreated, AdminError> {
+    let organization_id =
+        input.organization_id.clone().ok_or_else(|| invalid("missing_organization", "organization", "required"))?;
+    if !organizations::exists(pool, &organization_id).await? {
+        return Err(invalid("unknown_organization", "organization", format!("{organization_id} does not exist")));
+    }
+    let mut new = validate(&input, rules)?;
+    new.organization_id = organization_id.clone();
+    if let Some((username, password)) = &input.basic {
+        let credential = Credential::Basic { username: username.clone(), password: password.clone() };
+        let name = format!("{} (basic)", input.name.trim());
+        let id = credentials::create(pool, secrets, &organization_id, &name, input.test, &credential).await?;
+        for endpoint in &mut new.endpoints {
+            endpoint.credential_id = Some(id.clone());
+        }
+    }
+    let secret = SigningSecret::generate();
+    let (id, endpoints) = webhooks::create(pool, secrets, &new, &secret).await?;
+    Ok(WebhookCreated { id, signing_secret: secret.expose().to_owned(), endpoints, active: new.active })
+}
+
+/// Checks every rule, returning the first broken one.
+pub fn validate(input: &WebhookInput, rules: WebhookRules<'_>) -> Result<webhooks::NewWebhook, AdminError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(invalid("invalid_name", "name", "name must be 1 to 200 characters"));
+    }
+    if input.events.is_empty() {
+        return Err(invalid("missing_events", "events", "select at least one event type or component"));
+    }
+    let mut events = Vec::with_capacity(input.events.len());
+    for event in &input.events {
+        let selector: EventSelector = event.parse().map_err(|err| invalid("invalid_event", "events", format!("{err}")))?;
+        if !selector.exists_in(rules.catalog) {
+            return Err(invalid("unknown_event", "events", format!("`{selector}` is not in the event catalog")));
+        }
+        events.push(selector.to_string());
+    }
+    if input.endpoints.is_empty() || input.endpoints.len() > 10 {
+        return Err(invalid("invalid_endpoints", "endpoints", "a webhook needs 1 to 10 endpoints"));
+    }
+    let environment = if input.test { Environment::Test } else { Environment::Live };
+    let mut endpoints = Vec::with_capacity(input.endpoints.len());
+    for endpoint in &input.endpoints {
+        let url = url::Url::parse(endpoint.url.trim())
+            .map_err(|err| invalid("invalid_url", "endpoints.url", format!("`{}` is not a URL: {err}", endpoint.url)))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if rules.allow_http || input.test => {}
+            "http" => {
+                return Err(invalid(
+                    "https_required",
+                    "endpoints.url",
+                    format!("live webhooks must use https (`{url}`); delivery.allow_http permits http in development"),
+                ));
+            }
+            other => return Err(invalid("invalid_url", "endpoints.url", format!("scheme `{other}` is not http(s)"))),
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("invalid_url", "endpoints.url", format!("`{url}` has no host")));
+        }
+        let method = match &endpoint.method {
+            None => HttpMethod::Post,
+            Some(method) => method.parse().map_err(|err| invalid("invalid_method", "endpoints.method", format!("{err}")))?,
+        };
+        endpoints.push(webhooks::NewEndpoint {
+            url: url.to_string(),
+            method,
+            credential_id: None,
+            headers: endpoint.headers.clone(),
+        });
+    }
+    Ok(webhooks::NewWebhook {
+        organization_id: input.organization_id.clone().unwrap_or_else(OrganizationId::generate),
+        name: name.to_owned(),
+        description: input.description.clone(),
+        events,
+        actor: input.actor.clone().filter(|a| !a.is_empty()),
+        team: input.team.clone().filter(|t| !t.is_empty()),
+        environment,
+        active: input.active,
+        endpoints,
+        retry_delays: input.retry_delays.clone(),
+        created_by: input.created_by.clone(),
+    })
+}

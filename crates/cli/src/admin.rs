@@ -1,0 +1,184 @@
+//! Bootstrap administration without the REST API.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use hookline_api::admin::{self, EndpointInput, WebhookInput, WebhookRules};
+use hookline_bus::{Bus, codec};
+use hookline_core::ids::OrganizationId;
+use hookline_telemetry::Settings;
+use lapin::BasicProperties;
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organisation; prints its id and an admin API key (shown once).
+    Create {
+        /// Organisation name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create a webhook; prints its id and signing secret.
+    Create(WebhookCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookCreateArgs {
+    /// Owning organisation id.
+    #[arg(long)]
+    org: OrganizationId,
+    /// Webhook name.
+    #[arg(long)]
+    name: String,
+    /// Endpoint URL (repeat for several endpoints).
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// Event types and component wildcards, comma-separated: job.created,estimate.*
+    #[arg(long, value_delimiter = ',', required = true)]
+    events: Vec<String>,
+    /// HTTP method for every endpoint: POST, PUT or PATCH.
+    #[arg(long, default_value = "POST")]
+    method: String,
+    /// A test webhook (receives test events only).
+    #[arg(long)]
+    test: bool,
+    /// Start active (webhooks start inactive otherwise).
+    #[arg(long)]
+    active: bool,
+    /// Only events caused by this user ("for login").
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only events concerning this team.
+    #[arg(long)]
+    team: Option<String>,
+    /// Basic authentication for every endpoint, as USER:PASSWORD.
+    #[arg(long)]
+    basic: Option<String>,
+    /// Description.
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Organisation id.
+    #[arg(long)]
+    org: OrganizationId,
+    /// Event type, e.g. job.created.
+    #[arg(long = "type")]
+    event_type: String,
+    /// Payload, a JSON object.
+    #[arg(long, default_value = "{}")]
+    data: String,
+    /// Idempotency key.
+    #[arg(long)]
+    id: Option<String>,
+    /// Publish as a test event.
+    #[arg(long)]
+    test: bool,
+    /// Acting user.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Team.
+    #[arg(long)]
+    team: Option<String>,
+}
+
+async fn pool(settings: &Settings) -> anyhow::Result<hookline_store::Pool> {
+    Ok(hookline_store::open(settings.database_url(), 2).await?)
+}
+
+pub async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
+    match command {
+        OrgCommand::Create { name } => {
+            let created = admin::create_organization(&pool(settings).await?, &name).await?;
+            println!("{}", serde_json::to_string_pretty(&created)?);
+        }
+    }
+    Ok(())
+}
+
+pub async fn webhook(command: WebhookCommand, settings: &Settings) -> anyhow::Result<()> {
+    let WebhookCommand::Create(args) = command;
+    let basic = match args.basic {
+        None => None,
+        Some(pair) => {
+            let (user, password) = pair.split_once(':').context("--basic takes USER:PASSWORD")?;
+            Some((user.to_owned(), password.to_owned()))
+        }
+    };
+    let input = WebhookInput {
+        organization_id: Some(args.org),
+        name: args.name,
+        description: args.description,
+        endpoints: args
+            .urls
+            .into_iter()
+            .map(|url| EndpointInput { url, method: Some(args.method.clone()), ..Default::default() })
+            .collect(),
+        events: args.events,
+        actor: args.actor,
+        team: args.team,
+        test: args.test,
+        active: args.active,
+        basic,
+        retry_delays: None,
+        created_by: Some("cli".into()),
+    };
+    let catalog = Arc::new(settings.catalog()?);
+    let rules = WebhookRules { catalog: &catalog, allow_http: settings.delivery.allow_http };
+    let created = admin::create_webhook(&pool(settings).await?, &settings.secret_box()?, rules, input).await?;
+    println!("{}", serde_json::to_string_pretty(&created)?);
+    Ok(())
+}
+
+/// The JSON envelope an upstream application publishes.
+pub fn envelope(args: &PublishArgs) -> anyhow::Result<serde_json::Value> {
+    let data: serde_json::Value = serde_json::from_str(&args.data).context("--data must be a JSON object")?;
+    Ok(serde_json::json!({
+        "id": args.id,
+        "type": args.event_type,
+        "organization": args.org,
+        "environment": if args.test { "test" } else { "live" },
+        "occurred_at": chrono::Utc::now().to_rfc3339(),
+        "actor": args.actor,
+        "team": args.team,
+        "data": data,
+    }))
+}
+
+pub async fn publish(args: PublishArgs, settings: &Settings) -> anyhow::Result<()> {
+    let body = publish_event(&args, settings).await?;
+    println!("{}", serde_json::to_string_pretty(&serde_json::json!({"published": body}))?);
+    Ok(())
+}
+
+/// Publishes the event described by `args` and returns the envelope sent.
+pub async fn publish_event(args: &PublishArgs, settings: &Settings) -> anyhow::Result<serde_json::Value> {
+    let body = envelope(args)?;
+    let delays = settings.retry_policy()?.delays().to_vec();
+    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-cli", &delays).await?;
+    let properties = BasicProperties::default().with_content_type(codec::JSON.into());
+    bus.publisher
+        .publish(&bus.topology.events_exchange(), &args.event_type, &serde_json::to_vec(&body)?, properties)
+        .await?;
+    Ok(body)
+}
+
+impl PublishArgs {
+    /// A live event with a payload, for the demo.
+    pub fn sample(org: OrganizationId, event_type: &str, data: &str) -> Self {
+        Self {
+            org,
+            event_type: event_type.to_owned(),
+            data: data.to_owned(),
+            id: None,
+            test: false,
+            actor: None,
+            team: None,
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! One delivery attempt: build the request, send it, read a bounded response, classify.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use base64::Engine as _;
+use chrono::Utc;
+use hookline_core::credential::Credential;
+use hookline_core::delivery::{DeliveredBody, ErrorKind};
+use hookline_core::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use hookline_store::repo::deliveries::{AttemptRecord, JobContext};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::client::{BlockedAddress, literal_is_blocked};
+
+/// Headers an endpoint's configured headers may not replace: the signature, the body's
+/// type, and what the HTTP stack sets itself.
+const RESERVED_HEADERS: &[&str] = &[
+    HEADER_ID,
+    HEADER_TIMESTAMP,
+    HEADER_SIGNATURE,
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "authorization",
+    "transfer-encoding",
+    "connection",
+];
+
+/// What an attempt needs beyond the job context.
+pub struct AttemptSettings<'a> {
+    /// Shared client.
+    pub client: &'a reqwest::Client,
+    /// Response body bytes kept.
+    pub max_response_body: usize,
+    /// Whether loopback and private addresses may be reached.
+    pub allow_private_networks: bool,
+    /// Whether plain http:// may be used.
+    pub allow_http: bool,
+}
+
+/// Makes attempt `attempt_number` of the delivery and describes what happened.
+pub async fn perform(
+    context: &JobContext,
+    event_name: &str,
+    attempt_number: u32,
+    manual: bool,
+    settings: &AttemptSettings<'_>,
+) -> AttemptRecord {
+    let message_id = context.event_id.as_str();
+    let body = DeliveredBody::new(
+        message_id,
+        &context.event_type,
+        event_name,
+        context.occurred_at,
+        context.environment,
+        &context.data,
+    )
+    .to_bytes();
+    let started_at = Utc::now();
+    let timestamp = started_at.timestamp();
+    let mut headers = BTreeMap::new();
+    headers.insert("content-type".to_owned(), "application/json".to_owned());
+    headers.insert(HEADER_ID.to_owned(), message_id.to_owned());
+    headers.insert(HEADER_TIMESTAMP.to_owned(), timestamp.to_string());
+    headers.insert(HEADER_SIGNATURE.to_owned(), context.signing_secret.sign(message_id, timestamp, &body));
+    for (name, value) in &context.headers {
+        let lower = name.to_ascii_lowercase();
+        if !RESERVED_HEADERS.contains(&lower.as_str()) {
+            headers.insert(lower, value.clone());
+        }
+    }
+    let mut record = AttemptRecord {
+        delivery_id: context.delivery_id.clone(),
+        attempt_number,
+        manual,
+        started_at,
+        duration_ms: 0,
+        request_method: context.method.as_str().to_owned(),
+        request_url: context.url.clone(),
+        request_headers: headers.clone(),
+        status_code: None,
+        response_headers: None,
+        response_body: None,
+        response_body_truncated: false,
+        error_kind: None,
+        error_message: None,
+    };
+    if let Some(Credential::Basic { username, password }) = &context.credential {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+        headers.insert("authorization".to_owned(), format!("Basic {token}"));
+        record.request_headers.insert("authorization".to_owned(), "Basic [redacted]".to_owned());
+    }
+    let clock = Instant::now();
+    let outcome = send(context, headers, body, settings).await;
+    record.duration_ms = u32::try_from(clock.elapsed().as_millis()).unwrap_or(u32::MAX);
+    match outcome {
+        Ok(response) => {
+            record.status_code = Some(response.status);
+            record.response_headers = Some(response.headers);
+            record.response_body = Some(response.body);
+            record.response_body_truncated = response.truncated;
+            if !(200..300).contains(&response.status) {
+                record.error_kind = Some(ErrorKind::HttpStatus);
+                record.error_message = Some(format!("receiver answered {}", response.status));
+            }
+        }
+        Err((kind, message)) => {
+            record.error_kind = Some(kind);
+            record.error_message = Some(message);
+        }
+    }
+    record
+}
+
+struct Response {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: String,
+    truncated: bool,
+}
+
+async fn send(
+    context: &JobContext,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+    settings: &AttemptSettings<'_>,
+) -> Result<Response, (ErrorKind, String)> {
+    let url = reqwest::Url::parse(&context.url)
+        .map_err(|err| (ErrorKind::InvalidEndpoint, format!("endpoint URL is not valid: {err}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if settings.allow_http || context.environment == hookline_core::Environment::Test => {}
+        scheme => return Err((ErrorKind::InvalidEndpoint, format!("scheme `{scheme}` is not allowed"))),
+    }
+    if literal_is_blocked(&url, settings.allow_private_networks) {
+        return Err((ErrorKind::BlockedAddress, format!("{} is not a public address", url.host_str().unwrap_or(""))));
+    }
+    let mut header_map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| (ErrorKind::InvalidEndpoint, format!("header name `{name}` is not valid")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| (ErrorKind::InvalidEndpoint, format!("header `{name}` has a value that is not valid")))?;
+        header_map.insert(name, value);
+    }
+    let method = reqwest::Method::from_bytes(context.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    let mut response =
+        settings.client.request(method, url).headers(header_map).body(body).send().await.map_err(classify)?;
+    let status = response.status().as_u16();
+    let response_headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect();
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    // Read only what is kept; a receiver streaming forever is cut off here (and by the
+    // client's overall timeout), never buffered whole.
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = settings.max_response_body.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if chunk.len() > room {
+                    truncated = true;
+                    break;
+                }
+            }
+            Ok(None) => break,
+            // The status is what decides the attempt; a body cut short is recorded as such.
+            Err(_) => {
+                truncated = true;
+                break;
+            }
+        }
+    }
+    Ok(Response { status, headers: response_headers, body: String::from_utf8_lossy(&kept).into_owned(), truncated })
+}
+
+/// Classifies a transport failure, walking the error's causes.
+fn classify(err: reqwest::Error) -> (ErrorKind, String) {
+    let message = error_chain(&err);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(current) = source {
+        if current.downcast_ref::<BlockedAddress>().is_some() {
+            return (ErrorKind::BlockedAddress, message);
+        }
+        source = current.source();
+    }
+    let lower = message.to_ascii_lowercase();
+    let kind = if err.is_timeout() {
+        ErrorKind::Timeout
+    } else if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("name or service") {
+        ErrorKind::Dns
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+        ErrorKind::Tls
+    } else if err.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Other
+    };
+    (kind, message)
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
