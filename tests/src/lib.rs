@@ -1,1 +1,8 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod env;
+mod receiver;
+
+pub use env::{Services, TestEnv, eventually};
+pub use receiver::{Receiver, Recorded, Reply};

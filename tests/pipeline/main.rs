@@ -1,0 +1,13 @@
+//! End-to-end: events in over AMQP (and HTTP), signed deliveries out, retries over
+//! delay queues, rejects, against the real broker and database.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod delivery;
+mod http_ingest;
+mod rejects;
+mod retries;
+
+use std::time::Duration;
+
+/// Generous bound for things that normally take milliseconds; only a failure waits it out.
+pub const WAIT: Duration = Duration::from_secs(20);

@@ -1,0 +1,56 @@
+use std::collections::BTreeSet;
+
+use hookline_core::ids::OrganizationId;
+use hookline_tests::{Receiver, TestEnv, eventually};
+use serde_json::json;
+
+use crate::WAIT;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_go_to_the_rejected_queue_with_their_reason_and_good_ones_still_flow() {
+    let env = TestEnv::with(&[("HOOKLINE__INGEST__MAX_EVENT_SIZE", "2048")]).await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    let services = env.start();
+
+    env.publish_raw("job.created", b"this is not json", Some("application/json")).await;
+    env.publish(json!({"organization": org.id, "data": {}})).await;
+    env.publish(json!({"type": "job.exploded", "organization": org.id})).await;
+    env.publish(json!({"type": "job.created", "organization": OrganizationId::generate()})).await;
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {"blob": "x".repeat(4096)}})).await;
+    env.publish_raw("job.created", b"<event/>", Some("text/xml")).await;
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {"jobId": "after"}})).await;
+    // Garbage on an internal queue is rejected by the worker, not crashed on.
+    env.bus.publisher.publish("", &env.bus.topology.delivery_queue(), b"\xff\xfe", Default::default()).await.unwrap();
+
+    let request = receiver.wait_for("/hook", 1, WAIT).await.remove(0);
+    assert_eq!(request.json()["payload"]["jobId"], "after");
+
+    let reasons = std::sync::Mutex::new(Vec::new());
+    let all_there = eventually(WAIT, || async {
+        let taken = env.drain_rejected().await;
+        let mut reasons = reasons.lock().unwrap();
+        reasons.extend(taken.into_iter().map(|(reason, _)| reason));
+        reasons.len() >= 7
+    })
+    .await;
+    let reasons = reasons.into_inner().unwrap();
+    assert!(all_there, "rejected: {reasons:?}");
+    let reasons: BTreeSet<String> = reasons.into_iter().collect();
+    let expected: BTreeSet<String> = [
+        "malformed",
+        "missing_type",
+        "unknown_type",
+        "unknown_organization",
+        "too_large",
+        "unsupported_content_type",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(reasons, expected);
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM events", &[]).await, 1, "nothing bad was stored");
+    services.stop().await;
+    env.cleanup().await;
+}

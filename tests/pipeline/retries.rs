@@ -1,0 +1,125 @@
+use std::time::Duration;
+
+use hookline_bus::Bus;
+use hookline_telemetry::Settings;
+use hookline_tests::{Receiver, Reply, TestEnv, eventually};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::json;
+
+use crate::WAIT;
+
+async fn delivery_status(env: &TestEnv) -> String {
+    env.scalar("SELECT status FROM deliveries", &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_failing_twice_gets_three_attempts_spaced_by_the_policy() {
+    let env = TestEnv::new().await; // retry delays 1s, 2s
+    let receiver = Receiver::start().await;
+    receiver.script("/hook", &[Reply::Status(503), Reply::Status(500)]);
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+
+    let requests = receiver.wait_for("/hook", 3, WAIT).await;
+    let first_gap = requests[1].at - requests[0].at;
+    let second_gap = requests[2].at - requests[1].at;
+    assert!(first_gap >= Duration::from_millis(950), "attempt 2 came {first_gap:?} after attempt 1, not after 1s");
+    assert!(second_gap >= Duration::from_millis(1950), "attempt 3 came {second_gap:?} after attempt 2, not after 2s");
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == "succeeded" }).await);
+    let client = env.pool.get().await.unwrap();
+    let codes: Vec<Option<i32>> = client
+        .query("SELECT status_code FROM attempts ORDER BY attempt_number", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(codes, vec![Some(503), Some(500), Some(200)]);
+    let ids: Vec<_> = requests.iter().map(|r| r.header("webhook-id").unwrap().to_owned()).collect();
+    assert!(ids.iter().all(|id| id == &ids[0]), "retries keep the message id");
+    services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_always_fails_gets_exactly_three_attempts_then_the_delivery_fails() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    receiver.always("/hook", Reply::Status(500));
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+
+    receiver.wait_for("/hook", 3, WAIT).await;
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == "failed" }).await);
+    // Longer than the last delay: a fourth attempt would have arrived by now.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(receiver.requests("/hook").len(), 3);
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 3);
+    assert_eq!(env.scalar::<i32>("SELECT attempt_count FROM deliveries", &[]).await, 3);
+    services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_hangs_yields_a_timeout_attempt() {
+    let env = TestEnv::with(&[("HOOKLINE__DELIVERY__TIMEOUT", "1s"), ("HOOKLINE__RETRY__DELAYS", "1h")]).await;
+    let receiver = Receiver::start().await;
+    receiver.always("/slow", Reply::Hang);
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/slow")], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+
+    let recorded = eventually(WAIT, || async {
+        env.scalar::<i64>("SELECT count(*) FROM attempts WHERE error_kind = 'timeout'", &[]).await == 1
+    })
+    .await;
+    assert!(recorded, "a timeout attempt is recorded");
+    let duration: i32 = env.scalar("SELECT duration_ms FROM attempts", &[]).await;
+    assert!(duration >= 1000, "the attempt gave up after {duration} ms, before the 1s timeout");
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == "retrying" }).await);
+    services.stop().await;
+    env.cleanup().await;
+}
+
+/// Declares a queue with arguments; RabbitMQ refuses (406) when they differ from the
+/// queue's, which is how the test reads what the broker holds.
+async fn redeclare(bus: &Bus, name: &str, ttl_ms: i64, dead_letter_exchange: &str) -> bool {
+    let channel = bus.connection.create_channel().await.unwrap();
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".to_owned().into()));
+    arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
+    arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dead_letter_exchange.to_owned().into()));
+    arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString("job".to_owned().into()));
+    arguments.insert("x-dead-letter-strategy".into(), AMQPValue::LongString("at-least-once".to_owned().into()));
+    arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".to_owned().into()));
+    let options = QueueDeclareOptions { durable: true, ..Default::default() };
+    channel.queue_declare(name.into(), options, arguments).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_default_policy_declares_5m_and_10m_delay_queues_for_3_attempts() {
+    let prefix = format!("hookline-test-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let amqp = std::env::var("HOOKLINE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let settings =
+        Settings::load_with(None, [("HOOKLINE__AMQP__PREFIX".to_owned(), prefix), ("HOOKLINE__AMQP__URL".to_owned(), amqp)])
+            .unwrap();
+    let policy = settings.retry_policy().unwrap();
+    assert_eq!(policy.max_attempts(), 3);
+    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", policy.delays()).await.unwrap();
+    let topology = &bus.topology;
+    let (five, ten) = (Duration::from_secs(300), Duration::from_secs(600));
+    assert_eq!(topology.delay_queue(five), format!("{}.retry.5m", settings.amqp.prefix));
+    let exchange = topology.delivery_exchange();
+    assert!(redeclare(&bus, &topology.delay_queue(five), 300_000, &exchange).await, "5m queue has a 300000 ms TTL");
+    assert!(redeclare(&bus, &topology.delay_queue(ten), 600_000, &exchange).await, "10m queue has a 600000 ms TTL");
+    assert!(!redeclare(&bus, &topology.delay_queue(five), 60_000, &exchange).await, "the broker checks the TTL");
+    assert!(!redeclare(&bus, &topology.delay_queue(ten), 600_000, "elsewhere").await, "and the dead-letter exchange");
+    let channel = bus.connection.create_channel().await.unwrap();
+    topology.delete(&channel, &[five, ten]).await.unwrap();
+}

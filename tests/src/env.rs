@@ -1,0 +1,259 @@
+//! A throwaway world per test: its own database, its own broker prefix, its services.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hookline_api::admin::{self, EndpointInput, OrganizationCreated, WebhookCreated, WebhookInput, WebhookRules};
+use hookline_bus::Bus;
+use hookline_core::crypto::SecretBox;
+use hookline_core::ids::OrganizationId;
+use hookline_store::Pool;
+use hookline_telemetry::Settings;
+use lapin::BasicProperties;
+use lapin::options::BasicGetOptions;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+fn admin_database_url() -> String {
+    std::env::var("HOOKLINE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn amqp_url() -> String {
+    std::env::var("HOOKLINE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One test's database, broker prefix and settings.
+pub struct TestEnv {
+    pub id: String,
+    pub settings: Settings,
+    pub pool: Pool,
+    pub bus: Bus,
+    pub secrets: SecretBox,
+    database: String,
+    cleaned: bool,
+}
+
+/// Services running in-process; stopped when dropped.
+pub struct Services {
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Services {
+    /// Stops the services and waits for them to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestEnv {
+    /// A fresh environment with retry delays of 1 s and 2 s and a 2 s delivery timeout.
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    /// A fresh environment with extra `HOOKLINE__…` settings.
+    pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        let id = ulid::Ulid::new().to_string().to_lowercase();
+        let database = format!("hookline_test_{id}");
+        let (admin, connection) = tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must be reachable (see tests/README.md)");
+        tokio::spawn(connection);
+        admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
+        let database_url = match admin_database_url().rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{database}"),
+            None => unreachable!("a database URL has a path"),
+        };
+        let key = SecretBox::generate_key();
+        let mut environment: Vec<(String, String)> = [
+            ("HOOKLINE__DATABASE__URL", database_url.as_str()),
+            ("HOOKLINE__DATABASE__POOL_SIZE", "8"),
+            ("HOOKLINE__AMQP__URL", amqp_url().as_str()),
+            ("HOOKLINE__AMQP__PREFIX", &format!("hookline-test-{id}")),
+            ("HOOKLINE__RETRY__DELAYS", "1s,2s"),
+            ("HOOKLINE__DELIVERY__TIMEOUT", "2s"),
+            ("HOOKLINE__DELIVERY__ALLOW_HTTP", "true"),
+            ("HOOKLINE__DELIVERY__ALLOW_PRIVATE_NETWORKS", "true"),
+            ("HOOKLINE__SECRETS__KEY", key.as_str()),
+            ("HOOKLINE__SHUTDOWN__GRACE", "3s"),
+            ("HOOKLINE__SCHEDULER__RECONCILE_INTERVAL", "1h"),
+            ("HOOKLINE__TELEMETRY__LOG_FORMAT", "pretty"),
+            ("HOOKLINE__TELEMETRY__LOG_LEVEL", "warn"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        environment.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let settings = Settings::load_with(None, environment).unwrap();
+        hookline_telemetry::init_tracing("hookline-tests", &settings.telemetry);
+        let pool = hookline_store::open(settings.database_url(), 8).await.unwrap();
+        let delays = settings.retry_policy().unwrap().delays().to_vec();
+        let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", &delays).await.unwrap();
+        let secrets = settings.secret_box().unwrap();
+        Self { id, settings, pool, bus, secrets, database, cleaned: false }
+    }
+
+    /// Starts ingest, router, worker and scheduler in this process.
+    pub fn start(&self) -> Services {
+        self.start_with(&self.settings)
+    }
+
+    /// Starts the services with other settings (same database and prefix).
+    pub fn start_with(&self, settings: &Settings) -> Services {
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        macro_rules! spawn {
+            ($service:path) => {{
+                let settings = settings.clone();
+                let shutdown = shutdown.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(err) = $service(settings, shutdown).await {
+                        panic!("{} stopped: {err}", stringify!($service));
+                    }
+                }));
+            }};
+        }
+        spawn!(hookline_ingest::run);
+        spawn!(hookline_router::run);
+        spawn!(hookline_worker::run);
+        spawn!(hookline_scheduler::run);
+        Services { shutdown, tasks }
+    }
+
+    /// A new organisation with an admin key.
+    pub async fn organization(&self) -> OrganizationCreated {
+        admin::create_organization(&self.pool, "Test Org").await.unwrap()
+    }
+
+    /// A webhook input for `org` sending `events` to `urls`, active, live.
+    pub fn webhook(org: &OrganizationId, urls: &[String], events: &[&str]) -> WebhookInput {
+        WebhookInput {
+            organization_id: Some(org.clone()),
+            name: "test webhook".into(),
+            endpoints: urls.iter().map(|url| EndpointInput { url: url.clone(), ..Default::default() }).collect(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            active: true,
+            ..Default::default()
+        }
+    }
+
+    /// Creates a webhook.
+    pub async fn create_webhook(&self, input: WebhookInput) -> WebhookCreated {
+        let catalog = self.settings.catalog().unwrap();
+        let rules = WebhookRules { catalog: &catalog, allow_http: true };
+        admin::create_webhook(&self.pool, &self.secrets, rules, input).await.unwrap()
+    }
+
+    /// Publishes raw bytes to the events exchange, as an upstream application would.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8], content_type: Option<&str>) {
+        let mut properties = BasicProperties::default();
+        if let Some(content_type) = content_type {
+            properties = properties.with_content_type(content_type.into());
+        }
+        self.bus.publisher.publish(&self.bus.topology.events_exchange(), routing_key, body, properties).await.unwrap();
+    }
+
+    /// Publishes a JSON upstream event.
+    pub async fn publish(&self, event: serde_json::Value) {
+        let routing_key = event["type"].as_str().unwrap_or("unknown").to_owned();
+        self.publish_raw(&routing_key, &serde_json::to_vec(&event).unwrap(), Some("application/json")).await;
+    }
+
+    /// Takes every message currently in the rejected queue, with its reason header.
+    pub async fn drain_rejected(&self) -> Vec<(String, Vec<u8>)> {
+        let channel = self.bus.connection.create_channel().await.unwrap();
+        let mut taken = Vec::new();
+        while let Some(message) = channel
+            .basic_get(self.bus.topology.rejected_queue().as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let reason = message
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(hookline_bus::consumer::REJECT_REASON_HEADER).cloned())
+                .and_then(|v| hookline_bus::trace::header_string(&v))
+                .unwrap_or_default();
+            taken.push((reason, message.delivery.data));
+        }
+        taken
+    }
+
+    /// One query's single value.
+    pub async fn scalar<T: for<'a> tokio_postgres::types::FromSql<'a>>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> T {
+        self.pool.get().await.unwrap().query_one(sql, params).await.unwrap().get(0)
+    }
+
+    /// Deletes the database and every exchange and queue of this test.
+    pub async fn cleanup(mut self) {
+        self.cleaned = true;
+        cleanup(self.settings.clone(), self.database.clone()).await;
+    }
+}
+
+async fn cleanup(settings: Settings, database: String) {
+    let mut delays = settings.retry_policy().map(|p| p.delays().to_vec()).unwrap_or_default();
+    delays.extend([Duration::from_secs(300), Duration::from_secs(600)]);
+    if let Ok(connection) = hookline_bus::connect(settings.amqp_url(), "hookline-tests-cleanup").await {
+        let topology = hookline_bus::Topology::new(settings.amqp.prefix.clone());
+        if let Ok(channel) = connection.create_channel().await {
+            let _ = topology.delete(&channel, &delays).await;
+        }
+        let _ = connection.close(200, "done".into()).await;
+    }
+    if let Ok((admin, connection)) = tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await {
+        tokio::spawn(connection);
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        // A test that panicked still leaves nothing behind.
+        let settings = self.settings.clone();
+        let database = self.database.clone();
+        let _ = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(cleanup(settings, database));
+            }
+        })
+        .join();
+    }
+}

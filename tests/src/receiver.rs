@@ -1,0 +1,115 @@
+//! A test receiver: records every request and answers as the test scripts.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Recorded {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, Copy)]
+pub enum Reply {
+    Status(u16),
+    /// Never answer (until the client gives up).
+    Hang,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<Recorded>,
+    scripts: HashMap<String, VecDeque<Reply>>,
+    defaults: HashMap<String, Reply>,
+}
+
+/// A receiver on 127.0.0.1, port chosen by the OS.
+#[derive(Clone)]
+pub struct Receiver {
+    address: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+async fn record(State(inner): State<Arc<Mutex<Inner>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let path = uri.path().to_owned();
+    let reply = {
+        let mut inner = inner.lock().unwrap();
+        inner.requests.push(Recorded { method, path: path.clone(), headers, body, at: Instant::now() });
+        let scripted = inner.scripts.get_mut(&path).and_then(VecDeque::pop_front);
+        scripted.or_else(|| inner.defaults.get(&path).copied()).unwrap_or(Reply::Status(200))
+    };
+    match reply {
+        Reply::Status(code) => StatusCode::from_u16(code).unwrap(),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK
+        }
+    }
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = axum::Router::new().fallback(record).with_state(inner.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { address, inner }
+    }
+
+    /// The URL of `path` on this receiver.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Answers the next requests to `path` with these replies, then with the default.
+    pub fn script(&self, path: &str, replies: &[Reply]) {
+        self.inner.lock().unwrap().scripts.entry(path.to_owned()).or_default().extend(replies.iter().copied());
+    }
+
+    /// Answers every request to `path` (after any script) with `reply`.
+    pub fn always(&self, path: &str, reply: Reply) {
+        self.inner.lock().unwrap().defaults.insert(path.to_owned(), reply);
+    }
+
+    /// Requests received on `path`, in order.
+    pub fn requests(&self, path: &str) -> Vec<Recorded> {
+        self.inner.lock().unwrap().requests.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    /// Every request received.
+    pub fn all_requests(&self) -> Vec<Recorded> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Waits until `path` has received at least `count` requests; returns them.
+    pub async fn wait_for(&self, path: &str, count: usize, timeout: Duration) -> Vec<Recorded> {
+        let found = crate::eventually(timeout, || async { self.requests(path).len() >= count }).await;
+        let requests = self.requests(path);
+        assert!(found, "{path} received {} requests, expected {count} within {timeout:?}", requests.len());
+        requests
+    }
+}
