@@ -15,9 +15,7 @@ async fn one_event_is_delivered_signed_with_the_documented_body() {
     let env = TestEnv::new().await;
     let receiver = Receiver::start().await;
     let org = env.organization().await;
-    let webhook = env
-        .create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["report.created"]))
-        .await;
+    let webhook = env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["report.created"])).await;
     let services = env.start();
     env.publish(json!({
         "type": "report.created", "organization": org.id, "occurred_at": "2026-03-04T05:06:07Z",
@@ -77,10 +75,8 @@ async fn fan_out_reaches_every_webhook_and_every_endpoint() {
         receiver.wait_for(path, 1, WAIT).await;
     }
     assert_eq!(receiver.requests("/b2")[0].method, "PUT");
-    let ids: Vec<String> = ["/a", "/b1", "/b2"]
-        .iter()
-        .map(|p| receiver.requests(p)[0].header("webhook-id").unwrap().to_owned())
-        .collect();
+    let ids: Vec<String> =
+        ["/a", "/b1", "/b2"].iter().map(|p| receiver.requests(p)[0].header("webhook-id").unwrap().to_owned()).collect();
     assert!(ids.iter().all(|id| id == &ids[0]), "every endpoint gets the same message id");
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM deliveries", &[]).await, 3);
     services.stop().await;
@@ -135,9 +131,7 @@ async fn component_wildcards_and_actor_and_team_filters_select_events() {
     env.create_webhook(team).await;
     let services = env.start();
 
-    let publish = |event_type: &str, actor: Option<&str>, team: Option<&str>, n: u32| {
-        json!({"type": event_type, "organization": org.id, "actor": actor, "team": team, "data": {"n": n}})
-    };
+    let publish = |event_type: &str, actor: Option<&str>, team: Option<&str>, n: u32| json!({"type": event_type, "organization": org.id, "actor": actor, "team": team, "data": {"n": n}});
     env.publish(publish("job.created", Some("u-2"), None, 1)).await;
     env.publish(publish("job.assigned", Some("u-1"), None, 2)).await;
     env.publish(publish("estimate.created", Some("u-1"), Some("roofing"), 3)).await;
@@ -155,7 +149,8 @@ async fn component_wildcards_and_actor_and_team_filters_select_events() {
     assert!(routed);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let numbers = |path: &str| -> Vec<u64> {
-        let mut n: Vec<u64> = receiver.requests(path).iter().map(|r| r.json()["payload"]["n"].as_u64().unwrap()).collect();
+        let mut n: Vec<u64> =
+            receiver.requests(path).iter().map(|r| r.json()["payload"]["n"].as_u64().unwrap()).collect();
         n.sort();
         n
     };
@@ -189,8 +184,12 @@ async fn an_event_id_published_twice_is_delivered_once() {
     let requests = receiver.requests("/hook");
     let created = requests.iter().filter(|r| r.json()["eventCode"] == "job.created").count();
     assert_eq!(created, 1, "the duplicate was delivered again");
-    let stored: i64 =
-        env.scalar("SELECT count(*) FROM events WHERE message_id = 'order-42' AND organization_id = $1", &[&org.id.as_str()]).await;
+    let stored: i64 = env
+        .scalar(
+            "SELECT count(*) FROM events WHERE message_id = 'order-42' AND organization_id = $1",
+            &[&org.id.as_str()],
+        )
+        .await;
     assert_eq!(stored, 1);
     services.stop().await;
     env.cleanup().await;

@@ -17,10 +17,8 @@ async fn events_posted_over_http_are_delivered_and_bad_requests_get_coded_errors
     let api = tokio::spawn(hookline_api::run(env.settings.clone(), listener, api_shutdown.clone()));
     let client = reqwest::Client::new();
     let post = |body: serde_json::Value, key: Option<&str>| {
-        let mut request = client
-            .post(format!("{base}/v1/events"))
-            .header("content-type", "application/json")
-            .body(body.to_string());
+        let mut request =
+            client.post(format!("{base}/v1/events")).header("content-type", "application/json").body(body.to_string());
         if let Some(key) = key {
             request = request.bearer_auth(key);
         }
@@ -32,7 +30,8 @@ async fn events_posted_over_http_are_delivered_and_bad_requests_get_coded_errors
     .await;
     assert!(ready);
 
-    let accepted = post(json!({"type": "estimate.created", "data": {"estimateId": "E-1"}}), Some(&org.api_key)).await.unwrap();
+    let accepted =
+        post(json!({"type": "estimate.created", "data": {"estimateId": "E-1"}}), Some(&org.api_key)).await.unwrap();
     assert_eq!(accepted.status(), 202);
     let body: serde_json::Value = serde_json::from_slice(&accepted.bytes().await.unwrap()).unwrap();
     let event_id = body["id"].as_str().unwrap().to_owned();

@@ -38,17 +38,11 @@ async fn bad_messages_go_to_the_rejected_queue_with_their_reason_and_good_ones_s
     let reasons = reasons.into_inner().unwrap();
     assert!(all_there, "rejected: {reasons:?}");
     let reasons: BTreeSet<String> = reasons.into_iter().collect();
-    let expected: BTreeSet<String> = [
-        "malformed",
-        "missing_type",
-        "unknown_type",
-        "unknown_organization",
-        "too_large",
-        "unsupported_content_type",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
+    let expected: BTreeSet<String> =
+        ["malformed", "missing_type", "unknown_type", "unknown_organization", "too_large", "unsupported_content_type"]
+            .into_iter()
+            .map(String::from)
+            .collect();
     assert_eq!(reasons, expected);
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM events", &[]).await, 1, "nothing bad was stored");
     services.stop().await;

@@ -105,10 +105,13 @@ async fn redeclare(bus: &Bus, name: &str, ttl_ms: i64, dead_letter_exchange: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_default_policy_declares_5m_and_10m_delay_queues_for_3_attempts() {
     let prefix = format!("hookline-test-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let amqp = std::env::var("HOOKLINE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let settings =
-        Settings::load_with(None, [("HOOKLINE__AMQP__PREFIX".to_owned(), prefix), ("HOOKLINE__AMQP__URL".to_owned(), amqp)])
-            .unwrap();
+    let amqp =
+        std::env::var("HOOKLINE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let settings = Settings::load_with(
+        None,
+        [("HOOKLINE__AMQP__PREFIX".to_owned(), prefix), ("HOOKLINE__AMQP__URL".to_owned(), amqp)],
+    )
+    .unwrap();
     let policy = settings.retry_policy().unwrap();
     assert_eq!(policy.max_attempts(), 3);
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", policy.delays()).await.unwrap();

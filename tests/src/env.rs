@@ -47,6 +47,8 @@ pub struct TestEnv {
     pub pool: Pool,
     pub bus: Bus,
     pub secrets: SecretBox,
+    /// The `HOOKLINE__…` variables the settings were loaded from, for child processes.
+    pub environment: Vec<(String, String)>,
     database: String,
     cleaned: bool,
 }
@@ -112,13 +114,13 @@ impl TestEnv {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         environment.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let settings = Settings::load_with(None, environment).unwrap();
+        let settings = Settings::load_with(None, environment.clone()).unwrap();
         hookline_telemetry::init_tracing("hookline-tests", &settings.telemetry);
         let pool = hookline_store::open(settings.database_url(), 8).await.unwrap();
         let delays = settings.retry_policy().unwrap().delays().to_vec();
         let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", &delays).await.unwrap();
         let secrets = settings.secret_box().unwrap();
-        Self { id, settings, pool, bus, secrets, database, cleaned: false }
+        Self { id, settings, pool, bus, secrets, environment, database, cleaned: false }
     }
 
     /// Starts ingest, router, worker and scheduler in this process.
@@ -126,8 +128,17 @@ impl TestEnv {
         self.start_with(&self.settings)
     }
 
+    /// Starts ingest, router and scheduler, leaving delivery to workers the test runs.
+    pub fn start_without_worker(&self) -> Services {
+        self.start_some(&self.settings, false)
+    }
+
     /// Starts the services with other settings (same database and prefix).
     pub fn start_with(&self, settings: &Settings) -> Services {
+        self.start_some(settings, true)
+    }
+
+    fn start_some(&self, settings: &Settings, worker: bool) -> Services {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         macro_rules! spawn {
@@ -143,7 +154,9 @@ impl TestEnv {
         }
         spawn!(hookline_ingest::run);
         spawn!(hookline_router::run);
-        spawn!(hookline_worker::run);
+        if worker {
+            spawn!(hookline_worker::run);
+        }
         spawn!(hookline_scheduler::run);
         Services { shutdown, tasks }
     }

@@ -37,6 +37,8 @@ pub enum Reply {
     Status(u16),
     /// Never answer (until the client gives up).
     Hang,
+    /// Answer 200 after a pause.
+    Slow(Duration),
 }
 
 #[derive(Default)]
@@ -53,7 +55,13 @@ pub struct Receiver {
     inner: Arc<Mutex<Inner>>,
 }
 
-async fn record(State(inner): State<Arc<Mutex<Inner>>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let path = uri.path().to_owned();
     let reply = {
         let mut inner = inner.lock().unwrap();
@@ -63,6 +71,10 @@ async fn record(State(inner): State<Arc<Mutex<Inner>>>, method: Method, uri: Uri
     };
     match reply {
         Reply::Status(code) => StatusCode::from_u16(code).unwrap(),
+        Reply::Slow(pause) => {
+            tokio::time::sleep(pause).await;
+            StatusCode::OK
+        }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK

@@ -173,7 +173,8 @@ pub fn validate(input: &WebhookInput, rules: WebhookRules<'_>) -> Result<webhook
     }
     let mut events = Vec::with_capacity(input.events.len());
     for event in &input.events {
-        let selector: EventSelector = event.parse().map_err(|err| invalid("invalid_event", "events", format!("{err}")))?;
+        let selector: EventSelector =
+            event.parse().map_err(|err| invalid("invalid_event", "events", format!("{err}")))?;
         if !selector.exists_in(rules.catalog) {
             return Err(invalid("unknown_event", "events", format!("`{selector}` is not in the event catalog")));
         }
@@ -185,8 +186,9 @@ pub fn validate(input: &WebhookInput, rules: WebhookRules<'_>) -> Result<webhook
     let environment = if input.test { Environment::Test } else { Environment::Live };
     let mut endpoints = Vec::with_capacity(input.endpoints.len());
     for endpoint in &input.endpoints {
-        let url = url::Url::parse(endpoint.url.trim())
-            .map_err(|err| invalid("invalid_url", "endpoints.url", format!("`{}` is not a URL: {err}", endpoint.url)))?;
+        let url = url::Url::parse(endpoint.url.trim()).map_err(|err| {
+            invalid("invalid_url", "endpoints.url", format!("`{}` is not a URL: {err}", endpoint.url))
+        })?;
         match url.scheme() {
             "https" => {}
             "http" if rules.allow_http || input.test => {}
@@ -204,7 +206,9 @@ pub fn validate(input: &WebhookInput, rules: WebhookRules<'_>) -> Result<webhook
         }
         let method = match &endpoint.method {
             None => HttpMethod::Post,
-            Some(method) => method.parse().map_err(|err| invalid("invalid_method", "endpoints.method", format!("{err}")))?,
+            Some(method) => {
+                method.parse().map_err(|err| invalid("invalid_method", "endpoints.method", format!("{err}")))?
+            }
         };
         endpoints.push(webhooks::NewEndpoint {
             url: url.to_string(),

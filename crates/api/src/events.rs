@@ -32,12 +32,7 @@ pub async fn publish(
                 RejectReason::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            Err(ApiError {
-                status,
-                code: rejection.reason.code(),
-                field: rejection.field,
-                message: rejection.message,
-            })
+            Err(ApiError { status, code: rejection.reason.code(), field: rejection.field, message: rejection.message })
         }
         Err(err) => Err(ApiError::unavailable(&err)),
     }

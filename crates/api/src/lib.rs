@@ -73,8 +73,13 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     hookline_store::repo::catalog::sync(&pool, &catalog).await?;
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-api", &delays).await?;
-    let ingestor =
-        Ingestor::new(pool.clone(), catalog, bus.publisher.clone(), bus.topology.clone(), settings.ingest.max_event_size);
+    let ingestor = Ingestor::new(
+        pool.clone(),
+        catalog,
+        bus.publisher.clone(),
+        bus.topology.clone(),
+        settings.ingest.max_event_size,
+    );
     let state = AppState { pool, ingestor, connection: Arc::new(bus.connection) };
     tracing::info!(address = %listener.local_addr()?, "api listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;

@@ -15,7 +15,11 @@ pub const PROTOBUF: &str = "application/x-protobuf";
 pub const JSON: &str = "application/json";
 
 /// Reads an upstream event body in the encoding its content type names.
-pub fn decode_upstream(body: &[u8], content_type: Option<&str>, max_size: usize) -> Result<RawUpstreamEvent, Rejection> {
+pub fn decode_upstream(
+    body: &[u8],
+    content_type: Option<&str>,
+    max_size: usize,
+) -> Result<RawUpstreamEvent, Rejection> {
     let media_type = content_type.map(|ct| ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     match media_type.as_deref() {
         None | Some("") | Some(JSON) | Some("text/json") => RawUpstreamEvent::from_json(body, max_size),
@@ -118,13 +122,17 @@ mod tests {
         };
         let from_proto = decode_upstream(&message.encode_to_vec(), Some(PROTOBUF), 1024).unwrap();
         let json = serde_json::json!({"id": "m1", "type": "report.created", "organization": "org_x", "data": data});
-        let from_json = decode_upstream(json.to_string().as_bytes(), Some("application/json; charset=utf-8"), 1024).unwrap();
+        let from_json =
+            decode_upstream(json.to_string().as_bytes(), Some("application/json; charset=utf-8"), 1024).unwrap();
         assert_eq!(from_proto, from_json);
     }
 
     #[test]
     fn unknown_content_types_and_garbage_are_rejected() {
-        assert_eq!(decode_upstream(b"{}", Some("text/xml"), 10).unwrap_err().reason, RejectReason::UnsupportedContentType);
+        assert_eq!(
+            decode_upstream(b"{}", Some("text/xml"), 10).unwrap_err().reason,
+            RejectReason::UnsupportedContentType
+        );
         assert_eq!(decode_upstream(&[0xff, 0xff], Some(PROTOBUF), 10).unwrap_err().reason, RejectReason::Malformed);
     }
 }

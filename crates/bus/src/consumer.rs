@@ -118,7 +118,12 @@ where
     let prefetch = u16::try_from(options.concurrency.max(1)).unwrap_or(u16::MAX);
     channel.basic_qos(prefetch, BasicQosOptions::default()).await.context("setting prefetch")?;
     let mut consumer = channel
-        .basic_consume(options.queue.as_str().into(), options.tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            options.queue.as_str().into(),
+            options.tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .context(format!("consuming {}", options.queue))?;
     let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
@@ -160,7 +165,8 @@ where
     };
     // Stop receiving, let in-flight messages finish for a while, then hand the rest back.
     let _ = channel.basic_cancel(options.tag.as_str().into(), BasicCancelOptions::default()).await;
-    let drained = tokio::time::timeout(options.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained =
+        tokio::time::timeout(options.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(queue = %options.queue, in_flight = tasks.len(), "shutdown grace over; returning unfinished messages to the queue");
         tasks.abort_all();

@@ -33,19 +33,35 @@ impl Publisher {
 
     /// Publishes a persistent message and waits for the broker's confirm. The message
     /// is mandatory: one that reaches no queue is an error, not a silent loss.
-    pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8], properties: BasicProperties) -> Result<()> {
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<()> {
         let confirm = self.send(exchange, routing_key, body, properties).await?;
         confirmed(confirm, exchange, routing_key).await
     }
 
     /// Publishes one of hookline's protobuf messages, carrying the current trace context.
-    pub async fn publish_message<M: prost::Message>(&self, exchange: &str, routing_key: &str, message: &M) -> Result<()> {
+    pub async fn publish_message<M: prost::Message>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message: &M,
+    ) -> Result<()> {
         self.publish(exchange, routing_key, &message.encode_to_vec(), message_properties()).await
     }
 
     /// Publishes several protobuf messages and then waits for all their confirms, which
     /// costs one broker round trip instead of one per message.
-    pub async fn publish_all<M: prost::Message>(&self, exchange: &str, routing_key: &str, messages: &[M]) -> Result<()> {
+    pub async fn publish_all<M: prost::Message>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        messages: &[M],
+    ) -> Result<()> {
         let mut confirms = Vec::with_capacity(messages.len());
         for message in messages {
             confirms.push(self.send(exchange, routing_key, &message.encode_to_vec(), message_properties()).await?);
@@ -64,7 +80,13 @@ impl Publisher {
         self.publish_message("", queue, message).await
     }
 
-    async fn send(&self, exchange: &str, routing_key: &str, body: &[u8], properties: BasicProperties) -> Result<PublisherConfirm> {
+    async fn send(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<PublisherConfirm> {
         self.channel
             .basic_publish(
                 exchange.into(),

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use hookline_core::retry::format_delay;
-use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
@@ -79,7 +81,9 @@ impl Topology {
             .exchange_declare(self.delivery_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
             .await
             .context("declaring the delivery exchange")?;
-        for queue in [self.ingest_queue(), self.route_queue(), self.delivery_queue(), self.failed_queue(), self.rejected_queue()] {
+        for queue in
+            [self.ingest_queue(), self.route_queue(), self.delivery_queue(), self.failed_queue(), self.rejected_queue()]
+        {
             declare_queue(channel, &queue, work_queue_arguments()).await?;
         }
         bind(channel, &self.ingest_queue(), &self.events_exchange(), "#").await?;
@@ -108,11 +112,19 @@ impl Topology {
 
     /// Deletes every exchange and queue of this prefix (tests and teardown).
     pub async fn delete(&self, channel: &Channel, delays: &[Duration]) -> Result<()> {
-        let mut queues =
-            vec![self.ingest_queue(), self.route_queue(), self.delivery_queue(), self.failed_queue(), self.rejected_queue()];
+        let mut queues = vec![
+            self.ingest_queue(),
+            self.route_queue(),
+            self.delivery_queue(),
+            self.failed_queue(),
+            self.rejected_queue(),
+        ];
         queues.extend(delays.iter().map(|d| self.delay_queue(*d)));
         for queue in queues {
-            channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.context(format!("deleting {queue}"))?;
+            channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .context(format!("deleting {queue}"))?;
         }
         for exchange in [self.events_exchange(), self.delivery_exchange()] {
             channel

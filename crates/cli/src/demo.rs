@@ -37,10 +37,10 @@ struct Receiver {
 async fn receive(State(receiver): State<Receiver>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
     let path = uri.path().to_owned();
     let secret = receiver.secrets.lock().ok().and_then(|s| s.get(&path).cloned());
-    let verified = secret
-        .and_then(|s| standardwebhooks::Webhook::new(&s).ok())
-        .is_some_and(|w| w.verify(&body, &headers).is_ok());
-    let first_failure = path.ends_with("/flaky") && receiver.failed_once.lock().is_ok_and(|mut seen| seen.insert(path.clone()));
+    let verified =
+        secret.and_then(|s| standardwebhooks::Webhook::new(&s).ok()).is_some_and(|w| w.verify(&body, &headers).is_ok());
+    let first_failure =
+        path.ends_with("/flaky") && receiver.failed_once.lock().is_ok_and(|mut seen| seen.insert(path.clone()));
     let status = if first_failure { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     println!(
         "  receiver  {path} got {} signature={} -> answers {}",

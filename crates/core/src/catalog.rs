@@ -58,8 +58,9 @@ pub struct Catalog {
 
 /// Whether `code` has the `component.action` shape every event code must have.
 pub fn is_valid_code(code: &str) -> bool {
-    let valid_part =
-        |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let valid_part = |part: &str| {
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
     match code.split_once('.') {
         Some((component, action)) => valid_part(component) && action.split('.').all(valid_part),
         None => false,

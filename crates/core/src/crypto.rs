@@ -37,7 +37,8 @@ pub enum CryptoError {
 impl SecretBox {
     /// Builds the box from the configured base64 key.
     pub fn from_base64(key: &str) -> Result<Self, CryptoError> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(key.trim()).map_err(|_| CryptoError::InvalidKey)?;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(key.trim()).map_err(|_| CryptoError::InvalidKey)?;
         let key = Key::try_from(bytes.as_slice()).map_err(|_| CryptoError::InvalidKey)?;
         Ok(Self { cipher: ChaCha20Poly1305::new(&key) })
     }

@@ -6,14 +6,14 @@ pub mod catalog;
 pub mod credential;
 pub mod crypto;
 pub mod delivery;
-pub mod environment;
 pub mod envelope;
+pub mod environment;
 pub mod ids;
 pub mod retry;
 pub mod signing;
 pub mod webhook;
 
 pub use catalog::{Catalog, EventType};
-pub use environment::Environment;
 pub use envelope::{RejectReason, Rejection, UpstreamEvent};
+pub use environment::Environment;
 pub use retry::RetryPolicy;

@@ -53,9 +53,7 @@ impl SigningSecret {
     /// The `v1,<base64 HMAC-SHA256>` signature of `"{id}.{timestamp}.{body}"`.
     pub fn sign(&self, message_id: &str, timestamp: i64, body: &[u8]) -> String {
         let webhook = standardwebhooks::Webhook::new(&self.0).expect("secret checked at construction");
-        webhook
-            .sign(message_id, timestamp, body)
-            .unwrap_or_else(|_| sign_bytes(&self.0, message_id, timestamp, body))
+        webhook.sign(message_id, timestamp, body).unwrap_or_else(|_| sign_bytes(&self.0, message_id, timestamp, body))
     }
 }
 

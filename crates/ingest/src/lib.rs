@@ -63,7 +63,13 @@ pub struct Ingestor {
 
 impl Ingestor {
     /// An ingestor storing into `pool` and forwarding through `publisher`.
-    pub fn new(pool: Pool, catalog: Arc<Catalog>, publisher: Publisher, topology: Topology, max_event_size: usize) -> Self {
+    pub fn new(
+        pool: Pool,
+        catalog: Arc<Catalog>,
+        publisher: Publisher,
+        topology: Topology,
+        max_event_size: usize,
+    ) -> Self {
         Self { pool, catalog, publisher, topology, max_event_size }
     }
 

@@ -97,7 +97,8 @@ impl Router {
         let created = deliveries::create_for_event(&self.pool, event_id, organization, &targets).await?;
         // A redelivered route message means an earlier run may have created deliveries
         // and died before publishing them: publish every one not yet attempted.
-        let to_publish = if redelivered { deliveries::unattempted_for_event(&self.pool, event_id).await? } else { created };
+        let to_publish =
+            if redelivered { deliveries::unattempted_for_event(&self.pool, event_id).await? } else { created };
         let jobs: Vec<proto::DeliveryJob> = to_publish
             .iter()
             .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false })

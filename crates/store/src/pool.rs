@@ -28,7 +28,10 @@ pub async fn migrate(pool: &Pool) -> Result<()> {
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.context("taking the migration lock")?;
     let client: &mut tokio_postgres::Client = &mut client;
     let outcome = embedded::migrations::runner().run_async(client).await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await.context("releasing the migration lock")?;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .context("releasing the migration lock")?;
     let report = outcome.map_err(|err| Error::Migration(err.to_string()))?;
     for migration in report.applied_migrations() {
         tracing::info!(migration = %migration, "applied migration");

@@ -206,7 +206,9 @@ impl Settings {
     fn validate(&self) -> Result<(), SettingsError> {
         self.retry_policy()?;
         let prefix = &self.amqp.prefix;
-        if prefix.is_empty() || prefix.len() > 100 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        if prefix.is_empty()
+            || prefix.len() > 100
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(invalid("amqp.prefix", "must be 1 to 100 letters, digits, `-`, `_` or `.`"));
         }

@@ -147,7 +147,7 @@ async fn send(
     }
     let method = reqwest::Method::from_bytes(context.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
     let mut response =
-        settings.client.request(method, url).headers(header_map).body(body).send().await.map_err(classify)?;
+        settings.client.request(method, url).headers(header_map).body(body).send().await.map_err(|err| classify(&err))?;
     let status = response.status().as_u16();
     let response_headers = response
         .headers()
@@ -180,9 +180,9 @@ async fn send(
 }
 
 /// Classifies a transport failure, walking the error's causes.
-fn classify(err: reqwest::Error) -> (ErrorKind, String) {
-    let message = error_chain(&err);
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+fn classify(err: &reqwest::Error) -> (ErrorKind, String) {
+    let message = error_chain(err);
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = source {
         if current.downcast_ref::<BlockedAddress>().is_some() {
             return (ErrorKind::BlockedAddress, message);

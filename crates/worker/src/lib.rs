@@ -79,7 +79,11 @@ impl Worker {
         // A duplicate job (redelivered, or published twice by a recovery path) for an
         // attempt already made, or for a delivery already settled, sends nothing.
         if context.status.is_final() && !manual || attempt <= context.attempt_count {
-            tracing::debug!(status = context.status.as_str(), recorded = context.attempt_count, "duplicate job skipped");
+            tracing::debug!(
+                status = context.status.as_str(),
+                recorded = context.attempt_count,
+                "duplicate job skipped"
+            );
             return Ok(Outcome::Ack);
         }
         if !context.webhook_enabled {

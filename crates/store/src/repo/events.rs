@@ -66,10 +66,10 @@ pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
             return Ok(Stored::UnknownOrganization);
         }
         if let Some(inserted) = inserted {
-            return Ok(Stored::Inserted(parse_id(inserted)?));
+            return Ok(Stored::Inserted(parse_id(&inserted)?));
         }
         if let Some(prior) = prior {
-            return Ok(Stored::Duplicate { id: parse_id(prior)?, routed: routed.unwrap_or(false) });
+            return Ok(Stored::Duplicate { id: parse_id(&prior)?, routed: routed.unwrap_or(false) });
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

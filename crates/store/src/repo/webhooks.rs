@@ -157,7 +157,11 @@ pub async fn soft_delete(pool: &Pool, organization: &OrganizationId, id: &Webhoo
 /// Every active, undeleted webhook of an organisation in one environment, with its
 /// endpoints. Event-type and filter matching is left to the caller
 /// ([`Subscription::matches`]) so the rule lives in one place.
-pub async fn routable(pool: &Pool, organization: &OrganizationId, environment: Environment) -> Result<Vec<RoutableWebhook>> {
+pub async fn routable(
+    pool: &Pool,
+    organization: &OrganizationId,
+    environment: Environment,
+) -> Result<Vec<RoutableWebhook>> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
@@ -184,13 +188,13 @@ pub async fn routable(pool: &Pool, organization: &OrganizationId, environment: E
                     actor: row.get(2),
                     team: row.get(3),
                 },
-                endpoints: endpoints.into_iter().map(parse_id).collect::<Result<_>>()?,
+                endpoints: endpoints.iter().map(|e| parse_id(e)).collect::<Result<_>>()?,
             })
         })
         .collect()
 }
 
-pub(crate) fn parse_id<T: std::str::FromStr>(value: String) -> Result<T>
+pub(crate) fn parse_id<T: std::str::FromStr>(value: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
