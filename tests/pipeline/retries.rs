@@ -126,3 +126,23 @@ async fn the_shipped_default_policy_declares_5m_and_10m_delay_queues_for_3_attem
     let channel = bus.connection.create_channel().await.unwrap();
     topology.delete(&channel, &[five, ten]).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivating_a_webhook_drops_its_waiting_retry() {
+    let env = TestEnv::with(&[("HOOKLINE__RETRY__DELAYS", "2s")]).await;
+    let receiver = Receiver::start().await;
+    receiver.always("/hook", Reply::Status(500));
+    let org = env.organization().await;
+    let webhook = env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+
+    receiver.wait_for("/hook", 1, WAIT).await;
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == "retrying" }).await);
+    assert!(hookline_store::repo::webhooks::set_active(&env.pool, &org.id, &webhook.id, false).await.unwrap());
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == "failed" }).await, "the waiting retry closed");
+    assert_eq!(receiver.requests("/hook").len(), 1, "no attempt after deactivation");
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 1);
+    services.stop().await;
+    env.cleanup().await;
+}

@@ -147,8 +147,7 @@ pub async fn create_webhook(
     if !organizations::exists(pool, &organization_id).await? {
         return Err(invalid("unknown_organization", "organization", format!("{organization_id} does not exist")));
     }
-    let mut new = validate(&input, rules)?;
-    new.organization_id = organization_id.clone();
+    let mut new = validate(&organization_id, &input, rules)?;
     if let Some((username, password)) = &input.basic {
         let credential = Credential::Basic { username: username.clone(), password: password.clone() };
         let name = format!("{} (basic)", input.name.trim());
@@ -163,7 +162,11 @@ pub async fn create_webhook(
 }
 
 /// Checks every rule, returning the first broken one.
-pub fn validate(input: &WebhookInput, rules: WebhookRules<'_>) -> Result<webhooks::NewWebhook, AdminError> {
+pub fn validate(
+    organization_id: &OrganizationId,
+    input: &WebhookInput,
+    rules: WebhookRules<'_>,
+) -> Result<webhooks::NewWebhook, AdminError> {
     let name = input.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(invalid("invalid_name", "name", "name must be 1 to 200 characters"));
@@ -218,7 +221,7 @@ pub fn validate(input: &WebhookInput, rules: WebhookRules<'_>) -> Result<webhook
         });
     }
     Ok(webhooks::NewWebhook {
-        organization_id: input.organization_id.clone().unwrap_or_else(OrganizationId::generate),
+        organization_id: organization_id.clone(),
         name: name.to_owned(),
         description: input.description.clone(),
         events,
@@ -230,4 +233,76 @@ pub fn validate(input: &WebhookInput, rules: WebhookRules<'_>) -> Result<webhook
         retry_delays: input.retry_delays.clone(),
         created_by: input.created_by.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(url: &str, events: &[&str]) -> WebhookInput {
+        WebhookInput {
+            name: "CRM".into(),
+            endpoints: vec![EndpointInput { url: url.into(), ..Default::default() }],
+            events: events.iter().map(|e| e.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn refusal(input: &WebhookInput, allow_http: bool) -> (&'static str, &'static str) {
+        let catalog = Catalog::builtin();
+        match validate(&OrganizationId::generate(), input, WebhookRules { catalog: &catalog, allow_http }) {
+            Err(AdminError::Invalid { code, field, .. }) => (code, field),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_webhook_passes_and_starts_inactive() {
+        let catalog = Catalog::builtin();
+        let org = OrganizationId::generate();
+        let rules = WebhookRules { catalog: &catalog, allow_http: false };
+        let webhook = validate(&org, &input("https://crm.example.com/h", &["job.*", "report.created"]), rules).unwrap();
+        assert_eq!(webhook.events, vec!["job.*", "report.created"]);
+        assert_eq!(webhook.organization_id, org);
+        assert!(!webhook.active);
+        assert_eq!(webhook.endpoints[0].method, HttpMethod::Post);
+    }
+
+    #[test]
+    fn each_rule_refuses_with_its_code_and_field() {
+        assert_eq!(
+            refusal(&input("http://crm.example.com/h", &["job.created"]), false),
+            ("https_required", "endpoints.url")
+        );
+        assert_eq!(refusal(&input("not a url", &["job.created"]), true), ("invalid_url", "endpoints.url"));
+        assert_eq!(
+            refusal(&input("ftp://crm.example.com/h", &["job.created"]), true),
+            ("invalid_url", "endpoints.url")
+        );
+        assert_eq!(refusal(&input("https://crm.example.com/h", &[]), false), ("missing_events", "events"));
+        assert_eq!(refusal(&input("https://crm.example.com/h", &["job.exploded"]), false), ("unknown_event", "events"));
+        assert_eq!(refusal(&input("https://crm.example.com/h", &["nothing.*"]), false), ("unknown_event", "events"));
+        assert_eq!(refusal(&input("https://crm.example.com/h", &["JOB"]), false), ("invalid_event", "events"));
+        let mut unnamed = input("https://crm.example.com/h", &["job.created"]);
+        unnamed.name = "  ".into();
+        assert_eq!(refusal(&unnamed, false), ("invalid_name", "name"));
+        let mut get = input("https://crm.example.com/h", &["job.created"]);
+        get.endpoints[0].method = Some("GET".into());
+        assert_eq!(refusal(&get, false), ("invalid_method", "endpoints.method"));
+        let mut none = input("https://crm.example.com/h", &["job.created"]);
+        none.endpoints.clear();
+        assert_eq!(refusal(&none, false), ("invalid_endpoints", "endpoints"));
+    }
+
+    #[test]
+    fn test_webhooks_and_allow_http_permit_plain_http() {
+        let catalog = Catalog::builtin();
+        let org = OrganizationId::generate();
+        let mut test = input("http://127.0.0.1:9/h", &["job.created"]);
+        test.test = true;
+        let rules = WebhookRules { catalog: &catalog, allow_http: false };
+        assert_eq!(validate(&org, &test, rules).unwrap().environment, Environment::Test);
+        let live = input("http://127.0.0.1:9/h", &["job.created"]);
+        assert!(validate(&org, &live, WebhookRules { catalog: &catalog, allow_http: true }).is_ok());
+    }
 }

@@ -146,8 +146,14 @@ async fn send(
         header_map.insert(name, value);
     }
     let method = reqwest::Method::from_bytes(context.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
-    let mut response =
-        settings.client.request(method, url).headers(header_map).body(body).send().await.map_err(|err| classify(&err))?;
+    let mut response = settings
+        .client
+        .request(method, url)
+        .headers(header_map)
+        .body(body)
+        .send()
+        .await
+        .map_err(|err| classify(&err))?;
     let status = response.status().as_u16();
     let response_headers = response
         .headers()

@@ -87,7 +87,10 @@ impl Worker {
             return Ok(Outcome::Ack);
         }
         if !context.webhook_enabled {
-            tracing::info!("webhook is inactive or deleted; job dropped");
+            // Closing the delivery (rather than just dropping the job) keeps the
+            // reconciliation sweep from republishing it forever.
+            deliveries::mark_failed(&self.pool, delivery_id).await?;
+            tracing::info!("webhook is inactive or deleted; delivery closed without an attempt");
             return Ok(Outcome::Ack);
         }
         let event_name =
