@@ -4,6 +4,7 @@
 
 mod delivery;
 mod http_ingest;
+mod reconcile;
 mod rejects;
 mod retries;
 
