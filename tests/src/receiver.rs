@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::IntoResponse as _;
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub enum Reply {
     Hang,
     /// Answer 200 after a pause.
     Slow(Duration),
+    /// Answer with this status and a body of this many bytes.
+    Body(u16, usize),
+    /// Answer 302 pointing at this path of the same receiver.
+    Redirect(&'static str),
 }
 
 #[derive(Default)]
@@ -61,7 +66,7 @@ async fn record(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
     let path = uri.path().to_owned();
     let reply = {
         let mut inner = inner.lock().unwrap();
@@ -70,14 +75,16 @@ async fn record(
         scripted.or_else(|| inner.defaults.get(&path).copied()).unwrap_or(Reply::Status(200))
     };
     match reply {
-        Reply::Status(code) => StatusCode::from_u16(code).unwrap(),
+        Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
         Reply::Slow(pause) => {
             tokio::time::sleep(pause).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
         }
+        Reply::Body(code, size) => (StatusCode::from_u16(code).unwrap(), "b".repeat(size)).into_response(),
+        Reply::Redirect(target) => (StatusCode::FOUND, [("location", target)]).into_response(),
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
         }
     }
 }
