@@ -217,3 +217,40 @@ async fn protobuf_events_are_delivered_like_json_ones() {
     services.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_job_for_a_settled_delivery_sends_nothing() {
+    use hookline_bus::codec::proto::DeliveryJob;
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created", "job.updated"])).await;
+    let services = env.start();
+    env.publish(event(&org.id, "job.created", json!({}))).await;
+    receiver.wait_for("/hook", 1, WAIT).await;
+    let settled = hookline_tests::eventually(WAIT, || async {
+        env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "succeeded"
+    })
+    .await;
+    assert!(settled);
+    let delivery_id: String = env.scalar("SELECT id FROM deliveries", &[]).await;
+    // A redelivered copy of the job, and a stray later attempt, as a recovery path might publish.
+    let jobs: Vec<DeliveryJob> =
+        (1..=2).map(|attempt| DeliveryJob { delivery_id: delivery_id.clone(), attempt, manual: false }).collect();
+    let topology = &env.bus.topology;
+    env.bus
+        .publisher
+        .publish_all(&topology.delivery_exchange(), hookline_bus::topology::JOB_ROUTING_KEY, &jobs)
+        .await
+        .unwrap();
+    // A control event behind the duplicates in the same queue.
+    env.publish(event(&org.id, "job.updated", json!({}))).await;
+    receiver.wait_for("/hook", 2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let codes: Vec<String> =
+        receiver.requests("/hook").iter().map(|r| r.json()["eventCode"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(codes, vec!["job.created", "job.updated"]);
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts WHERE delivery_id = $1", &[&delivery_id]).await, 1);
+    services.stop().await;
+    env.cleanup().await;
+}
