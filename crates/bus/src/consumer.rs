@@ -83,9 +83,15 @@ pub struct ConsumerOptions {
 pub struct RejectStats(Arc<Mutex<BTreeMap<String, u64>>>);
 
 impl RejectStats {
-    fn record(&self, reason: &str) {
-        if let Ok(mut counts) = self.0.lock() {
-            *counts.entry(reason.to_owned()).or_default() += 1;
+    /// Counts one rejection and returns the running total for its reason.
+    fn record(&self, reason: &str) -> u64 {
+        match self.0.lock() {
+            Ok(mut counts) => {
+                let count = counts.entry(reason.to_owned()).or_default();
+                *count += 1;
+                *count
+            }
+            Err(_) => 0,
         }
     }
 
@@ -189,14 +195,14 @@ async fn settle(
             acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
         }
         Outcome::Reject { reason, detail } => {
-            tracing::warn!(%queue, %reason, %detail, "message rejected");
             let mut headers = properties.headers().clone().unwrap_or_default();
             headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.clone().into()));
-            headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.into()));
+            headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.clone().into()));
             headers.insert(REJECT_QUEUE_HEADER.into(), AMQPValue::LongString(queue.to_owned().into()));
             match publisher.publish("", rejected_queue, &body, properties.with_headers(headers)).await {
                 Ok(()) => {
-                    stats.record(&reason);
+                    let total = stats.record(&reason);
+                    tracing::warn!(%queue, %reason, %detail, total, "message moved to the rejected queue");
                     acker.ack(BasicAckOptions::default()).await
                 }
                 Err(err) => {
