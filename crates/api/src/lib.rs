@@ -1,8 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod admin;
+mod api_keys;
+pub mod auth;
 mod error;
+mod event_types;
 mod events;
+mod pagination;
 
 use std::sync::Arc;
 
@@ -42,12 +46,16 @@ pub struct AppState {
     pool: Pool,
     ingestor: Ingestor,
     connection: Arc<lapin::Connection>,
+    catalog: Arc<hookline_core::Catalog>,
 }
 
 /// The routes, for `run` and for tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(events::publish))
+        .route("/v1/event-types", get(event_types::list))
+        .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
@@ -75,12 +83,12 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-api", &delays).await?;
     let ingestor = Ingestor::new(
         pool.clone(),
-        catalog,
+        catalog.clone(),
         bus.publisher.clone(),
         bus.topology.clone(),
         settings.ingest.max_event_size,
     );
-    let state = AppState { pool, ingestor, connection: Arc::new(bus.connection) };
+    let state = AppState { pool, ingestor, connection: Arc::new(bus.connection), catalog };
     tracing::info!(address = %listener.local_addr()?, "api listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())

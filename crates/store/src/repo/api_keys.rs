@@ -62,3 +62,58 @@ pub async fn authenticate(pool: &Pool, presented: &str) -> Result<Option<ApiKeyR
         scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
     }))
 }
+
+/// A key as listed: never the secret, only its label and prefix.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiKeySummary {
+    /// Record id.
+    pub id: ApiKeyId,
+    /// Name given at creation.
+    pub label: String,
+    /// First characters of the key, to tell keys apart.
+    pub prefix: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// When it was made.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One page of an organisation's keys, oldest first, after the cursor id.
+pub async fn list(pool: &Pool, organization: &OrganizationId, after: &str, limit: i64) -> Result<Vec<ApiKeySummary>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT id, label, prefix, scopes, created_at, revoked_at FROM api_keys
+             WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            &[&organization.as_str(), &after, &limit],
+        )
+        .await
+        .context("listing API keys")?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(ApiKeySummary {
+                id: crate::repo::webhooks::parse_id(row.get(0))?,
+                label: row.get(1),
+                prefix: row.get(2),
+                scopes: row.get(3),
+                created_at: row.get(4),
+                revoked_at: row.get(5),
+            })
+        })
+        .collect()
+}
+
+/// Revokes a key at once. Returns false when the organisation has no such live key.
+pub async fn revoke(pool: &Pool, organization: &OrganizationId, id: &ApiKeyId) -> Result<bool> {
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND organization_id = $2 AND revoked_at IS NULL",
+            &[&id.as_str(), &organization.as_str()],
+        )
+        .await
+        .context("revoking an API key")?;
+    Ok(changed == 1)
+}

@@ -1,0 +1,29 @@
+//! `GET /v1/event-types`: the catalog, grouped by component.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use hookline_core::apikey::Scope;
+
+use crate::auth::Caller;
+use crate::{ApiError, AppState};
+
+/// Every event type, grouped by component, with code, name, description and example.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let mut components: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+    for event_type in state.catalog.iter() {
+        components.entry(event_type.component.as_str()).or_default().push(serde_json::json!({
+            "code": event_type.code,
+            "name": event_type.name,
+            "description": event_type.description,
+            "example": event_type.example,
+        }));
+    }
+    let data: Vec<_> = components
+        .into_iter()
+        .map(|(component, event_types)| serde_json::json!({"component": component, "event_types": event_types}))
+        .collect();
+    Ok(Json(serde_json::json!({ "data": data })))
+}

@@ -1,0 +1,54 @@
+//! Cursor pagination: ids sort by creation time, so the cursor is the last id seen and
+//! every list has a stable order that inserts never reshuffle.
+
+use axum::http::StatusCode;
+
+use crate::ApiError;
+
+/// `?limit=&cursor=`
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PageQuery {
+    /// Items per page, 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of results.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page<T> {
+    /// The items, oldest first.
+    pub data: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The validated limit.
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(limit @ 1..=200) => Ok(limit),
+            Some(_) => {
+                Err(ApiError::field(StatusCode::BAD_REQUEST, "invalid_limit", "limit", "limit must be 1 to 200"))
+            }
+        }
+    }
+
+    /// The id after which the page starts ("" for the first page).
+    pub fn after(&self) -> &str {
+        self.cursor.as_deref().unwrap_or("")
+    }
+}
+
+/// Builds a page from up to `limit + 1` fetched items.
+pub fn page<T>(mut items: Vec<T>, limit: i64, id_of: impl Fn(&T) -> String) -> Page<T> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(&id_of)
+    } else {
+        None
+    };
+    Page { data: items, next_cursor }
+}
