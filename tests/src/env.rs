@@ -40,6 +40,46 @@ where
     }
 }
 
+/// The API served on a loopback port; stopped when dropped.
+pub struct ApiServer {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    shutdown: CancellationToken,
+    client: reqwest::Client,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl ApiServer {
+    /// Sends a request with an optional bearer key and JSON body; returns the status and
+    /// the JSON answer (`null` when there is none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, json)
+    }
+}
+
 /// One test's database, broker prefix and settings.
 pub struct TestEnv {
     pub id: String,
@@ -159,6 +199,21 @@ impl TestEnv {
         }
         spawn!(hookline_scheduler::run);
         Services { shutdown, tasks }
+    }
+
+    /// Serves the API on a free loopback port.
+    pub async fn start_api(&self) -> ApiServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(hookline_api::run(self.settings.clone(), listener, shutdown.clone()));
+        let client = reqwest::Client::new();
+        let up = eventually(Duration::from_secs(20), || async {
+            client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        assert!(up, "the API did not become ready");
+        ApiServer { base, shutdown, client }
     }
 
     /// A new organisation with an admin key.

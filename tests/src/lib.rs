@@ -4,5 +4,5 @@
 mod env;
 mod receiver;
 
-pub use env::{Services, TestEnv, eventually};
+pub use env::{ApiServer, Services, TestEnv, eventually};
 pub use receiver::{Receiver, Recorded, Reply};

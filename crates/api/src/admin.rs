@@ -82,6 +82,9 @@ pub struct EndpointInput {
     pub method: Option<String>,
     /// Extra headers.
     pub headers: BTreeMap<String, String>,
+    /// Credential to authenticate with (must be the organisation's, and test for a test
+    /// webhook, live for a live one).
+    pub credential_id: Option<String>,
 }
 
 /// A webhook as given, before validation.
@@ -148,6 +151,7 @@ pub async fn create_webhook(
         return Err(invalid("unknown_organization", "organization", format!("{organization_id} does not exist")));
     }
     let mut new = validate(&organization_id, &input, rules)?;
+    check_credentials(pool, &organization_id, &mut new).await?;
     if let Some((username, password)) = &input.basic {
         let credential = Credential::Basic { username: username.clone(), password: password.clone() };
         let name = format!("{} (basic)", input.name.trim());
@@ -159,6 +163,34 @@ pub async fn create_webhook(
     let secret = SigningSecret::generate();
     let (id, endpoints) = webhooks::create(pool, secrets, &new, &secret).await?;
     Ok(WebhookCreated { id, signing_secret: secret.expose().to_owned(), endpoints, active: new.active })
+}
+
+/// Checks that every endpoint's credential belongs to the organisation and matches the
+/// webhook's environment: test webhooks use only test credentials, live ones only live.
+pub async fn check_credentials(
+    pool: &Pool,
+    organization: &OrganizationId,
+    webhook: &mut webhooks::NewWebhook,
+) -> Result<(), AdminError> {
+    let test = webhook.environment == Environment::Test;
+    for endpoint in &webhook.endpoints {
+        let Some(id) = &endpoint.credential_id else { continue };
+        match credentials::kind_and_test(pool, organization, id).await? {
+            None => {
+                return Err(invalid("unknown_credential", "endpoints.credential_id", format!("no credential {id}")));
+            }
+            Some((_, credential_test)) if credential_test != test => {
+                let wanted = if test { "test" } else { "live" };
+                return Err(invalid(
+                    "credential_environment_mismatch",
+                    "endpoints.credential_id",
+                    format!("a {wanted} webhook may only use {wanted} credentials"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Checks every rule, returning the first broken one.
@@ -213,10 +245,16 @@ pub fn validate(
                 method.parse().map_err(|err| invalid("invalid_method", "endpoints.method", format!("{err}")))?
             }
         };
+        let credential_id = match endpoint.credential_id.as_deref() {
+            None | Some("") => None,
+            Some(id) => Some(id.parse().map_err(|_| {
+                invalid("unknown_credential", "endpoints.credential_id", format!("`{id}` is not a credential id"))
+            })?),
+        };
         endpoints.push(webhooks::NewEndpoint {
             url: url.to_string(),
             method,
-            credential_id: None,
+            credential_id,
             headers: endpoint.headers.clone(),
         });
     }

@@ -6,7 +6,10 @@ pub mod auth;
 mod error;
 mod event_types;
 mod events;
+mod json;
 mod pagination;
+mod ping;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -47,6 +50,21 @@ pub struct AppState {
     ingestor: Ingestor,
     connection: Arc<lapin::Connection>,
     catalog: Arc<hookline_core::Catalog>,
+    secrets: hookline_core::crypto::SecretBox,
+    publisher: hookline_bus::Publisher,
+    topology: hookline_bus::Topology,
+    limits: Limits,
+}
+
+/// Configured bounds the API enforces on what clients ask for.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Whether live webhooks may use http://.
+    pub allow_http: bool,
+    /// Longest retry delay a webhook may set.
+    pub max_retry_delay: std::time::Duration,
+    /// Most attempts a webhook's own policy may make.
+    pub max_retry_attempts: usize,
 }
 
 /// The routes, for `run` and for tests.
@@ -56,6 +74,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/event-types", get(event_types::list))
         .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/activate", post(webhooks::activate))
+        .route("/v1/webhooks/{id}/deactivate", post(webhooks::deactivate))
+        .route("/v1/webhooks/{id}/secret", get(webhooks::secret))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
@@ -76,6 +99,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+    let secrets = settings.secret_box()?;
     let catalog = Arc::new(settings.catalog()?);
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
     hookline_store::repo::catalog::sync(&pool, &catalog).await?;
@@ -88,7 +112,21 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         bus.topology.clone(),
         settings.ingest.max_event_size,
     );
-    let state = AppState { pool, ingestor, connection: Arc::new(bus.connection), catalog };
+    let limits = Limits {
+        allow_http: settings.delivery.allow_http,
+        max_retry_delay: hookline_core::retry::MAX_DELAY,
+        max_retry_attempts: 10,
+    };
+    let state = AppState {
+        pool,
+        ingestor,
+        catalog,
+        secrets,
+        publisher: bus.publisher.clone(),
+        topology: bus.topology.clone(),
+        connection: Arc::new(bus.connection),
+        limits,
+    };
     tracing::info!(address = %listener.local_addr()?, "api listening");
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
     Ok(())

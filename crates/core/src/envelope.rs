@@ -10,6 +10,10 @@ use crate::catalog::Catalog;
 use crate::environment::Environment;
 use crate::ids::OrganizationId;
 
+/// Event types of this component are hookline's own (the activation ping); upstream
+/// applications may not publish them.
+pub const RESERVED_COMPONENT: &str = "webhook.";
+
 /// Longest idempotency key, actor or team accepted; longer values are refused rather
 /// than truncated so two different keys never collide.
 pub const MAX_FIELD_LEN: usize = 256;
@@ -140,6 +144,13 @@ impl RawUpstreamEvent {
     pub fn validate(self, catalog: &Catalog, now: DateTime<Utc>) -> Result<UpstreamEvent, Rejection> {
         let event_type = non_empty(self.event_type)
             .ok_or_else(|| Rejection::field(RejectReason::MissingType, "type", "`type` is required"))?;
+        if event_type.starts_with(RESERVED_COMPONENT) {
+            return Err(Rejection::field(
+                RejectReason::UnknownType,
+                "type",
+                format!("`type` `{event_type}` is reserved for hookline's own events"),
+            ));
+        }
         if catalog.get(&event_type).is_none() {
             return Err(Rejection::field(
                 RejectReason::UnknownType,
@@ -259,6 +270,11 @@ mod tests {
                 Some("type"),
             ),
             (serde_json::json!({"type": "job.created"}), RejectReason::MissingOrganization, Some("organization")),
+            (
+                serde_json::json!({"type": "webhook.ping", "organization": org.as_str()}),
+                RejectReason::UnknownType,
+                Some("type"),
+            ),
             (
                 serde_json::json!({"type": "job.created", "organization": "acme"}),
                 RejectReason::UnknownOrganization,

@@ -35,3 +35,21 @@ pub fn open(secrets: &SecretBox, sealed: &[u8]) -> Result<Credential> {
     let plaintext = secrets.open(sealed)?;
     serde_json::from_slice(&plaintext).map_err(|err| Error::Corrupt(format!("credential fields: {err}")))
 }
+
+/// What webhook validation needs to know of a credential: its kind and whether it is a
+/// test credential. `None` when the organisation has no such (undeleted) credential.
+pub async fn kind_and_test(
+    pool: &Pool,
+    organization: &OrganizationId,
+    id: &CredentialId,
+) -> Result<Option<(String, bool)>> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT kind, test FROM credentials WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+            &[&id.as_str(), &organization.as_str()],
+        )
+        .await
+        .context("looking up a credential")?;
+    Ok(row.map(|row| (row.get(0), row.get(1))))
+}

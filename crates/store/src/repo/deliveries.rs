@@ -105,7 +105,7 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
     let statement = client
         .prepare_cached(
             "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
-                    d.organization_id, w.id, (w.active AND w.deleted_at IS NULL), w.signing_secret,
+                    d.organization_id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
                     ep.url, ep.method, ep.headers, c.secret
              FROM deliveries d
              JOIN events e ON e.id = d.event_id

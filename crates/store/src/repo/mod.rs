@@ -7,4 +7,5 @@ pub mod credentials;
 pub mod deliveries;
 pub mod events;
 pub mod organizations;
+pub mod webhook_views;
 pub mod webhooks;

@@ -166,7 +166,7 @@ pub async fn routable(
     let statement = client
         .prepare_cached(
             "SELECT w.id, w.events, w.filter_actor, w.filter_team, array_agg(e.id ORDER BY e.position)
-             FROM webhooks w JOIN endpoints e ON e.webhook_id = w.id
+             FROM webhooks w JOIN endpoints e ON e.webhook_id = w.id AND e.removed_at IS NULL
              WHERE w.organization_id = $1 AND w.environment = $2 AND w.active AND w.deleted_at IS NULL
              GROUP BY w.id",
         )

@@ -1,0 +1,331 @@
+//! `/v1/webhooks`: create, list, get, update, delete, activate, deactivate, secret.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use hookline_core::apikey::Scope;
+use hookline_core::ids::{EndpointId, WebhookId};
+use hookline_store::repo::webhook_views::{self, WebhookView};
+use hookline_store::repo::webhooks;
+
+use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
+use crate::auth::Caller;
+use crate::json::Body;
+use crate::pagination::{Page, PageQuery, page};
+use crate::{ApiError, AppState, ping};
+
+/// A webhook as sent in a create or update request. On update every field is optional
+/// and only the fields given change.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    name: Option<String>,
+    description: Option<String>,
+    endpoints: Option<Vec<EndpointBody>>,
+    events: Option<Vec<String>>,
+    filters: Option<FiltersBody>,
+    test: Option<bool>,
+    active: Option<bool>,
+    retry_policy: Option<RetryPolicyBody>,
+}
+
+/// One endpoint; on update, `id` keeps an existing endpoint (and its history).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointBody {
+    id: Option<String>,
+    url: String,
+    method: Option<String>,
+    credential_id: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+/// `{actor, team}`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FiltersBody {
+    actor: Option<String>,
+    team: Option<String>,
+}
+
+/// `{"delays": ["5m", "10m"]}`
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicyBody {
+    delays: Vec<String>,
+}
+
+fn not_found() -> ApiError {
+    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: "no such webhook".into() }
+}
+
+/// Parses a webhook id from the path; a malformed one is simply not found.
+pub fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
+    id.parse().map_err(|_| not_found())
+}
+
+fn unprocessable(code: &'static str, field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message)
+}
+
+fn retry_delays(body: &RetryPolicyBody, state: &AppState) -> Result<Vec<Duration>, ApiError> {
+    let mut delays = Vec::with_capacity(body.delays.len());
+    for text in &body.delays {
+        let delay = humantime::parse_duration(text)
+            .map_err(|err| unprocessable("invalid_retry_policy", "retry_policy.delays", format!("`{text}`: {err}")))?;
+        if delay.is_zero() || delay > state.limits.max_retry_delay {
+            return Err(unprocessable(
+                "invalid_retry_policy",
+                "retry_policy.delays",
+                format!(
+                    "each delay must be more than 0 and at most {}",
+                    humantime::format_duration(state.limits.max_retry_delay)
+                ),
+            ));
+        }
+        delays.push(delay);
+    }
+    if delays.len() > state.limits.max_retry_attempts.saturating_sub(1) {
+        return Err(unprocessable(
+            "invalid_retry_policy",
+            "retry_policy.delays",
+            format!("at most {} attempts in all", state.limits.max_retry_attempts),
+        ));
+    }
+    Ok(delays)
+}
+
+fn endpoints(bodies: Vec<EndpointBody>) -> (Vec<EndpointInput>, Vec<Option<String>>) {
+    bodies
+        .into_iter()
+        .map(|e| {
+            (EndpointInput { url: e.url, method: e.method, headers: e.headers, credential_id: e.credential_id }, e.id)
+        })
+        .unzip()
+}
+
+async fn load(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<WebhookView, ApiError> {
+    webhook_views::get(&state.pool, &caller.organization_id, id)
+        .await
+        .map_err(|err| ApiError::internal(&err))?
+        .ok_or_else(not_found)
+}
+
+/// `POST /v1/webhooks`: 201 with the webhook and its signing secret (shown here and to
+/// admins through `GET /v1/webhooks/{id}/secret`).
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<WebhookBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let (endpoint_inputs, _) = endpoints(body.endpoints.unwrap_or_default());
+    let filters = body.filters.unwrap_or_default();
+    let input = WebhookInput {
+        organization_id: Some(caller.organization_id.clone()),
+        name: body.name.unwrap_or_default(),
+        description: body.description.unwrap_or_default(),
+        endpoints: endpoint_inputs,
+        events: body.events.unwrap_or_default(),
+        actor: filters.actor,
+        team: filters.team,
+        test: body.test.unwrap_or(false),
+        active: body.active.unwrap_or(false),
+        basic: None,
+        retry_delays: body.retry_policy.as_ref().map(|p| retry_delays(p, &state)).transpose()?,
+        created_by: Some(caller.label.clone()),
+    };
+    let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
+    let created = admin::create_webhook(&state.pool, &state.secrets, rules, input).await?;
+    if created.active {
+        ping::send(&state, &caller.organization_id, &created.id).await?;
+    }
+    let view = load(&state, &caller, &created.id).await?;
+    let mut json = serde_json::to_value(view).map_err(|err| ApiError::internal(&err))?;
+    json["signing_secret"] = serde_json::Value::String(created.signing_secret);
+    Ok((StatusCode::CREATED, Json(json)))
+}
+
+/// `GET /v1/webhooks`
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<WebhookView>>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let limit = query.limit()?;
+    let webhooks = webhook_views::list(&state.pool, &caller.organization_id, query.after(), limit + 1)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    Ok(Json(page(webhooks, limit, |w| w.id.to_string())))
+}
+
+/// `GET /v1/webhooks/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    Ok(Json(load(&state, &caller, &webhook_id(&id)?).await?))
+}
+
+/// `PATCH /v1/webhooks/{id}`: changes the fields given; the whole result is validated
+/// as on creation, and nothing is saved if any rule fails.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<WebhookBody>,
+) -> Result<Json<WebhookView>, ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let id = webhook_id(&id)?;
+    let current = load(&state, &caller, &id).await?;
+    let (endpoint_inputs, endpoint_ids) = match body.endpoints {
+        Some(bodies) => endpoints(bodies),
+        None => current
+            .endpoints
+            .iter()
+            .map(|e| {
+                let input = EndpointInput {
+                    url: e.url.clone(),
+                    method: Some(e.method.clone()),
+                    headers: e.headers.clone(),
+                    credential_id: e.credential_id.clone(),
+                };
+                (input, Some(e.id.to_string()))
+            })
+            .unzip(),
+    };
+    let mut kept = Vec::with_capacity(endpoint_ids.len());
+    for endpoint_id in endpoint_ids {
+        let parsed = match endpoint_id {
+            None => None,
+            Some(text) => {
+                let parsed: Option<EndpointId> = text.parse().ok();
+                match parsed.filter(|p| current.endpoints.iter().any(|e| &e.id == p)) {
+                    Some(p) => Some(p),
+                    None => {
+                        return Err(unprocessable(
+                            "unknown_endpoint",
+                            "endpoints.id",
+                            format!("`{text}` is not an endpoint of this webhook"),
+                        ));
+                    }
+                }
+            }
+        };
+        kept.push(parsed);
+    }
+    let filters = body.filters.map(|f| (f.actor, f.team)).unwrap_or((current.filters.actor, current.filters.team));
+    let retry_delays = match &body.retry_policy {
+        Some(policy) => Some(retry_delays(policy, &state)?),
+        None => current
+            .retry_delays_ms
+            .map(|ms| ms.iter().map(|m| Duration::from_millis(u64::try_from(*m).unwrap_or_default())).collect()),
+    };
+    let input = WebhookInput {
+        organization_id: Some(caller.organization_id.clone()),
+        name: body.name.unwrap_or(current.name),
+        description: body.description.unwrap_or(current.description),
+        endpoints: endpoint_inputs,
+        events: body.events.unwrap_or(current.events),
+        actor: filters.0,
+        team: filters.1,
+        test: body.test.unwrap_or(current.test),
+        active: current.active,
+        basic: None,
+        retry_delays,
+        created_by: current.created_by,
+    };
+    let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
+    let mut validated = admin::validate(&caller.organization_id, &input, rules).map_err(ApiError::from)?;
+    admin::check_credentials(&state.pool, &caller.organization_id, &mut validated).await?;
+    let updated =
+        webhook_views::update(&state.pool, &id, &validated, &kept).await.map_err(|err| ApiError::internal(&err))?;
+    if !updated {
+        return Err(not_found());
+    }
+    match body.active {
+        Some(true) => activate_inner(&state, &caller, &id).await?,
+        Some(false) => deactivate_inner(&state, &caller, &id).await?,
+        None => {}
+    }
+    Ok(Json(load(&state, &caller, &id).await?))
+}
+
+/// `DELETE /v1/webhooks/{id}`: stops deliveries at once (waiting retries included) and
+/// keeps the delivery history readable.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let id = webhook_id(&id)?;
+    match webhooks::soft_delete(&state.pool, &caller.organization_id, &id).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(not_found()),
+        Err(err) => Err(ApiError::internal(&err)),
+    }
+}
+
+async fn activate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<(), ApiError> {
+    match webhook_views::activate(&state.pool, &caller.organization_id, id).await {
+        Ok(None) => Err(not_found()),
+        Ok(Some(true)) => ping::send(state, &caller.organization_id, id).await,
+        Ok(Some(false)) => Ok(()),
+        Err(err) => Err(ApiError::internal(&err)),
+    }
+}
+
+async fn deactivate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<(), ApiError> {
+    match webhooks::set_active(&state.pool, &caller.organization_id, id, false).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(not_found()),
+        Err(err) => Err(ApiError::internal(&err)),
+    }
+}
+
+/// `POST /v1/webhooks/{id}/activate`: turns the webhook on and pings its endpoints.
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let id = webhook_id(&id)?;
+    activate_inner(&state, &caller, &id).await?;
+    Ok(Json(load(&state, &caller, &id).await?))
+}
+
+/// `POST /v1/webhooks/{id}/deactivate`: nothing more is delivered, waiting retries included.
+pub async fn deactivate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let id = webhook_id(&id)?;
+    deactivate_inner(&state, &caller, &id).await?;
+    Ok(Json(load(&state, &caller, &id).await?))
+}
+
+/// `GET /v1/webhooks/{id}/secret` (admin): the signing secret receivers verify with.
+pub async fn secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let id = webhook_id(&id)?;
+    let secret = webhook_views::signing_secret(&state.pool, &state.secrets, &caller.organization_id, &id)
+        .await
+        .map_err(|err| ApiError::internal(&err))?
+        .ok_or_else(not_found)?;
+    Ok(Json(serde_json::json!({"signing_secret": secret.expose()})))
+}

@@ -1,0 +1,160 @@
+use hookline_tests::{Receiver, TestEnv};
+use serde_json::json;
+
+use crate::WAIT;
+
+fn body(urls: &[String], events: &[&str]) -> serde_json::Value {
+    json!({
+        "name": "CRM",
+        "endpoints": urls.iter().map(|u| json!({"url": u})).collect::<Vec<_>>(),
+        "events": events,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_organisations_see_nothing_and_get_404() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let other = env.organization().await;
+    let (status, created) = api
+        .call("POST", "/v1/webhooks", Some(&org.api_key), Some(body(&["https://a.example.com/h".into()], &["job.*"])))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/v1/webhooks/{id}");
+    for (method, path) in [
+        ("GET", path.clone()),
+        ("PATCH", path.clone()),
+        ("DELETE", path.clone()),
+        ("POST", format!("{path}/activate")),
+        ("POST", format!("{path}/deactivate")),
+        ("GET", format!("{path}/secret")),
+    ] {
+        let body = (method == "PATCH").then(|| json!({"name": "stolen"}));
+        let (status, error) = api.call(method, &path, Some(&other.api_key), body).await;
+        assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")), "{method} {path}");
+    }
+    let (_, list) = api.call("GET", "/v1/webhooks", Some(&other.api_key), None).await;
+    assert_eq!(list["data"], json!([]));
+    let (_, mine) = api.call("GET", &path, Some(&org.api_key), None).await;
+    assert_eq!(mine["name"], "CRM", "nothing was changed by the other organisation");
+    drop(api);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_a_code_and_the_field_and_save_nothing() {
+    let env = TestEnv::with(&[("HOOKLINE__DELIVERY__ALLOW_HTTP", "false")]).await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let https = vec!["https://a.example.com/h".to_owned()];
+    for (request, code, field) in [
+        (body(&["http://a.example.com/h".into()], &["job.*"]), "https_required", "endpoints.url"),
+        (body(&https, &["job.exploded"]), "unknown_event", "events"),
+        (body(&https, &[]), "missing_events", "events"),
+        (json!({"name": "", "endpoints": [{"url": https[0]}], "events": ["job.*"]}), "invalid_name", "name"),
+        (
+            json!({"name": "x", "endpoints": [{"url": https[0], "method": "GET"}], "events": ["job.*"]}),
+            "invalid_method",
+            "endpoints.method",
+        ),
+        (json!({"name": "x", "endpoints": [{"url": "::nope"}], "events": ["job.*"]}), "invalid_url", "endpoints.url"),
+        (
+            json!({"name": "x", "endpoints": [{"url": https[0]}], "events": ["job.*"], "retry_policy": {"delays": ["0s"]}}),
+            "invalid_retry_policy",
+            "retry_policy.delays",
+        ),
+    ] {
+        let (status, error) = api.call("POST", "/v1/webhooks", key, Some(request.clone())).await;
+        assert_eq!(status, 422, "{request}");
+        assert_eq!((error["error"]["code"].as_str(), error["error"]["field"].as_str()), (Some(code), Some(field)));
+    }
+    let (status, error) = api.call("POST", "/v1/webhooks", key, Some(json!({"name": "x", "colour": "red"}))).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_body")));
+    assert!(error["error"]["message"].as_str().unwrap().contains("colour"));
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM webhooks", &[]).await, 0, "something was half-saved");
+    drop(api);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhooks_whole_life_drives_real_deliveries() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let api = env.start_api().await;
+    let services = env.start();
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    // A control webhook that is always active: once it has an event, so would the other.
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/control")], &["job.created"])).await;
+    let publish = |n: u32| env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": n}}));
+    let events_at = |path: &str| -> Vec<String> {
+        receiver.requests(path).iter().map(|r| r.json()["eventCode"].as_str().unwrap().to_owned()).collect()
+    };
+
+    // Created inactive: nothing delivered.
+    let (status, created) =
+        api.call("POST", "/v1/webhooks", key, Some(body(&[receiver.url("/hook")], &["job.created"]))).await;
+    assert_eq!((status, created["active"].as_bool()), (201, Some(false)));
+    assert!(created["signing_secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["id"].as_str().unwrap().to_owned();
+    publish(1).await;
+    receiver.wait_for("/control", 1, WAIT).await;
+    assert!(events_at("/hook").is_empty());
+
+    // Activated: a ping, then events.
+    let (status, active) = api.call("POST", &format!("/v1/webhooks/{id}/activate"), key, None).await;
+    assert_eq!((status, active["active"].as_bool()), (200, Some(true)));
+    receiver.wait_for("/hook", 1, WAIT).await;
+    assert_eq!(events_at("/hook"), vec!["webhook.ping"]);
+    publish(2).await;
+    receiver.wait_for("/hook", 2, WAIT).await;
+    assert_eq!(events_at("/hook"), vec!["webhook.ping", "job.created"]);
+
+    // Deactivated: nothing.
+    api.call("POST", &format!("/v1/webhooks/{id}/deactivate"), key, None).await;
+    publish(3).await;
+    receiver.wait_for("/control", 3, WAIT).await;
+    assert_eq!(events_at("/hook").len(), 2);
+
+    // Reactivated: another ping, and events again.
+    api.call("POST", &format!("/v1/webhooks/{id}/activate"), key, None).await;
+    publish(4).await;
+    receiver.wait_for("/hook", 4, WAIT).await;
+    let mut last_two = events_at("/hook")[2..].to_vec();
+    last_two.sort();
+    assert_eq!(last_two, vec!["job.created", "webhook.ping"]);
+
+    // Updated through PATCH: a second endpoint, same first endpoint id.
+    let first_endpoint = created["endpoints"][0]["id"].as_str().unwrap().to_owned();
+    let (status, patched) = api
+        .call(
+            "PATCH",
+            &format!("/v1/webhooks/{id}"),
+            key,
+            Some(json!({"name": "CRM v2", "endpoints": [{"id": first_endpoint, "url": receiver.url("/hook")}, {"url": receiver.url("/hook2"), "method": "PUT"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["name"], "CRM v2");
+    assert_eq!(patched["endpoints"][0]["id"], first_endpoint.as_str());
+    publish(5).await;
+    receiver.wait_for("/hook2", 1, WAIT).await;
+    assert_eq!(receiver.requests("/hook2")[0].method, "PUT");
+
+    // Deleted: gone from the API, nothing delivered, history kept.
+    assert_eq!(api.call("DELETE", &format!("/v1/webhooks/{id}"), key, None).await.0, 204);
+    assert_eq!(api.call("GET", &format!("/v1/webhooks/{id}"), key, None).await.0, 404);
+    let hook_count = receiver.requests("/hook").len();
+    publish(6).await;
+    receiver.wait_for("/control", 6, WAIT).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(receiver.requests("/hook").len(), hook_count);
+    let kept: i64 = env.scalar("SELECT count(*) FROM deliveries WHERE webhook_id = $1", &[&id]).await;
+    assert_eq!(kept, 6, "2 pings and 4 events stay in the history");
+    services.stop().await;
+    drop(api);
+    env.cleanup().await;
+}
