@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod keys;
+mod logs;
 mod webhooks;
 
 use std::time::Duration;

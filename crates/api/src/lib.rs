@@ -3,6 +3,7 @@
 pub mod admin;
 mod api_keys;
 pub mod auth;
+mod deliveries;
 mod error;
 mod event_types;
 mod events;
@@ -79,6 +80,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/activate", post(webhooks::activate))
         .route("/v1/webhooks/{id}/deactivate", post(webhooks::deactivate))
         .route("/v1/webhooks/{id}/secret", get(webhooks::secret))
+        .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
+        .route("/v1/webhooks/{id}/recover", post(deliveries::recover))
+        .route("/v1/deliveries/{id}", get(deliveries::get))
+        .route("/v1/deliveries/{id}/redeliver", post(deliveries::redeliver))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod catalog;
 pub mod credentials;
 pub mod deliveries;
+pub mod delivery_log;
 pub mod events;
 pub mod organizations;
 pub mod webhook_views;

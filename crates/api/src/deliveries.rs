@@ -1,0 +1,144 @@
+//! The log history: `/v1/webhooks/{id}/deliveries`, `/v1/deliveries/{id}`, redelivery
+//! and recovery.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use hookline_bus::codec::proto::DeliveryJob;
+use hookline_bus::topology::JOB_ROUTING_KEY;
+use hookline_core::apikey::Scope;
+use hookline_core::delivery::DeliveryStatus;
+use hookline_core::ids::DeliveryId;
+use hookline_store::repo::delivery_log::{self, DeliveryDetail, DeliverySummary, LogFilter};
+use hookline_store::repo::webhook_views;
+
+use crate::auth::Caller;
+use crate::json::Body;
+use crate::pagination::{Page, PageQuery, page};
+use crate::webhooks::webhook_id;
+use crate::{ApiError, AppState};
+
+/// `?status=&event_type=&since=&until=&limit=&cursor=`
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct LogQuery {
+    status: Option<String>,
+    event_type: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: format!("no such {what}") }
+}
+
+/// A webhook's deliveries, newest first (deleted webhooks' history included).
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<Page<DeliverySummary>>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let id = webhook_id(&id)?;
+    if !webhook_views::exists_with_history(&state.pool, &caller.organization_id, &id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        return Err(not_found("webhook"));
+    }
+    if let Some(status) = &query.status
+        && DeliveryStatus::parse(status).is_none()
+    {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_status",
+            "status",
+            "status is one of pending, retrying, succeeded, failed",
+        ));
+    }
+    let limit = PageQuery { limit: query.limit, cursor: None }.limit()?;
+    let filter =
+        LogFilter { status: query.status, event_type: query.event_type, since: query.since, until: query.until };
+    let rows =
+        delivery_log::list(&state.pool, &caller.organization_id, &id, &filter, query.cursor.as_deref(), limit + 1)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(page(rows, limit, |d| d.id.to_string())))
+}
+
+/// One delivery with its payload and every attempt.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryDetail>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
+    delivery_log::detail(&state.pool, &caller.organization_id, &id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map(Json)
+        .ok_or_else(|| not_found("delivery"))
+}
+
+async fn publish_manual(state: &AppState, jobs: &[DeliveryJob]) -> Result<(), ApiError> {
+    state
+        .publisher
+        .publish_all(&state.topology.delivery_exchange(), JOB_ROUTING_KEY, jobs)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))
+}
+
+/// Makes a manual attempt now. It counts as the delivery's next attempt: on success the
+/// delivery has succeeded; on failure the schedule goes on from it.
+pub async fn redeliver(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
+    let attempt = delivery_log::next_attempt(&state.pool, &caller.organization_id, &id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .ok_or_else(|| not_found("delivery"))?;
+    publish_manual(&state, &[DeliveryJob { delivery_id: id.to_string(), attempt, manual: true }]).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"delivery_id": id, "attempt": attempt}))))
+}
+
+/// Body of `POST /v1/webhooks/{id}/recover`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    since: DateTime<Utc>,
+}
+
+/// Re-queues every failed delivery of the webhook created since `since`.
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RecoverBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let id = webhook_id(&id)?;
+    if webhook_views::get(&state.pool, &caller.organization_id, &id)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .is_none()
+    {
+        return Err(not_found("webhook"));
+    }
+    let failed = delivery_log::failed_since(&state.pool, &caller.organization_id, &id, body.since)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let jobs: Vec<_> = failed
+        .iter()
+        .map(|(delivery, attempt)| DeliveryJob { delivery_id: delivery.to_string(), attempt: *attempt, manual: true })
+        .collect();
+    publish_manual(&state, &jobs).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"requeued": jobs.len()}))))
+}

@@ -1,0 +1,103 @@
+use hookline_tests::{Receiver, Reply, TestEnv, eventually};
+use serde_json::json;
+
+use crate::WAIT;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failures() {
+    let env = TestEnv::with(&[("HOOKLINE__RETRY__DELAYS", "1s")]).await; // 2 attempts in all
+    let receiver = Receiver::start().await;
+    receiver.always("/hook", Reply::Status(500));
+    let api = env.start_api().await;
+    let services = env.start();
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let started = chrono::Utc::now();
+    let (_, webhook) = api
+        .call(
+            "POST",
+            "/v1/webhooks",
+            key,
+            Some(json!({"name": "w", "endpoints": [{"url": receiver.url("/hook")}], "events": ["job.*"]})),
+        )
+        .await;
+    let webhook_id = webhook["id"].as_str().unwrap().to_owned();
+    let log = format!("/v1/webhooks/{webhook_id}/deliveries");
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {"jobId": "J-1"}})).await;
+    // Routed while the webhook is inactive: never delivered to it.
+    let routed = eventually(WAIT, || async {
+        env.scalar::<i64>("SELECT count(*) FROM events WHERE routed_at IS NOT NULL", &[]).await == 1
+    })
+    .await;
+    assert!(routed);
+    api.call("POST", &format!("/v1/webhooks/{webhook_id}/activate"), key, None).await;
+    env.publish(json!({"type": "job.updated", "organization": org.id, "data": {"jobId": "J-1"}})).await;
+    env.publish(json!({"type": "job.assigned", "organization": org.id, "data": {"jobId": "J-1"}})).await;
+
+    let all_failed = eventually(WAIT, || async {
+        let (_, page) = api.call("GET", &format!("{log}?status=failed"), key, None).await;
+        page["data"].as_array().is_some_and(|d| d.len() == 3)
+    })
+    .await;
+    let (_, everything) = api.call("GET", &log, key, None).await;
+    assert!(all_failed, "ping and two events fail after 2 attempts each: {everything}");
+    let (_, page) = api.call("GET", &format!("{log}?event_type=job.updated"), key, None).await;
+    let line = &page["data"][0];
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    assert_eq!((line["status"].as_str(), line["attempt_count"].as_i64()), (Some("failed"), Some(2)));
+    assert_eq!(
+        (line["latest_status_code"].as_i64(), line["endpoint_url"].as_str()),
+        (Some(500), Some(receiver.url("/hook").as_str()))
+    );
+    let (_, paged) = api.call("GET", &format!("{log}?limit=2"), key, None).await;
+    let cursor = paged["next_cursor"].as_str().unwrap();
+    let (_, rest) = api.call("GET", &format!("{log}?limit=2&cursor={cursor}"), key, None).await;
+    assert_eq!((paged["data"].as_array().unwrap().len(), rest["data"].as_array().unwrap().len()), (2, 1));
+    assert!(rest["next_cursor"].is_null());
+    assert_eq!(api.call("GET", &format!("{log}?status=lost"), key, None).await.0, 400);
+
+    let delivery_id = line["id"].as_str().unwrap().to_owned();
+    let (status, detail) = api.call("GET", &format!("/v1/deliveries/{delivery_id}"), key, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["payload"], json!({"jobId": "J-1"}));
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!((attempts[0]["status_code"].as_i64(), attempts[0]["trigger"].as_str()), (Some(500), Some("scheduled")));
+    assert!(attempts[1]["response_headers"].is_object());
+    let other = env.organization().await;
+    assert_eq!(api.call("GET", &format!("/v1/deliveries/{delivery_id}"), Some(&other.api_key), None).await.0, 404);
+    assert_eq!(
+        api.call("POST", &format!("/v1/deliveries/{delivery_id}/redeliver"), Some(&other.api_key), None).await.0,
+        404
+    );
+
+    // The receiver recovers: a manual redelivery succeeds, then recover re-queues the rest.
+    receiver.always("/hook", Reply::Status(200));
+    let (status, _) = api.call("POST", &format!("/v1/deliveries/{delivery_id}/redeliver"), key, None).await;
+    assert_eq!(status, 202);
+    let redelivered = eventually(WAIT, || async {
+        let (_, detail) = api.call("GET", &format!("/v1/deliveries/{delivery_id}"), key, None).await;
+        detail["status"] == "succeeded"
+    })
+    .await;
+    assert!(redelivered);
+    let (_, detail) = api.call("GET", &format!("/v1/deliveries/{delivery_id}"), key, None).await;
+    assert_eq!(
+        (detail["attempts"][2]["trigger"].as_str(), detail["attempts"][2]["status_code"].as_i64()),
+        (Some("manual"), Some(200))
+    );
+
+    let (status, recovered) = api
+        .call("POST", &format!("/v1/webhooks/{webhook_id}/recover"), key, Some(json!({"since": started.to_rfc3339()})))
+        .await;
+    assert_eq!((status, recovered["requeued"].as_i64()), (202, Some(2)));
+    let all_succeeded = eventually(WAIT, || async {
+        let (_, page) = api.call("GET", &format!("{log}?status=succeeded"), key, None).await;
+        page["data"].as_array().is_some_and(|d| d.len() == 3)
+    })
+    .await;
+    assert!(all_succeeded);
+    services.stop().await;
+    drop(api);
+    env.cleanup().await;
+}
