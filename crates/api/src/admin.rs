@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use hookline_core::Catalog;
 use hookline_core::apikey::Scope;
-use hookline_core::credential::Credential;
+use hookline_core::credential::{Credential, CredentialValues};
 use hookline_core::crypto::SecretBox;
 use hookline_core::environment::Environment;
 use hookline_core::ids::{EndpointId, OrganizationId, WebhookId};
@@ -154,8 +154,14 @@ pub async fn create_webhook(
     check_credentials(pool, &organization_id, &mut new).await?;
     if let Some((username, password)) = &input.basic {
         let credential = Credential::Basic { username: username.clone(), password: password.clone() };
+        credential.validate().map_err(|err| AdminError::Invalid {
+            code: "invalid_credential",
+            field: "basic",
+            message: err.to_string(),
+        })?;
         let name = format!("{} (basic)", input.name.trim());
-        let id = credentials::create(pool, secrets, &organization_id, &name, input.test, &credential).await?;
+        let values = CredentialValues { default: Some(credential), per_organization: Default::default() };
+        let id = credentials::create(pool, secrets, &organization_id, &name, "basic", input.test, &values).await?;
         for endpoint in &mut new.endpoints {
             endpoint.credential_id = Some(id.clone());
         }

@@ -3,6 +3,7 @@
 pub mod admin;
 mod api_keys;
 pub mod auth;
+mod credentials;
 mod deliveries;
 mod error;
 mod event_types;
@@ -75,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/event-types", get(event_types::list))
         .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
+        .route("/v1/credentials", post(credentials::create).get(credentials::list))
+        .route("/v1/credentials/{id}", get(credentials::get).patch(credentials::update).delete(credentials::delete))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/v1/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
         .route("/v1/webhooks/{id}/activate", post(webhooks::activate))

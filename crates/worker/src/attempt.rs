@@ -87,13 +87,11 @@ pub async fn perform(
         error_kind: None,
         error_message: None,
     };
-    if let Some(Credential::Basic { username, password }) = &context.credential {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        headers.insert("authorization".to_owned(), format!("Basic {token}"));
-        record.request_headers.insert("authorization".to_owned(), "Basic [redacted]".to_owned());
-    }
     let clock = Instant::now();
-    let outcome = send(context, headers, body, settings).await;
+    let outcome = match authenticate(context, &mut headers, &mut record.request_headers) {
+        Ok(()) => send(context, headers, body, settings).await,
+        Err(message) => Err((ErrorKind::InvalidEndpoint, message)),
+    };
     record.duration_ms = u32::try_from(clock.elapsed().as_millis()).unwrap_or(u32::MAX);
     match outcome {
         Ok(response) => {
@@ -112,6 +110,46 @@ pub async fn perform(
         }
     }
     record
+}
+
+/// Adds the endpoint credential's headers for the event's organisation, recording them
+/// redacted. Credential types whose signing is not implemented yet fail the attempt
+/// rather than send it unauthenticated.
+fn authenticate(
+    context: &JobContext,
+    headers: &mut BTreeMap<String, String>,
+    recorded: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    let Some(values) = &context.credential else { return Ok(()) };
+    let values = values.as_ref().ok_or("the endpoint's credential no longer exists")?;
+    let credential = values.for_organization(context.organization_id.as_str()).ok_or_else(|| {
+        format!("the credential has no values for organisation {} and no default", context.organization_id)
+    })?;
+    let mut set = |name: &str, value: String| {
+        let name = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&name.as_str()) && name != "authorization" {
+            return;
+        }
+        recorded.insert(name.clone(), "[redacted]".to_owned());
+        headers.insert(name, value);
+    };
+    match credential {
+        Credential::None => {}
+        Credential::Basic { username, password } => {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            set("authorization", format!("Basic {token}"));
+        }
+        Credential::Token { key, value } => set(key, value.clone()),
+        Credential::Headers { headers: extra } => {
+            for (name, value) in extra {
+                set(name, value.clone());
+            }
+        }
+        other => {
+            return Err(format!("credential type `{}` is not supported by this version of hookline", other.kind()));
+        }
+    }
+    Ok(())
 }
 
 struct Response {

@@ -1,39 +1,186 @@
-//! Receiver credentials, their secret fields encrypted at rest.
+//! Receiver credentials, their values encrypted at rest.
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use hookline_core::credential::Credential;
+use hookline_core::credential::CredentialValues;
 use hookline_core::crypto::SecretBox;
 use hookline_core::ids::{CredentialId, OrganizationId};
 
 use crate::error::{Error, QueryContext as _, Result};
+use crate::repo::webhooks::parse_id;
 
-/// Stores a credential; its fields are encrypted with `secrets` before they leave memory.
+/// A credential as shown: which fields are set, never their values.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CredentialView {
+    /// Credential id.
+    pub id: CredentialId,
+    /// Name people see.
+    pub name: String,
+    /// none, headers, basic, token, aws_sigv4, hmac_sha256.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Test credentials serve only test webhooks.
+    pub test: bool,
+    /// Fields set in the default value set.
+    pub fields_set: Vec<String>,
+    /// Organisations with their own value set.
+    pub organizations: Vec<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+fn seal(secrets: &SecretBox, values: &CredentialValues) -> Result<Vec<u8>> {
+    let plaintext = serde_json::to_vec(values).map_err(|err| Error::Corrupt(err.to_string()))?;
+    Ok(secrets.seal(&plaintext))
+}
+
+/// Decrypts a stored credential's values.
+pub fn open(secrets: &SecretBox, sealed: &[u8]) -> Result<CredentialValues> {
+    let plaintext = secrets.open(sealed)?;
+    serde_json::from_slice(&plaintext).map_err(|err| Error::Corrupt(format!("credential values: {err}")))
+}
+
+fn view(secrets: &SecretBox, row: &tokio_postgres::Row) -> Result<CredentialView> {
+    let sealed: Vec<u8> = row.get(4);
+    let values = open(secrets, &sealed)?;
+    Ok(CredentialView {
+        id: parse_id(row.get(0))?,
+        name: row.get(1),
+        kind: row.get(2),
+        test: row.get(3),
+        fields_set: values.default.as_ref().map(|c| c.fields_set()).unwrap_or_default(),
+        organizations: values.per_organization.keys().cloned().collect(),
+        created_at: row.get(5),
+        updated_at: row.get(6),
+    })
+}
+
+const COLUMNS: &str = "id, name, kind, test, secret, created_at, updated_at";
+
+/// Stores a credential; its values are encrypted before they leave memory.
 pub async fn create(
     pool: &Pool,
     secrets: &SecretBox,
     organization: &OrganizationId,
     name: &str,
+    kind: &str,
     test: bool,
-    credential: &Credential,
+    values: &CredentialValues,
 ) -> Result<CredentialId> {
     let id = CredentialId::generate();
-    let plaintext = serde_json::to_vec(credential).map_err(|err| Error::Corrupt(err.to_string()))?;
-    let sealed = secrets.seal(&plaintext);
+    let sealed = seal(secrets, values)?;
     let client = pool.get().await?;
     client
         .execute(
             "INSERT INTO credentials (id, organization_id, name, kind, test, secret) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&id.as_str(), &organization.as_str(), &name, &credential.kind(), &test, &sealed],
+            &[&id.as_str(), &organization.as_str(), &name, &kind, &test, &sealed],
         )
         .await
         .context("creating a credential")?;
     Ok(id)
 }
 
-/// Decrypts a stored credential's fields.
-pub fn open(secrets: &SecretBox, sealed: &[u8]) -> Result<Credential> {
-    let plaintext = secrets.open(sealed)?;
-    serde_json::from_slice(&plaintext).map_err(|err| Error::Corrupt(format!("credential fields: {err}")))
+/// An undeleted credential of the organisation.
+pub async fn get(
+    pool: &Pool,
+    secrets: &SecretBox,
+    organization: &OrganizationId,
+    id: &CredentialId,
+) -> Result<Option<CredentialView>> {
+    let client = pool.get().await?;
+    let sql =
+        format!("SELECT {COLUMNS} FROM credentials WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL");
+    let row = client.query_opt(&sql, &[&id.as_str(), &organization.as_str()]).await.context("loading a credential")?;
+    row.map(|row| view(secrets, &row)).transpose()
+}
+
+/// The decrypted values of an undeleted credential (for updates that keep some of them).
+pub async fn values(
+    pool: &Pool,
+    secrets: &SecretBox,
+    organization: &OrganizationId,
+    id: &CredentialId,
+) -> Result<Option<(String, bool, CredentialValues)>> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT kind, test, secret FROM credentials WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+            &[&id.as_str(), &organization.as_str()],
+        )
+        .await
+        .context("loading a credential")?;
+    row.map(|row| Ok((row.get(0), row.get(1), open(secrets, &row.get::<_, Vec<u8>>(2))?))).transpose()
+}
+
+/// One page of the organisation's credentials, oldest first.
+pub async fn list(
+    pool: &Pool,
+    secrets: &SecretBox,
+    organization: &OrganizationId,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<CredentialView>> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM credentials WHERE organization_id = $1 AND deleted_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
+    );
+    let rows = client.query(&sql, &[&organization.as_str(), &after, &limit]).await.context("listing credentials")?;
+    rows.iter().map(|row| view(secrets, row)).collect()
+}
+
+/// Replaces a credential's name, test flag and values. False when there is none.
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    pool: &Pool,
+    secrets: &SecretBox,
+    organization: &OrganizationId,
+    id: &CredentialId,
+    name: &str,
+    kind: &str,
+    test: bool,
+    values: &CredentialValues,
+) -> Result<bool> {
+    let sealed = seal(secrets, values)?;
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE credentials SET name = $3, kind = $4, test = $5, secret = $6, updated_at = now()
+             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+            &[&id.as_str(), &organization.as_str(), &name, &kind, &test, &sealed],
+        )
+        .await
+        .context("updating a credential")?;
+    Ok(changed == 1)
+}
+
+/// Webhooks (undeleted) whose live endpoints use the credential.
+pub async fn used_by(pool: &Pool, organization: &OrganizationId, id: &CredentialId) -> Result<Vec<String>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT w.id FROM endpoints e JOIN webhooks w ON w.id = e.webhook_id
+             WHERE e.credential_id = $1 AND w.organization_id = $2 AND e.removed_at IS NULL AND w.deleted_at IS NULL
+             ORDER BY w.id",
+            &[&id.as_str(), &organization.as_str()],
+        )
+        .await
+        .context("finding a credential's users")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Deletes an unused credential. False when there is none.
+pub async fn delete(pool: &Pool, organization: &OrganizationId, id: &CredentialId) -> Result<bool> {
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE credentials SET deleted_at = now(), secret = NULL WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+            &[&id.as_str(), &organization.as_str()],
+        )
+        .await
+        .context("deleting a credential")?;
+    Ok(changed == 1)
 }
 
 /// What webhook validation needs to know of a credential: its kind and whether it is a

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use hookline_core::credential::Credential;
+use hookline_core::credential::CredentialValues;
 use hookline_core::crypto::SecretBox;
 use hookline_core::delivery::{DeliveryStatus, ErrorKind};
 use hookline_core::environment::Environment;
@@ -95,8 +95,9 @@ pub struct JobContext {
     pub method: HttpMethod,
     /// Extra headers configured on the endpoint.
     pub headers: BTreeMap<String, String>,
-    /// Decrypted credential, if the endpoint has one.
-    pub credential: Option<Credential>,
+    /// The endpoint's credential: `None` when it has none, `Some(None)` when it names
+    /// one that no longer exists (the attempt must then fail, not go out unauthenticated).
+    pub credential: Option<Option<CredentialValues>>,
 }
 
 /// Loads a delivery with its event, endpoint, webhook and credential in one round trip.
@@ -106,12 +107,12 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
         .prepare_cached(
             "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
                     d.organization_id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
-                    ep.url, ep.method, ep.headers, c.secret
+                    ep.url, ep.method, ep.headers, c.secret, ep.credential_id IS NOT NULL
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
              JOIN endpoints ep ON ep.id = d.endpoint_id
              JOIN webhooks w ON w.id = d.webhook_id
-             LEFT JOIN credentials c ON c.id = ep.credential_id
+             LEFT JOIN credentials c ON c.id = ep.credential_id AND c.deleted_at IS NULL
              WHERE d.id = $1",
         )
         .await
@@ -143,7 +144,11 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
         url: row.get(11),
         method: method.parse().map_err(|_| corrupt("method"))?,
         headers: serde_json::from_value(headers).map_err(|_| corrupt("headers"))?,
-        credential: credential.map(|sealed| credentials::open(secrets, &sealed)).transpose()?,
+        credential: if row.get::<_, bool>(15) {
+            Some(credential.map(|sealed| credentials::open(secrets, &sealed)).transpose()?)
+        } else {
+            None
+        },
     }))
 }
 

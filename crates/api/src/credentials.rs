@@ -1,0 +1,220 @@
+//! `/v1/credentials`: reusable receiver credentials. Values are write-only: responses
+//! say which fields are set, never what they are.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use hookline_core::apikey::Scope;
+use hookline_core::credential::{Credential, CredentialValues};
+use hookline_core::ids::{CredentialId, OrganizationId};
+use hookline_store::repo::credentials::{self, CredentialView};
+
+use crate::auth::Caller;
+use crate::json::Body;
+use crate::pagination::{Page, PageQuery, page};
+use crate::{ApiError, AppState};
+
+/// A credential as sent. `values` holds the type's fields; `per_organization` maps
+/// organisation ids to value sets of the same type, picked by the event's organisation.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialBody {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    test: Option<bool>,
+    values: Option<serde_json::Map<String, serde_json::Value>>,
+    per_organization: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+}
+
+fn not_found() -> ApiError {
+    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: "no such credential".into() }
+}
+
+fn unprocessable(code: &'static str, field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message)
+}
+
+fn credential_id(id: &str) -> Result<CredentialId, ApiError> {
+    id.parse().map_err(|_| not_found())
+}
+
+/// Reads one value set of type `kind`, naming the field at fault.
+fn value_set(
+    kind: &str,
+    fields: serde_json::Map<String, serde_json::Value>,
+    field: &'static str,
+) -> Result<Credential, ApiError> {
+    let mut object = fields;
+    object.insert("type".into(), serde_json::Value::String(kind.to_owned()));
+    let credential: Credential = serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|err| unprocessable("invalid_credential", field, err.to_string()))?;
+    credential.validate().map_err(|err| unprocessable("invalid_credential", field, err.to_string()))?;
+    Ok(credential)
+}
+
+fn values(
+    kind: &str,
+    default: Option<serde_json::Map<String, serde_json::Value>>,
+    per_organization: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+) -> Result<CredentialValues, ApiError> {
+    const KINDS: [&str; 6] = ["none", "headers", "basic", "token", "aws_sigv4", "hmac_sha256"];
+    if !KINDS.contains(&kind) {
+        return Err(unprocessable("invalid_type", "type", format!("`{kind}` is not one of {}", KINDS.join(", "))));
+    }
+    let default = match default {
+        Some(fields) => Some(value_set(kind, fields, "values")?),
+        None if kind == "none" => Some(Credential::None),
+        None => None,
+    };
+    let mut per_org = BTreeMap::new();
+    for (organization, fields) in per_organization.unwrap_or_default() {
+        if organization.parse::<OrganizationId>().is_err() {
+            return Err(unprocessable(
+                "invalid_organization",
+                "per_organization",
+                format!("`{organization}` is not an organisation id"),
+            ));
+        }
+        per_org.insert(organization, value_set(kind, fields, "per_organization")?);
+    }
+    if default.is_none() && per_org.is_empty() {
+        return Err(unprocessable("missing_values", "values", "give `values`, `per_organization`, or both"));
+    }
+    Ok(CredentialValues { default, per_organization: per_org })
+}
+
+fn name(name: Option<String>) -> Result<String, ApiError> {
+    let name = name.unwrap_or_default();
+    let trimmed = name.trim();
+    if trimmed.is_empty() || trimmed.len() > 200 {
+        return Err(unprocessable("invalid_name", "name", "name must be 1 to 200 characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// `POST /v1/credentials` (admin)
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(body): Body<CredentialBody>,
+) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
+    caller.require(Scope::Admin)?;
+    let name = name(body.name)?;
+    let kind = body.kind.ok_or_else(|| unprocessable("missing_type", "type", "type is required"))?;
+    let values = values(&kind, body.values, body.per_organization)?;
+    let test = body.test.unwrap_or(false);
+    let internal = |err: hookline_store::Error| ApiError::internal(&err);
+    let id = credentials::create(&state.pool, &state.secrets, &caller.organization_id, &name, &kind, test, &values)
+        .await
+        .map_err(internal)?;
+    let view = credentials::get(&state.pool, &state.secrets, &caller.organization_id, &id).await.map_err(internal)?;
+    Ok((StatusCode::CREATED, Json(view.ok_or_else(not_found)?)))
+}
+
+/// `GET /v1/credentials`
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<CredentialView>>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    let limit = query.limit()?;
+    let rows = credentials::list(&state.pool, &state.secrets, &caller.organization_id, query.after(), limit + 1)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(page(rows, limit, |c| c.id.to_string())))
+}
+
+/// `GET /v1/credentials/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CredentialView>, ApiError> {
+    caller.require(Scope::WebhooksRead)?;
+    credentials::get(&state.pool, &state.secrets, &caller.organization_id, &credential_id(&id)?)
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// `PATCH /v1/credentials/{id}` (admin): values given replace the stored ones; a type
+/// change needs new values.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<CredentialBody>,
+) -> Result<Json<CredentialView>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let id = credential_id(&id)?;
+    let internal = |err: hookline_store::Error| ApiError::internal(&err);
+    let current =
+        credentials::get(&state.pool, &state.secrets, &caller.organization_id, &id).await.map_err(internal)?;
+    let current = current.ok_or_else(not_found)?;
+    let (_, _, stored) = credentials::values(&state.pool, &state.secrets, &caller.organization_id, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    let kind = body.kind.unwrap_or(current.kind.clone());
+    let new_values = if body.values.is_some() || body.per_organization.is_some() {
+        let mut merged = values(&kind, body.values, body.per_organization.clone())?;
+        if body.per_organization.is_none() {
+            merged.per_organization = stored.per_organization;
+        }
+        merged
+    } else if kind != current.kind {
+        return Err(unprocessable("missing_values", "values", "changing the type needs the new type's values"));
+    } else {
+        stored
+    };
+    let test = body.test.unwrap_or(current.test);
+    if test != current.test
+        && !credentials::used_by(&state.pool, &caller.organization_id, &id).await.map_err(internal)?.is_empty()
+    {
+        return Err(unprocessable(
+            "credential_in_use",
+            "test",
+            "a credential in use cannot switch between test and live",
+        ));
+    }
+    let name = match body.name {
+        Some(given) => self::name(Some(given))?,
+        None => current.name,
+    };
+    credentials::update(&state.pool, &state.secrets, &caller.organization_id, &id, &name, &kind, test, &new_values)
+        .await
+        .map_err(internal)?;
+    let view = credentials::get(&state.pool, &state.secrets, &caller.organization_id, &id).await.map_err(internal)?;
+    Ok(Json(view.ok_or_else(not_found)?))
+}
+
+/// `DELETE /v1/credentials/{id}` (admin): refused with 409, naming the webhooks, while
+/// any webhook uses it.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Scope::Admin)?;
+    let id = credential_id(&id)?;
+    let internal = |err: hookline_store::Error| ApiError::internal(&err);
+    let users = credentials::used_by(&state.pool, &caller.organization_id, &id).await.map_err(internal)?;
+    if !users.is_empty() {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "credential_in_use",
+            field: None,
+            message: format!("the credential is used by webhooks {}", users.join(", ")),
+        });
+    }
+    if credentials::delete(&state.pool, &caller.organization_id, &id).await.map_err(internal)? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found())
+    }
+}

@@ -1,0 +1,167 @@
+use hookline_tests::{Receiver, TestEnv, eventually};
+use serde_json::json;
+
+use crate::WAIT;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_credential_type_is_stored_encrypted_and_never_shown() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let secret_values =
+        ["hdr-secret-1", "basic-pass-2", "token-secret-3", "aws-secret-4", "hmac-secret-5", "per-org-secret-6"];
+    let cases = [
+        ("none", json!(null)),
+        ("headers", json!({"headers": {"X-Api-Key": "hdr-secret-1"}})),
+        ("basic", json!({"username": "u", "password": "basic-pass-2"})),
+        ("token", json!({"key": "X-Token", "value": "token-secret-3"})),
+        (
+            "aws_sigv4",
+            json!({"access_key": "AKID", "secret_key": "aws-secret-4", "region": "eu-west-1", "service": "execute-api", "base_endpoint": "https://api.example.com"}),
+        ),
+        ("hmac_sha256", json!({"client_id": "client", "client_secret": "hmac-secret-5"})),
+    ];
+    for (kind, values) in cases {
+        let mut body = json!({"name": format!("{kind} cred"), "type": kind});
+        if !values.is_null() {
+            body["values"] = values;
+        }
+        if kind == "token" {
+            body["per_organization"] = json!({org.id.as_str(): {"key": "X-Token", "value": "per-org-secret-6"}});
+        }
+        let (status, created) = api.call("POST", "/v1/credentials", key, Some(body)).await;
+        assert_eq!(status, 201, "{kind}: {created}");
+        assert_eq!(created["type"], kind);
+        if kind == "basic" {
+            assert_eq!(created["fields_set"], json!(["password", "username"]));
+        }
+        if kind == "token" {
+            assert_eq!(created["organizations"], json!([org.id.as_str()]));
+        }
+        let id = created["id"].as_str().unwrap();
+        let (_, fetched) = api.call("GET", &format!("/v1/credentials/{id}"), key, None).await;
+        assert_eq!(fetched["id"], id);
+    }
+    let (_, list) = api.call("GET", "/v1/credentials", key, None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 6);
+    let shown = list.to_string();
+    let stored: Vec<Vec<u8>> = env
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query("SELECT secret FROM credentials", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for secret in secret_values {
+        assert!(!shown.contains(secret), "{secret} was shown");
+        assert!(
+            !stored.iter().any(|s| s.windows(secret.len()).any(|w| w == secret.as_bytes())),
+            "{secret} stored in clear"
+        );
+    }
+    drop(api);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_and_mismatched_environments_are_refused_and_used_ones_cannot_be_deleted() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    for (body, code, field) in [
+        (json!({"name": "x", "type": "kerberos"}), "invalid_type", "type"),
+        (json!({"name": "x", "type": "basic", "values": {"username": "u"}}), "invalid_credential", "values"),
+        (json!({"name": "x", "type": "basic"}), "missing_values", "values"),
+        (json!({"type": "none"}), "invalid_name", "name"),
+        (
+            json!({"name": "x", "type": "token", "per_organization": {"acme": {"key": "K", "value": "v"}}}),
+            "invalid_organization",
+            "per_organization",
+        ),
+    ] {
+        let (status, error) = api.call("POST", "/v1/credentials", key, Some(body.clone())).await;
+        assert_eq!(
+            (status, error["error"]["code"].as_str(), error["error"]["field"].as_str()),
+            (422, Some(code), Some(field)),
+            "{body}"
+        );
+    }
+    let (_, test_cred) =
+        api.call("POST", "/v1/credentials", key, Some(json!({"name": "t", "type": "none", "test": true}))).await;
+    let test_id = test_cred["id"].as_str().unwrap();
+    let webhook = |test: bool, credential: &str| json!({"name": "w", "test": test, "events": ["job.*"], "endpoints": [{"url": "https://a.example.com/h", "credential_id": credential}]});
+    let (status, error) = api.call("POST", "/v1/webhooks", key, Some(webhook(false, test_id))).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("credential_environment_mismatch")));
+    let other = env.organization().await;
+    let (status, error) = api.call("POST", "/v1/webhooks", Some(&other.api_key), Some(webhook(true, test_id))).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (422, Some("unknown_credential")),
+        "another organisation's credential"
+    );
+    let (status, created) = api.call("POST", "/v1/webhooks", key, Some(webhook(true, test_id))).await;
+    assert_eq!(status, 201, "{created}");
+    let webhook_id = created["id"].as_str().unwrap();
+
+    let (status, error) = api.call("DELETE", &format!("/v1/credentials/{test_id}"), key, None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("credential_in_use")));
+    assert!(error["error"]["message"].as_str().unwrap().contains(webhook_id));
+    api.call("DELETE", &format!("/v1/webhooks/{webhook_id}"), key, None).await;
+    assert_eq!(api.call("DELETE", &format!("/v1/credentials/{test_id}"), key, None).await.0, 204);
+    assert_eq!(api.call("GET", &format!("/v1/credentials/{test_id}"), key, None).await.0, 404);
+    drop(api);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_credentials_go_on_the_wire_with_the_events_organisations_values() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let api = env.start_api().await;
+    let services = env.start();
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let (_, token) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "t", "type": "token", "values": {"key": "X-Api-Key", "value": "default-v"},
+                "per_organization": {org.id.as_str(): {"key": "X-Api-Key", "value": "mine-v"}}})),
+        )
+        .await;
+    let (_, hmac) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "h", "type": "hmac_sha256", "values": {"client_id": "c", "client_secret": "s"}})),
+        )
+        .await;
+    for (path, credential) in [("/token", &token), ("/hmac", &hmac)] {
+        let body = json!({"name": "w", "active": true, "events": ["job.created"],
+            "endpoints": [{"url": receiver.url(path), "credential_id": credential["id"]}]});
+        assert_eq!(api.call("POST", "/v1/webhooks", key, Some(body)).await.0, 201);
+    }
+    env.publish(json!({"type": "job.created", "organization": org.id})).await;
+    let requests = receiver.wait_for("/token", 2, WAIT).await; // the activation ping, then the event
+    assert!(requests.iter().all(|r| r.header("x-api-key") == Some("mine-v")));
+    let recorded: serde_json::Value = env.scalar("SELECT request_headers FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints e ON e.id = d.endpoint_id WHERE e.url LIKE '%/token' LIMIT 1", &[]).await;
+    assert_eq!(recorded["x-api-key"], "[redacted]");
+    // HMAC signing arrives with the credentials issue: until then the attempt fails, unsent and not retried.
+    let refused = eventually(WAIT, || async {
+        env.scalar::<i64>("SELECT count(*) FROM attempts WHERE error_kind = 'invalid_endpoint'", &[]).await == 2
+    })
+    .await;
+    assert!(refused);
+    assert!(receiver.requests("/hmac").is_empty());
+    services.stop().await;
+    drop(api);
+    env.cleanup().await;
+}
