@@ -4,6 +4,7 @@
 mod credentials;
 mod keys;
 mod logs;
+mod signing;
 mod webhooks;
 
 use std::time::Duration;

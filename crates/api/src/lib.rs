@@ -10,7 +10,7 @@ mod event_types;
 mod events;
 mod json;
 mod pagination;
-mod ping;
+mod synthetic;
 mod webhooks;
 
 use std::sync::Arc;
@@ -67,6 +67,8 @@ pub struct Limits {
     pub max_retry_delay: std::time::Duration,
     /// Most attempts a webhook's own policy may make.
     pub max_retry_attempts: usize,
+    /// How long the previous signing secret keeps signing after a rotation.
+    pub rotation_overlap: std::time::Duration,
 }
 
 /// The routes, for `run` and for tests.
@@ -83,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/activate", post(webhooks::activate))
         .route("/v1/webhooks/{id}/deactivate", post(webhooks::deactivate))
         .route("/v1/webhooks/{id}/secret", get(webhooks::secret))
+        .route("/v1/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/v1/webhooks/{id}/test", post(webhooks::send_test))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries::list))
         .route("/v1/webhooks/{id}/recover", post(deliveries::recover))
         .route("/v1/deliveries/{id}", get(deliveries::get))
@@ -124,6 +128,7 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         allow_http: settings.delivery.allow_http,
         max_retry_delay: hookline_core::retry::MAX_DELAY,
         max_retry_attempts: 10,
+        rotation_overlap: settings.signing.rotation_overlap,
     };
     let state = AppState {
         pool,

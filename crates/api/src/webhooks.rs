@@ -15,7 +15,7 @@ use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use crate::auth::Caller;
 use crate::json::Body;
 use crate::pagination::{Page, PageQuery, page};
-use crate::{ApiError, AppState, ping};
+use crate::{ApiError, AppState, synthetic};
 
 /// A webhook as sent in a create or update request. On update every field is optional
 /// and only the fields given change.
@@ -142,7 +142,7 @@ pub async fn create(
     let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
     let created = admin::create_webhook(&state.pool, &state.secrets, rules, input).await?;
     if created.active {
-        ping::send(&state, &caller.organization_id, &created.id).await?;
+        synthetic::ping(&state, &caller.organization_id, &created.id).await?;
     }
     let view = load(&state, &caller, &created.id).await?;
     let mut json = serde_json::to_value(view).map_err(|err| ApiError::internal(&err))?;
@@ -277,7 +277,7 @@ pub async fn delete(
 async fn activate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<(), ApiError> {
     match webhook_views::activate(&state.pool, &caller.organization_id, id).await {
         Ok(None) => Err(not_found()),
-        Ok(Some(true)) => ping::send(state, &caller.organization_id, id).await,
+        Ok(Some(true)) => synthetic::ping(state, &caller.organization_id, id).await,
         Ok(Some(false)) => Ok(()),
         Err(err) => Err(ApiError::internal(&err)),
     }
@@ -328,4 +328,53 @@ pub async fn secret(
         .map_err(|err| ApiError::internal(&err))?
         .ok_or_else(not_found)?;
     Ok(Json(serde_json::json!({"signing_secret": secret.expose()})))
+}
+
+/// `POST /v1/webhooks/{id}/rotate-secret` (admin): a new secret, returned once here; the
+/// old one keeps signing alongside it for `signing.rotation_overlap`.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(Scope::Admin)?;
+    let id = webhook_id(&id)?;
+    let secret = hookline_core::signing::SigningSecret::generate();
+    let overlap = state.limits.rotation_overlap;
+    let rotated =
+        webhook_views::rotate_secret(&state.pool, &state.secrets, &caller.organization_id, &id, &secret, overlap)
+            .await
+            .map_err(|err| ApiError::internal(&err))?;
+    if !rotated {
+        return Err(not_found());
+    }
+    let until = chrono::Utc::now() + chrono::Duration::from_std(overlap).unwrap_or_default();
+    Ok(Json(serde_json::json!({"signing_secret": secret.expose(), "previous_secret_valid_until": until})))
+}
+
+/// Body of `POST /v1/webhooks/{id}/test`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestBody {
+    event_type: String,
+}
+
+/// `POST /v1/webhooks/{id}/test`: delivers the catalog's example payload of the event
+/// type to this webhook's endpoints, logged as a test delivery (origin `test`).
+pub async fn send_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Body(body): Body<TestBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    caller.require(Scope::WebhooksWrite)?;
+    let id = webhook_id(&id)?;
+    load(&state, &caller, &id).await?;
+    let event_type = state.catalog.get(&body.event_type).ok_or_else(|| {
+        unprocessable("unknown_event", "event_type", format!("`{}` is not in the catalog", body.event_type))
+    })?;
+    let event_id =
+        synthetic::send(&state, &caller.organization_id, &id, &event_type.code, event_type.example.clone(), "test")
+            .await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"event_id": event_id}))))
 }

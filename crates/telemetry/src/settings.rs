@@ -40,6 +40,7 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     pub retry: RetrySettings,
     pub delivery: DeliverySettings,
+    pub signing: SigningSettings,
     pub ingest: IngestSettings,
     pub router: RouterSettings,
     pub scheduler: SchedulerSettings,
@@ -87,6 +88,15 @@ pub struct DeliverySettings {
     pub allow_http: bool,
     pub allow_private_networks: bool,
     pub max_response_body: usize,
+}
+
+/// `[signing]`
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct SigningSettings {
+    #[serde(with = "humantime_serde")]
+    pub rotation_overlap: Duration,
 }
 
 /// `[ingest]`

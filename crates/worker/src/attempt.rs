@@ -64,7 +64,12 @@ pub async fn perform(
     headers.insert("content-type".to_owned(), "application/json".to_owned());
     headers.insert(HEADER_ID.to_owned(), message_id.to_owned());
     headers.insert(HEADER_TIMESTAMP.to_owned(), timestamp.to_string());
-    headers.insert(HEADER_SIGNATURE.to_owned(), context.signing_secret.sign(message_id, timestamp, &body));
+    let mut signature = context.signing_secret.sign(message_id, timestamp, &body);
+    if let Some(previous) = &context.previous_signing_secret {
+        signature.push(' ');
+        signature.push_str(&previous.sign(message_id, timestamp, &body));
+    }
+    headers.insert(HEADER_SIGNATURE.to_owned(), signature);
     for (name, value) in &context.headers {
         let lower = name.to_ascii_lowercase();
         if !RESERVED_HEADERS.contains(&lower.as_str()) {

@@ -89,6 +89,9 @@ pub struct JobContext {
     pub webhook_enabled: bool,
     /// Decrypted signing secret.
     pub signing_secret: SigningSecret,
+    /// The secret before the last rotation, while its overlap lasts: deliveries are
+    /// signed with both.
+    pub previous_signing_secret: Option<SigningSecret>,
     /// Endpoint URL.
     pub url: String,
     /// Endpoint method.
@@ -107,7 +110,8 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
         .prepare_cached(
             "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
                     d.organization_id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
-                    ep.url, ep.method, ep.headers, c.secret, ep.credential_id IS NOT NULL
+                    ep.url, ep.method, ep.headers, c.secret, ep.credential_id IS NOT NULL,
+                    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_signing_secret END
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
              JOIN endpoints ep ON ep.id = d.endpoint_id
@@ -141,6 +145,12 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
         webhook_id: parse_id(row.get(8))?,
         webhook_enabled: row.get(9),
         signing_secret: SigningSecret::parse(&secrets.open_string(&sealed_secret)?).map_err(|_| corrupt("secret"))?,
+        previous_signing_secret: row
+            .get::<_, Option<Vec<u8>>>(16)
+            .map(|sealed| -> Result<SigningSecret> {
+                SigningSecret::parse(&secrets.open_string(&sealed)?).map_err(|_| corrupt("previous secret"))
+            })
+            .transpose()?,
         url: row.get(11),
         method: method.parse().map_err(|_| corrupt("method"))?,
         headers: serde_json::from_value(headers).map_err(|_| corrupt("headers"))?,

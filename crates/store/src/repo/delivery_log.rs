@@ -31,6 +31,8 @@ pub struct DeliverySummary {
     pub event_id: String,
     /// Its type.
     pub event_type: String,
+    /// `upstream`, `ping` (activation) or `test` (a test event an operator sent).
+    pub origin: String,
     /// Where it is sent.
     pub endpoint_url: String,
     /// pending, retrying, succeeded, failed.
@@ -90,7 +92,7 @@ pub struct DeliveryDetail {
 
 const SUMMARY: &str =
     "d.id, d.created_at, d.event_id, e.event_type, ep.url, d.status, d.last_status_code, d.attempt_count,
-    d.next_attempt_at";
+    d.next_attempt_at, e.origin";
 
 fn summary(row: &tokio_postgres::Row) -> Result<DeliverySummary> {
     Ok(DeliverySummary {
@@ -103,6 +105,7 @@ fn summary(row: &tokio_postgres::Row) -> Result<DeliverySummary> {
         latest_status_code: row.get(6),
         attempt_count: row.get(7),
         next_attempt_at: row.get(8),
+        origin: row.get(9),
     })
 }
 
@@ -181,7 +184,7 @@ pub async fn detail(pool: &Pool, organization: &OrganizationId, id: &DeliveryId)
             error_message: a.get(12),
         })
         .collect();
-    Ok(Some(DeliveryDetail { summary: summary(&row)?, webhook_id: row.get(9), payload: row.get(10), attempts }))
+    Ok(Some(DeliveryDetail { summary: summary(&row)?, webhook_id: row.get(10), payload: row.get(11), attempts }))
 }
 
 /// The attempt number a manual attempt of this delivery would take, if the organisation

@@ -26,6 +26,19 @@ pub enum Stored {
 /// Stores an event unless the organisation already has one with the same idempotency
 /// key (without a key, the event's own id is its key, so it is always new).
 pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
+    insert_from(pool, event, "upstream").await
+}
+
+/// Stores an event made by hookline itself (`ping` or `test`), already routed: it is
+/// delivered to one webhook only and never offered to the router.
+pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result<EventId> {
+    match insert_from(pool, event, origin).await? {
+        Stored::Inserted(id) => Ok(id),
+        other => Err(crate::Error::Corrupt(format!("synthetic event not stored: {other:?}"))),
+    }
+}
+
+async fn insert_from(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result<Stored> {
     let id = EventId::generate();
     let message_id = event.message_id.clone().unwrap_or_else(|| id.to_string());
     let client = pool.get().await?;
@@ -33,8 +46,10 @@ pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
         .prepare_cached(
             "WITH org AS (SELECT id FROM organizations WHERE id = $2),
              ins AS (
-                 INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team, data)
-                 SELECT $1, org.id, $3, $4, $5, $6, $7, $8, $9 FROM org
+                 INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team, data,
+                     origin, routed_at)
+                 SELECT $1, org.id, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 = 'upstream' THEN NULL ELSE now() END
+                 FROM org
                  ON CONFLICT (organization_id, message_id) DO NOTHING
                  RETURNING id)
              SELECT EXISTS (SELECT 1 FROM org), (SELECT id FROM ins), prior.id, prior.routed_at IS NOT NULL
@@ -43,7 +58,7 @@ pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
         )
         .await
         .context("preparing event insert")?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
         &id.as_str(),
         &event.organization.as_str(),
         &message_id,
@@ -53,6 +68,7 @@ pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
         &event.actor,
         &event.team,
         &event.data,
+        &origin,
     ];
     // A concurrent insert of the same key can leave this statement seeing neither its
     // own row nor the other one; the second pass then sees the committed row.

@@ -253,3 +253,28 @@ pub async fn update(
     tx.commit().await.context("committing a webhook update")?;
     Ok(true)
 }
+
+/// Replaces the signing secret; the old one keeps signing (alongside) until
+/// `overlap` has passed. Returns false when there is no such webhook.
+pub async fn rotate_secret(
+    pool: &Pool,
+    secrets: &SecretBox,
+    organization: &OrganizationId,
+    id: &WebhookId,
+    new_secret: &SigningSecret,
+    overlap: std::time::Duration,
+) -> Result<bool> {
+    let sealed = secrets.seal(new_secret.expose().as_bytes());
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE webhooks SET previous_signing_secret = signing_secret,
+                 previous_secret_expires_at = now() + make_interval(secs => $4),
+                 signing_secret = $3, updated_at = now()
+             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+            &[&id.as_str(), &organization.as_str(), &sealed, &overlap.as_secs_f64()],
+        )
+        .await
+        .context("rotating a signing secret")?;
+    Ok(changed == 1)
+}
