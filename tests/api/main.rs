@@ -1,6 +1,7 @@
 //! The management API against the real database and broker.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod authorization;
 mod credentials;
 mod keys;
 mod logs;

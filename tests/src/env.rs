@@ -75,7 +75,13 @@ impl ApiServer {
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         let bytes = response.bytes().await.unwrap();
-        let json = if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            // A body that is not JSON is kept as text so a failing assertion shows it.
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
         (status, json)
     }
 }

@@ -7,12 +7,14 @@ use hookline_core::apikey::Scope;
 use hookline_core::ids::ApiKeyId;
 use hookline_store::repo::api_keys::{self, ApiKeySummary};
 
-use crate::auth::Caller;
+use crate::auth::Admin;
+use crate::json::Body;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState};
 
 /// Body of `POST /v1/api-keys`.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// A name to tell the key apart.
     label: String,
@@ -27,10 +29,9 @@ fn not_found() -> ApiError {
 /// Creates a key; the response holds the only copy of the secret.
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
-    Json(body): Json<CreateKey>,
+    Admin(caller): Admin,
+    Body(body): Body<CreateKey>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(Scope::Admin)?;
     let label = body.label.trim();
     if label.is_empty() || label.len() > 100 {
         return Err(ApiError::field(
@@ -75,10 +76,9 @@ pub async fn create(
 /// Lists keys by label and prefix.
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<ApiKeySummary>>, ApiError> {
-    caller.require(Scope::Admin)?;
     let limit = query.limit()?;
     let keys = api_keys::list(&state.pool, &caller.organization_id, query.after(), limit + 1)
         .await
@@ -89,10 +89,9 @@ pub async fn list(
 /// Revokes a key; it answers 401 from the next request on.
 pub async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Scope::Admin)?;
     let id: ApiKeyId = id.parse().map_err(|_| not_found())?;
     if api_keys::revoke(&state.pool, &caller.organization_id, &id).await.map_err(|err| ApiError::internal(&err))? {
         Ok(StatusCode::NO_CONTENT)

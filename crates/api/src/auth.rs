@@ -80,3 +80,38 @@ mod tests {
         assert!(caller(&[]).require(Scope::WebhooksRead).is_err());
     }
 }
+
+macro_rules! scoped_caller {
+    ($(#[$doc:meta])* $name:ident, $scope:expr) => {
+        $(#[$doc])*
+        /// As an extractor it runs before any body is read, so a caller without the scope
+        /// gets 403 and learns nothing from validation.
+        pub struct $name(pub Caller);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+                let caller = Caller::from_request_parts(parts, state).await?;
+                caller.require($scope)?;
+                Ok(Self(caller))
+            }
+        }
+    };
+}
+
+scoped_caller!(
+    /// A caller allowed to read webhooks, logs and the catalog.
+    Reader,
+    Scope::WebhooksRead
+);
+scoped_caller!(
+    /// A caller allowed to change webhooks and publish events.
+    Writer,
+    Scope::WebhooksWrite
+);
+scoped_caller!(
+    /// A caller allowed everything in its organisation, keys and credentials included.
+    Admin,
+    Scope::Admin
+);

@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use hookline_core::apikey::Scope;
 use hookline_core::credential::{Credential, CredentialValues};
 use hookline_core::ids::{CredentialId, OrganizationId};
 use hookline_store::repo::credentials::{self, CredentialView};
 
-use crate::auth::Caller;
+use crate::auth::{Admin, Reader};
 use crate::json::Body;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState};
@@ -98,10 +97,9 @@ fn name(name: Option<String>) -> Result<String, ApiError> {
 /// `POST /v1/credentials` (admin)
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Body(body): Body<CredentialBody>,
 ) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
-    caller.require(Scope::Admin)?;
     let name = name(body.name)?;
     let kind = body.kind.ok_or_else(|| unprocessable("missing_type", "type", "type is required"))?;
     let values = values(&kind, body.values, body.per_organization)?;
@@ -117,10 +115,9 @@ pub async fn create(
 /// `GET /v1/credentials`
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<CredentialView>>, ApiError> {
-    caller.require(Scope::WebhooksRead)?;
     let limit = query.limit()?;
     let rows = credentials::list(&state.pool, &state.secrets, &caller.organization_id, query.after(), limit + 1)
         .await
@@ -131,10 +128,9 @@ pub async fn list(
 /// `GET /v1/credentials/{id}`
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<CredentialView>, ApiError> {
-    caller.require(Scope::WebhooksRead)?;
     credentials::get(&state.pool, &state.secrets, &caller.organization_id, &credential_id(&id)?)
         .await
         .map_err(|e| ApiError::internal(&e))?
@@ -146,11 +142,10 @@ pub async fn get(
 /// change needs new values.
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
     Body(body): Body<CredentialBody>,
 ) -> Result<Json<CredentialView>, ApiError> {
-    caller.require(Scope::Admin)?;
     let id = credential_id(&id)?;
     let internal = |err: hookline_store::Error| ApiError::internal(&err);
     let current =
@@ -197,10 +192,9 @@ pub async fn update(
 /// any webhook uses it.
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Scope::Admin)?;
     let id = credential_id(&id)?;
     let internal = |err: hookline_store::Error| ApiError::internal(&err);
     let users = credentials::used_by(&state.pool, &caller.organization_id, &id).await.map_err(internal)?;

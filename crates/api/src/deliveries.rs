@@ -7,13 +7,12 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hookline_bus::codec::proto::DeliveryJob;
 use hookline_bus::topology::JOB_ROUTING_KEY;
-use hookline_core::apikey::Scope;
 use hookline_core::delivery::DeliveryStatus;
 use hookline_core::ids::DeliveryId;
 use hookline_store::repo::delivery_log::{self, DeliveryDetail, DeliverySummary, LogFilter};
 use hookline_store::repo::webhook_views;
 
-use crate::auth::Caller;
+use crate::auth::{Reader, Writer};
 use crate::json::Body;
 use crate::pagination::{Page, PageQuery, page};
 use crate::webhooks::webhook_id;
@@ -37,11 +36,10 @@ fn not_found(what: &str) -> ApiError {
 /// A webhook's deliveries, newest first (deleted webhooks' history included).
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<Page<DeliverySummary>>, ApiError> {
-    caller.require(Scope::WebhooksRead)?;
     let id = webhook_id(&id)?;
     if !webhook_views::exists_with_history(&state.pool, &caller.organization_id, &id)
         .await
@@ -72,10 +70,9 @@ pub async fn list(
 /// One delivery with its payload and every attempt.
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
-    caller.require(Scope::WebhooksRead)?;
     let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
     delivery_log::detail(&state.pool, &caller.organization_id, &id)
         .await
@@ -96,10 +93,9 @@ async fn publish_manual(state: &AppState, jobs: &[DeliveryJob]) -> Result<(), Ap
 /// delivery has succeeded; on failure the schedule goes on from it.
 pub async fn redeliver(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
     let attempt = delivery_log::next_attempt(&state.pool, &caller.organization_id, &id)
         .await
@@ -119,11 +115,10 @@ pub struct RecoverBody {
 /// Re-queues every failed delivery of the webhook created since `since`.
 pub async fn recover(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(body): Body<RecoverBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let id = webhook_id(&id)?;
     if webhook_views::get(&state.pool, &caller.organization_id, &id)
         .await

@@ -4,14 +4,12 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use hookline_core::apikey::Scope;
 
-use crate::auth::Caller;
+use crate::auth::Reader;
 use crate::{ApiError, AppState};
 
 /// Every event type, grouped by component, with code, name, description and example.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(Scope::WebhooksRead)?;
+pub async fn list(State(state): State<AppState>, Reader(_caller): Reader) -> Result<Json<serde_json::Value>, ApiError> {
     let mut components: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
     for event_type in state.catalog.iter() {
         components.entry(event_type.component.as_str()).or_default().push(serde_json::json!({

@@ -4,21 +4,19 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use hookline_core::apikey::Scope;
 use hookline_core::envelope::RejectReason;
 use hookline_ingest::AcceptError;
 
-use crate::auth::Caller;
+use crate::auth::Writer;
 use crate::{ApiError, AppState};
 
 /// Accepts one event for the API key's organisation; 202 with the event id.
 pub async fn publish(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     match state.ingestor.accept(&body, content_type, Some(&caller.organization_id), false).await {
         Ok(accepted) => Ok((

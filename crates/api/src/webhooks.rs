@@ -6,13 +6,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use hookline_core::apikey::Scope;
 use hookline_core::ids::{EndpointId, WebhookId};
 use hookline_store::repo::webhook_views::{self, WebhookView};
 use hookline_store::repo::webhooks;
 
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
-use crate::auth::Caller;
+use crate::auth::{Admin, Caller, Reader, Writer};
 use crate::json::Body;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState, synthetic};
@@ -119,10 +118,9 @@ async fn load(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<Webho
 /// admins through `GET /v1/webhooks/{id}/secret`).
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Body(body): Body<WebhookBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let (endpoint_inputs, _) = endpoints(body.endpoints.unwrap_or_default());
     let filters = body.filters.unwrap_or_default();
     let input = WebhookInput {
@@ -153,10 +151,9 @@ pub async fn create(
 /// `GET /v1/webhooks`
 pub async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<WebhookView>>, ApiError> {
-    caller.require(Scope::WebhooksRead)?;
     let limit = query.limit()?;
     let webhooks = webhook_views::list(&state.pool, &caller.organization_id, query.after(), limit + 1)
         .await
@@ -167,10 +164,9 @@ pub async fn list(
 /// `GET /v1/webhooks/{id}`
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
+    Reader(caller): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    caller.require(Scope::WebhooksRead)?;
     Ok(Json(load(&state, &caller, &webhook_id(&id)?).await?))
 }
 
@@ -178,11 +174,10 @@ pub async fn get(
 /// as on creation, and nothing is saved if any rule fails.
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(body): Body<WebhookBody>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let id = webhook_id(&id)?;
     let current = load(&state, &caller, &id).await?;
     let (endpoint_inputs, endpoint_ids) = match body.endpoints {
@@ -262,10 +257,9 @@ pub async fn update(
 /// keeps the delivery history readable.
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let id = webhook_id(&id)?;
     match webhooks::soft_delete(&state.pool, &caller.organization_id, &id).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
@@ -294,10 +288,9 @@ async fn deactivate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> 
 /// `POST /v1/webhooks/{id}/activate`: turns the webhook on and pings its endpoints.
 pub async fn activate(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let id = webhook_id(&id)?;
     activate_inner(&state, &caller, &id).await?;
     Ok(Json(load(&state, &caller, &id).await?))
@@ -306,10 +299,9 @@ pub async fn activate(
 /// `POST /v1/webhooks/{id}/deactivate`: nothing more is delivered, waiting retries included.
 pub async fn deactivate(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let id = webhook_id(&id)?;
     deactivate_inner(&state, &caller, &id).await?;
     Ok(Json(load(&state, &caller, &id).await?))
@@ -318,10 +310,9 @@ pub async fn deactivate(
 /// `GET /v1/webhooks/{id}/secret` (admin): the signing secret receivers verify with.
 pub async fn secret(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(Scope::Admin)?;
     let id = webhook_id(&id)?;
     let secret = webhook_views::signing_secret(&state.pool, &state.secrets, &caller.organization_id, &id)
         .await
@@ -334,10 +325,9 @@ pub async fn secret(
 /// old one keeps signing alongside it for `signing.rotation_overlap`.
 pub async fn rotate_secret(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    caller.require(Scope::Admin)?;
     let id = webhook_id(&id)?;
     let secret = hookline_core::signing::SigningSecret::generate();
     let overlap = state.limits.rotation_overlap;
@@ -363,11 +353,10 @@ pub struct TestBody {
 /// type to this webhook's endpoints, logged as a test delivery (origin `test`).
 pub async fn send_test(
     State(state): State<AppState>,
-    caller: Caller,
+    Writer(caller): Writer,
     Path(id): Path<String>,
     Body(body): Body<TestBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    caller.require(Scope::WebhooksWrite)?;
     let id = webhook_id(&id)?;
     load(&state, &caller, &id).await?;
     let event_type = state.catalog.get(&body.event_type).ok_or_else(|| {
