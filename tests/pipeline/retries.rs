@@ -127,8 +127,9 @@ async fn the_shipped_default_policy_declares_5m_and_10m_delay_queues_for_3_attem
     topology.delete(&channel, &[five, ten]).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deactivating_a_webhook_drops_its_waiting_retry() {
+/// Creates a failing delivery, waits until its retry is scheduled, calls `stop` on the
+/// webhook, and checks that the waiting retry is dropped.
+async fn stopping_a_webhook_drops_its_waiting_retry(delete: bool) {
     let env = TestEnv::with(&[("HOOKLINE__RETRY__DELAYS", "2s")]).await;
     let receiver = Receiver::start().await;
     receiver.always("/hook", Reply::Status(500));
@@ -139,10 +140,25 @@ async fn deactivating_a_webhook_drops_its_waiting_retry() {
 
     receiver.wait_for("/hook", 1, WAIT).await;
     assert!(eventually(WAIT, || async { delivery_status(&env).await == "retrying" }).await);
-    assert!(hookline_store::repo::webhooks::set_active(&env.pool, &org.id, &webhook.id, false).await.unwrap());
+    let stopped = if delete {
+        hookline_store::repo::webhooks::soft_delete(&env.pool, &org.id, &webhook.id).await.unwrap()
+    } else {
+        hookline_store::repo::webhooks::set_active(&env.pool, &org.id, &webhook.id, false).await.unwrap()
+    };
+    assert!(stopped);
     assert!(eventually(WAIT, || async { delivery_status(&env).await == "failed" }).await, "the waiting retry closed");
-    assert_eq!(receiver.requests("/hook").len(), 1, "no attempt after deactivation");
+    assert_eq!(receiver.requests("/hook").len(), 1, "no attempt after the webhook stopped");
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 1);
     services.stop().await;
     env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivating_a_webhook_drops_its_waiting_retry() {
+    stopping_a_webhook_drops_its_waiting_retry(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_webhook_drops_its_waiting_retry() {
+    stopping_a_webhook_drops_its_waiting_retry(true).await;
 }
