@@ -55,3 +55,15 @@ async fn the_catalog_is_listed_by_component_with_examples() {
     drop(api);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_openapi_document_is_the_committed_one() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let (status, served) = api.call("GET", "/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    let committed: serde_json::Value = serde_json::from_str(include_str!("../../crates/api/openapi.json")).unwrap();
+    assert_eq!(served, committed);
+    drop(api);
+    env.cleanup().await;
+}

@@ -9,11 +9,12 @@ use hookline_store::repo::api_keys::{self, ApiKeySummary};
 
 use crate::auth::Admin;
 use crate::json::Body;
+use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState};
 
 /// Body of `POST /v1/api-keys`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     /// A name to tell the key apart.
@@ -22,16 +23,28 @@ pub struct CreateKey {
     scopes: Vec<String>,
 }
 
+/// A new key: the only response that carries its secret.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    id: String,
+    label: String,
+    prefix: String,
+    scopes: Vec<String>,
+    /// The secret key, shown this once.
+    key: String,
+}
+
 fn not_found() -> ApiError {
     ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: "no such API key".into() }
 }
 
 /// Creates a key; the response holds the only copy of the secret.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", summary = "Create an API key (shown once)", security(("api_key" = [])), request_body = CreateKey, responses((status = 201, description = "The key, with its secret", body = CreatedKey), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<CreateKey>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let label = body.label.trim();
     if label.is_empty() || label.len() > 100 {
         return Err(ApiError::field(
@@ -64,16 +77,15 @@ pub async fn create(
     let (id, key) = api_keys::create(&state.pool, &caller.organization_id, label, &scopes)
         .await
         .map_err(|err| ApiError::internal(&err))?;
-    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let scopes = scopes.iter().map(|s| s.as_str().to_owned()).collect();
     Ok((
         StatusCode::CREATED,
-        Json(
-            serde_json::json!({"id": id, "label": label, "prefix": key.prefix, "scopes": scope_names, "key": key.secret}),
-        ),
+        Json(CreatedKey { id: id.to_string(), label: label.to_owned(), prefix: key.prefix, scopes, key: key.secret }),
     ))
 }
 
 /// Lists keys by label and prefix.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", summary = "List API keys by label and prefix", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<ApiKeySummary>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -87,6 +99,7 @@ pub async fn list(
 }
 
 /// Revokes a key; it answers 401 from the next request on.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", summary = "Revoke an API key at once", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     Admin(caller): Admin,

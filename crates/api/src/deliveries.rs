@@ -14,6 +14,7 @@ use hookline_store::repo::webhook_views;
 
 use crate::auth::{Reader, Writer};
 use crate::json::Body;
+use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::webhooks::webhook_id;
 use crate::{ApiError, AppState};
@@ -34,6 +35,7 @@ fn not_found(what: &str) -> ApiError {
 }
 
 /// A webhook's deliveries, newest first (deleted webhooks' history included).
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries", summary = "A webhook's log history, newest first", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id"), ("status" = Option<String>, Query, description = "pending, retrying, succeeded or failed"), ("event_type" = Option<String>, Query, description = "Event type code"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<DeliverySummary>), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -68,6 +70,7 @@ pub async fn list(
 }
 
 /// One delivery with its payload and every attempt.
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", summary = "A delivery with its payload and every attempt", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = DeliveryDetail), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -91,6 +94,7 @@ async fn publish_manual(state: &AppState, jobs: &[DeliveryJob]) -> Result<(), Ap
 
 /// Makes a manual attempt now. It counts as the delivery's next attempt: on success the
 /// delivery has succeeded; on failure the schedule goes on from it.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries", summary = "Make a manual attempt now", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn redeliver(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -106,13 +110,15 @@ pub async fn redeliver(
 }
 
 /// Body of `POST /v1/webhooks/{id}/recover`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverBody {
+    /// RFC 3339 time; failed deliveries created since then are re-queued.
     since: DateTime<Utc>,
 }
 
 /// Re-queues every failed delivery of the webhook created since `since`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "deliveries", summary = "Re-queue every failed delivery since a time", security(("api_key" = [])), request_body = RecoverBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn recover(
     State(state): State<AppState>,
     Writer(caller): Writer,

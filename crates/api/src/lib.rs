@@ -9,6 +9,7 @@ mod error;
 mod event_types;
 mod events;
 mod json;
+pub mod openapi;
 mod pagination;
 mod synthetic;
 mod webhooks;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{id}/recover", post(deliveries::recover))
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/redeliver", post(deliveries::redeliver))
+        .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::document()) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)

@@ -15,7 +15,7 @@ pub struct PageQuery {
 }
 
 /// A page of results.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// The items, oldest first.
     pub data: Vec<T>,

@@ -13,12 +13,13 @@ use hookline_store::repo::webhooks;
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use crate::auth::{Admin, Caller, Reader, Writer};
 use crate::json::Body;
+use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState, synthetic};
 
 /// A webhook as sent in a create or update request. On update every field is optional
 /// and only the fields given change.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookBody {
     name: Option<String>,
@@ -32,7 +33,7 @@ pub struct WebhookBody {
 }
 
 /// One endpoint; on update, `id` keeps an existing endpoint (and its history).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
     id: Option<String>,
@@ -44,7 +45,7 @@ pub struct EndpointBody {
 }
 
 /// `{actor, team}`
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FiltersBody {
     actor: Option<String>,
@@ -52,7 +53,7 @@ pub struct FiltersBody {
 }
 
 /// `{"delays": ["5m", "10m"]}`
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicyBody {
     delays: Vec<String>,
@@ -116,6 +117,7 @@ async fn load(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<Webho
 
 /// `POST /v1/webhooks`: 201 with the webhook and its signing secret (shown here and to
 /// admins through `GET /v1/webhooks/{id}/secret`).
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", summary = "Create a webhook (inactive unless `active`)", security(("api_key" = [])), request_body = WebhookBody, responses((status = 201, description = "The webhook with its signing_secret", body = WebhookView), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -149,6 +151,7 @@ pub async fn create(
 }
 
 /// `GET /v1/webhooks`
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", summary = "List webhooks", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<WebhookView>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -162,6 +165,7 @@ pub async fn list(
 }
 
 /// `GET /v1/webhooks/{id}`
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Get a webhook", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -172,6 +176,7 @@ pub async fn get(
 
 /// `PATCH /v1/webhooks/{id}`: changes the fields given; the whole result is validated
 /// as on creation, and nothing is saved if any rule fails.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Change the fields given", security(("api_key" = [])), request_body = WebhookBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -255,6 +260,7 @@ pub async fn update(
 
 /// `DELETE /v1/webhooks/{id}`: stops deliveries at once (waiting retries included) and
 /// keeps the delivery history readable.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Delete a webhook, keeping its history", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Deleted"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -286,6 +292,7 @@ async fn deactivate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> 
 }
 
 /// `POST /v1/webhooks/{id}/activate`: turns the webhook on and pings its endpoints.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/activate", tag = "webhooks", summary = "Activate and ping every endpoint", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn activate(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -297,6 +304,7 @@ pub async fn activate(
 }
 
 /// `POST /v1/webhooks/{id}/deactivate`: nothing more is delivered, waiting retries included.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deactivate", tag = "webhooks", summary = "Deactivate; waiting retries are dropped", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn deactivate(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -308,6 +316,7 @@ pub async fn deactivate(
 }
 
 /// `GET /v1/webhooks/{id}/secret` (admin): the signing secret receivers verify with.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/secret", tag = "webhooks", summary = "The signing secret (admin)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -323,6 +332,7 @@ pub async fn secret(
 
 /// `POST /v1/webhooks/{id}/rotate-secret` (admin): a new secret, returned once here; the
 /// old one keeps signing alongside it for `signing.rotation_overlap`.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", summary = "Rotate the signing secret; both sign during the overlap", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -343,7 +353,7 @@ pub async fn rotate_secret(
 }
 
 /// Body of `POST /v1/webhooks/{id}/test`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestBody {
     event_type: String,
@@ -351,6 +361,7 @@ pub struct TestBody {
 
 /// `POST /v1/webhooks/{id}/test`: delivers the catalog's example payload of the event
 /// type to this webhook's endpoints, logged as a test delivery (origin `test`).
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", summary = "Deliver the catalog example of an event type", security(("api_key" = [])), request_body = TestBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub async fn send_test(
     State(state): State<AppState>,
     Writer(caller): Writer,

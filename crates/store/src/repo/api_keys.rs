@@ -64,9 +64,10 @@ pub async fn authenticate(pool: &Pool, presented: &str) -> Result<Option<ApiKeyR
 }
 
 /// A key as listed: never the secret, only its label and prefix.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ApiKeySummary {
     /// Record id.
+    #[schema(value_type = String)]
     pub id: ApiKeyId,
     /// Name given at creation.
     pub label: String,

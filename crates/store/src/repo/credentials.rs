@@ -10,9 +10,10 @@ use crate::error::{Error, QueryContext as _, Result};
 use crate::repo::webhooks::parse_id;
 
 /// A credential as shown: which fields are set, never their values.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct CredentialView {
     /// Credential id.
+    #[schema(value_type = String)]
     pub id: CredentialId,
     /// Name people see.
     pub name: String,

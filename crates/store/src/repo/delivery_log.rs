@@ -21,9 +21,10 @@ pub struct LogFilter {
 }
 
 /// One line of a webhook's log.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliverySummary {
     /// Delivery id.
+    #[schema(value_type = String)]
     pub id: DeliveryId,
     /// When the event arrived at hookline and the delivery was created.
     pub created_at: DateTime<Utc>,
@@ -46,7 +47,7 @@ pub struct DeliverySummary {
 }
 
 /// One attempt in full.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     /// From 1.
     pub attempt_number: i32,
@@ -77,7 +78,7 @@ pub struct AttemptView {
 }
 
 /// A delivery with its event payload and every attempt.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryDetail {
     /// The log line.
     #[serde(flatten)]

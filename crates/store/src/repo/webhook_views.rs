@@ -13,9 +13,10 @@ use crate::error::{Error, QueryContext as _, Result};
 use crate::repo::webhooks::{NewWebhook, parse_id};
 
 /// An endpoint as shown.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct EndpointView {
     /// Endpoint id.
+    #[schema(value_type = String)]
     pub id: EndpointId,
     /// Receiver URL.
     pub url: String,
@@ -28,7 +29,7 @@ pub struct EndpointView {
 }
 
 /// The "for login" and team filters.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Filters {
     /// Only events acted by this user.
     pub actor: Option<String>,
@@ -37,9 +38,10 @@ pub struct Filters {
 }
 
 /// A webhook as shown (never with its secret).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
     /// Webhook id.
+    #[schema(value_type = String)]
     pub id: WebhookId,
     /// Name.
     pub name: String,
