@@ -130,7 +130,9 @@ pub async fn webhook(command: WebhookCommand, settings: &Settings) -> anyhow::Re
     };
     let catalog = Arc::new(settings.catalog()?);
     let rules = WebhookRules { catalog: &catalog, allow_http: settings.delivery.allow_http };
-    let created = admin::create_webhook(&pool(settings).await?, &settings.secret_box()?, rules, input).await?;
+    let (pool, secrets) = (pool(settings).await?, settings.secret_box()?);
+    hookline_store::repo::key_check::verify(&pool, &secrets).await?;
+    let created = admin::create_webhook(&pool, &secrets, rules, input).await?;
     println!("{}", serde_json::to_string_pretty(&created)?);
     Ok(())
 }

@@ -76,6 +76,7 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
 
     let pool = hookline_store::open(settings.database_url(), 4).await.context("connecting to PostgreSQL")?;
     let secrets = settings.secret_box()?;
+    hookline_store::repo::key_check::verify(&pool, &secrets).await?;
     let catalog = settings.catalog()?;
     let org = admin::create_organization(&pool, "Demo Solar Co").await?;
     println!("organisation {} created (admin key {}…)", org.id, &org.api_key[..10]);

@@ -82,5 +82,16 @@ async fn an_invalid_configuration_stops_start_up_naming_the_key() {
     let output = hookline(&env, &["worker"], &[("HOOKLINE__SECRETS__KEY", "")]).await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("secrets.key"));
+    // A well-formed key that is not the one this database's secrets were sealed with.
+    let settled = hookline(&env, &["org", "create", "first"], &[]).await;
+    assert!(settled.status.success());
+    hookline_store::repo::key_check::verify(&env.pool, &env.secrets).await.unwrap();
+    let other_key = hookline_core::crypto::SecretBox::generate_key();
+    for service in ["worker", "api"] {
+        let output = hookline(&env, &[service], &[("HOOKLINE__SECRETS__KEY", other_key.as_str())]).await;
+        assert!(!output.status.success(), "{service} started with the wrong key");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("secrets.key is not the key"), "{service}: {stderr}");
+    }
     env.cleanup().await;
 }

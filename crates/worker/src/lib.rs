@@ -134,6 +134,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let secrets = settings.secret_box()?;
     let catalog = Arc::new(settings.catalog()?);
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
+    hookline_store::repo::key_check::verify(&pool, &secrets).await?;
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-worker", &delays).await?;
     let client = client::build(
