@@ -10,7 +10,7 @@ use hookline_core::signing::SigningSecret;
 use tokio_postgres::Row;
 
 use crate::error::{Error, QueryContext as _, Result};
-use crate::repo::webhooks::{NewWebhook, parse_id};
+use crate::repo::webhooks::{NewWebhook, delays_ms, parse_id};
 
 /// An endpoint as shown.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -175,10 +175,7 @@ pub async fn update(
     updated: &NewWebhook,
     endpoint_ids: &[Option<EndpointId>],
 ) -> Result<bool> {
-    let delays_ms: Option<Vec<i64>> = updated
-        .retry_delays
-        .as_ref()
-        .map(|delays| delays.iter().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).collect());
+    let delays_ms = delays_ms(updated.retry_delays.as_deref());
     let mut client = pool.get().await?;
     let tx = client.transaction().await.context("starting a transaction")?;
     let changed = tx

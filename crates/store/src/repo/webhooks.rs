@@ -72,10 +72,7 @@ pub async fn create(
 ) -> Result<(WebhookId, Vec<EndpointId>)> {
     let id = WebhookId::generate();
     let sealed_secret = secrets.seal(signing_secret.expose().as_bytes());
-    let delays_ms: Option<Vec<i64>> = webhook
-        .retry_delays
-        .as_ref()
-        .map(|delays| delays.iter().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).collect());
+    let delays_ms = delays_ms(webhook.retry_delays.as_deref());
     let mut client = pool.get().await?;
     let tx = client.transaction().await.context("starting a transaction")?;
     tx.execute(
@@ -192,6 +189,11 @@ pub async fn routable(
             })
         })
         .collect()
+}
+
+/// A webhook's own retry delays as stored (milliseconds).
+pub(crate) fn delays_ms(delays: Option<&[Duration]>) -> Option<Vec<i64>> {
+    delays.map(|delays| delays.iter().map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).collect())
 }
 
 pub(crate) fn parse_id<T: std::str::FromStr>(value: &str) -> Result<T>
