@@ -141,10 +141,19 @@ async fn token_credentials_go_on_the_wire_with_the_events_organisations_values()
             "POST",
             "/v1/credentials",
             key,
-            Some(json!({"name": "h", "type": "hmac_sha256", "values": {"client_id": "c", "client_secret": "s"}})),
+            Some(json!({"name": "h", "type": "hmac_sha256", "values": {"client_id": "crm-client", "client_secret": "hmac-key"}})),
         )
         .await;
-    for (path, credential) in [("/token", &token), ("/hmac", &hmac)] {
+    let (_, aws) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "a", "type": "aws_sigv4", "values": {"access_key": "AK", "secret_key": "SK",
+                "region": "eu-west-1", "service": "execute-api", "base_endpoint": "https://x.example.com"}})),
+        )
+        .await;
+    for (path, credential) in [("/token", &token), ("/hmac", &hmac), ("/aws", &aws)] {
         let body = json!({"name": "w", "active": true, "events": ["job.created"],
             "endpoints": [{"url": receiver.url(path), "credential_id": credential["id"]}]});
         assert_eq!(api.call("POST", "/v1/webhooks", key, Some(body)).await.0, 201);
@@ -154,13 +163,24 @@ async fn token_credentials_go_on_the_wire_with_the_events_organisations_values()
     assert!(requests.iter().all(|r| r.header("x-api-key") == Some("mine-v")));
     let recorded: serde_json::Value = env.scalar("SELECT request_headers FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints e ON e.id = d.endpoint_id WHERE e.url LIKE '%/token' LIMIT 1", &[]).await;
     assert_eq!(recorded["x-api-key"], "[redacted]");
-    // HMAC signing arrives with the credentials issue: until then the attempt fails, unsent and not retried.
+
+    // The HMAC receiver checks the scheme documented in the README, with its own HMAC code.
+    for request in receiver.wait_for("/hmac", 2, WAIT).await {
+        assert_eq!(request.header("x-hookline-client-id"), Some("crm-client"));
+        let timestamp = request.header("x-hookline-timestamp").unwrap();
+        let mut signed = format!("{timestamp}.").into_bytes();
+        signed.extend_from_slice(&request.body);
+        let expected: String =
+            hmac_sha256::HMAC::mac(&signed, b"hmac-key").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(request.header("x-hookline-signature"), Some(format!("sha256={expected}").as_str()));
+    }
+    // SigV4 signing arrives with the credentials issue: until then the attempt fails, unsent and not retried.
     let refused = eventually(WAIT, || async {
         env.scalar::<i64>("SELECT count(*) FROM attempts WHERE error_kind = 'invalid_endpoint'", &[]).await == 2
     })
     .await;
     assert!(refused);
-    assert!(receiver.requests("/hmac").is_empty());
+    assert!(receiver.requests("/aws").is_empty());
     services.stop().await;
     drop(api);
     env.cleanup().await;

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod environment;
 pub mod ids;
+pub mod receiver_auth;
 pub mod retry;
 pub mod signing;
 pub mod webhook;

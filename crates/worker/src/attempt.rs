@@ -7,6 +7,9 @@ use base64::Engine as _;
 use chrono::Utc;
 use hookline_core::credential::Credential;
 use hookline_core::delivery::{DeliveredBody, ErrorKind};
+use hookline_core::receiver_auth::{
+    HMAC_CLIENT_ID_HEADER, HMAC_SIGNATURE_HEADER, HMAC_TIMESTAMP_HEADER, hmac_sha256_signature,
+};
 use hookline_core::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use hookline_store::repo::deliveries::{AttemptRecord, JobContext};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -93,7 +96,7 @@ pub async fn perform(
         error_message: None,
     };
     let clock = Instant::now();
-    let outcome = match authenticate(context, &mut headers, &mut record.request_headers) {
+    let outcome = match authenticate(context, &body, &mut headers, &mut record.request_headers) {
         Ok(()) => send(context, headers, body, settings).await,
         Err(message) => Err((ErrorKind::InvalidEndpoint, message)),
     };
@@ -122,6 +125,7 @@ pub async fn perform(
 /// rather than send it unauthenticated.
 fn authenticate(
     context: &JobContext,
+    body: &[u8],
     headers: &mut BTreeMap<String, String>,
     recorded: &mut BTreeMap<String, String>,
 ) -> Result<(), String> {
@@ -149,6 +153,13 @@ fn authenticate(
             for (name, value) in extra {
                 set(name, value.clone());
             }
+        }
+        Credential::HmacSha256 { client_id, client_secret } => {
+            let timestamp = chrono::Utc::now().timestamp();
+            let signature = hmac_sha256_signature(client_secret, timestamp, body);
+            set(HMAC_CLIENT_ID_HEADER, client_id.clone());
+            set(HMAC_TIMESTAMP_HEADER, timestamp.to_string());
+            set(HMAC_SIGNATURE_HEADER, signature);
         }
         other => {
             return Err(format!("credential type `{}` is not supported by this version of hookline", other.kind()));
