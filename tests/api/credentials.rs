@@ -1,4 +1,4 @@
-use hookline_tests::{Receiver, TestEnv, eventually};
+use hookline_tests::{Receiver, TestEnv};
 use serde_json::json;
 
 use crate::WAIT;
@@ -120,7 +120,7 @@ async fn bad_credentials_and_mismatched_environments_are_refused_and_used_ones_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_credentials_go_on_the_wire_with_the_events_organisations_values() {
+async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_them() {
     let env = TestEnv::new().await;
     let receiver = Receiver::start().await;
     let api = env.start_api().await;
@@ -174,14 +174,50 @@ async fn token_credentials_go_on_the_wire_with_the_events_organisations_values()
             hmac_sha256::HMAC::mac(&signed, b"hmac-key").iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(request.header("x-hookline-signature"), Some(format!("sha256={expected}").as_str()));
     }
-    // SigV4 signing arrives with the credentials issue: until then the attempt fails, unsent and not retried.
-    let refused = eventually(WAIT, || async {
-        env.scalar::<i64>("SELECT count(*) FROM attempts WHERE error_kind = 'invalid_endpoint'", &[]).await == 2
-    })
-    .await;
-    assert!(refused);
-    assert!(receiver.requests("/aws").is_empty());
+    // The SigV4 receiver recomputes the signature from the canonical request, per AWS's
+    // specification, without the signer hookline uses.
+    for request in receiver.wait_for("/aws", 2, WAIT).await {
+        assert!(sigv4_verifies(&request, "SK", "eu-west-1", "execute-api"), "{:?}", request.headers);
+        assert!(!sigv4_verifies(&request, "wrong-secret", "eu-west-1", "execute-api"), "the check can fail");
+        assert!(request.header("authorization").unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AK/"));
+    }
     services.stop().await;
     drop(api);
     env.cleanup().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// AWS Signature Version 4, computed from the received request as an AWS service would.
+fn sigv4_verifies(request: &hookline_tests::Recorded, secret: &str, region: &str, service: &str) -> bool {
+    let authorization = request.header("authorization").unwrap();
+    let field = |name: &str| {
+        authorization.split([' ', ',']).find_map(|part| part.strip_prefix(&format!("{name}="))).unwrap().to_owned()
+    };
+    let (credential, signed_headers, signature) = (field("Credential"), field("SignedHeaders"), field("Signature"));
+    let scope: Vec<&str> = credential.split_once('/').unwrap().1.split('/').collect();
+    assert_eq!((scope[1], scope[2], scope[3]), (region, service, "aws4_request"));
+    let amz_date = request.header("x-amz-date").unwrap();
+    let canonical_headers: String = signed_headers
+        .split(';')
+        .map(|name| format!("{name}:{}\n", request.header(name).unwrap_or_default().trim()))
+        .collect();
+    let canonical_request = format!(
+        "{}\n{}\n\n{canonical_headers}\n{signed_headers}\n{}",
+        request.method,
+        request.path,
+        hex(&hmac_sha256::Hash::hash(&request.body))
+    );
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{}/{region}/{service}/aws4_request\n{}",
+        scope[0],
+        hex(&hmac_sha256::Hash::hash(canonical_request.as_bytes()))
+    );
+    let date_key = hmac_sha256::HMAC::mac(scope[0].as_bytes(), format!("AWS4{secret}").as_bytes());
+    let region_key = hmac_sha256::HMAC::mac(region.as_bytes(), date_key);
+    let service_key = hmac_sha256::HMAC::mac(service.as_bytes(), region_key);
+    let signing_key = hmac_sha256::HMAC::mac(b"aws4_request", service_key);
+    hex(&hmac_sha256::HMAC::mac(string_to_sign.as_bytes(), signing_key)) == signature
 }

@@ -1,7 +1,7 @@
 //! One delivery attempt: build the request, send it, read a bounded response, classify.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use base64::Engine as _;
 use chrono::Utc;
@@ -15,6 +15,7 @@ use hookline_store::repo::deliveries::{AttemptRecord, JobContext};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::client::{BlockedAddress, literal_is_blocked};
+use crate::sigv4::{SigV4, sign_request};
 
 /// Headers an endpoint's configured headers may not replace: the signature, the body's
 /// type, and what the HTTP stack sets itself.
@@ -120,9 +121,9 @@ pub async fn perform(
     record
 }
 
-/// Adds the endpoint credential's headers for the event's organisation, recording them
-/// redacted. Credential types whose signing is not implemented yet fail the attempt
-/// rather than send it unauthenticated.
+/// Adds the endpoint credential's headers for the event's organisation, recording the
+/// secret ones redacted. A credential that cannot be used fails the attempt rather than
+/// let it go out unauthenticated.
 fn authenticate(
     context: &JobContext,
     body: &[u8],
@@ -134,36 +135,46 @@ fn authenticate(
     let credential = values.for_organization(context.organization_id.as_str()).ok_or_else(|| {
         format!("the credential has no values for organisation {} and no default", context.organization_id)
     })?;
-    let mut set = |name: &str, value: String| {
-        let name = name.to_ascii_lowercase();
-        if RESERVED_HEADERS.contains(&name.as_str()) && name != "authorization" {
-            return;
-        }
-        recorded.insert(name.clone(), "[redacted]".to_owned());
-        headers.insert(name, value);
-    };
+    let mut secret_headers = Vec::new();
     match credential {
         Credential::None => {}
         Credential::Basic { username, password } => {
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-            set("authorization", format!("Basic {token}"));
+            secret_headers.push(("authorization".to_owned(), format!("Basic {token}")));
         }
-        Credential::Token { key, value } => set(key, value.clone()),
+        Credential::Token { key, value } => secret_headers.push((key.clone(), value.clone())),
         Credential::Headers { headers: extra } => {
-            for (name, value) in extra {
-                set(name, value.clone());
-            }
+            secret_headers.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())))
         }
         Credential::HmacSha256 { client_id, client_secret } => {
             let timestamp = chrono::Utc::now().timestamp();
-            let signature = hmac_sha256_signature(client_secret, timestamp, body);
-            set(HMAC_CLIENT_ID_HEADER, client_id.clone());
-            set(HMAC_TIMESTAMP_HEADER, timestamp.to_string());
-            set(HMAC_SIGNATURE_HEADER, signature);
+            secret_headers.push((HMAC_CLIENT_ID_HEADER.to_owned(), client_id.clone()));
+            secret_headers.push((HMAC_TIMESTAMP_HEADER.to_owned(), timestamp.to_string()));
+            secret_headers
+                .push((HMAC_SIGNATURE_HEADER.to_owned(), hmac_sha256_signature(client_secret, timestamp, body)));
         }
-        other => {
-            return Err(format!("credential type `{}` is not supported by this version of hookline", other.kind()));
+        Credential::AwsSigv4 { access_key, secret_key, region, service, .. } => {
+            let credential = SigV4 { access_key, secret_key, region, service };
+            let signed =
+                sign_request(&credential, context.method.as_str(), &context.url, headers, body, SystemTime::now())?;
+            for (name, value) in signed {
+                if name == "authorization" || name == "x-amz-security-token" {
+                    secret_headers.push((name, value));
+                } else {
+                    // The date and content hash are not secret; keep them readable in the log.
+                    recorded.insert(name.clone(), value.clone());
+                    headers.insert(name, value);
+                }
+            }
         }
+    }
+    for (name, value) in secret_headers {
+        let name = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&name.as_str()) && name != "authorization" {
+            continue;
+        }
+        recorded.insert(name.clone(), "[redacted]".to_owned());
+        headers.insert(name, value);
     }
     Ok(())
 }

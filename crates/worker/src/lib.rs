@@ -2,6 +2,7 @@
 
 pub mod attempt;
 pub mod client;
+pub mod sigv4;
 
 use std::sync::Arc;
 
