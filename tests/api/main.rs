@@ -5,6 +5,7 @@ mod authorization;
 mod credentials;
 mod keys;
 mod logs;
+mod signals;
 mod signing;
 mod webhooks;
 

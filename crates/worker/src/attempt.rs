@@ -110,7 +110,10 @@ pub async fn perform(
             record.response_body_truncated = response.truncated;
             if !(200..300).contains(&response.status) {
                 record.error_kind = Some(ErrorKind::HttpStatus);
-                record.error_message = Some(format!("receiver answered {}", response.status));
+                record.error_message = Some(match response.status {
+                    410 => "receiver answered 410 Gone; the webhook was deactivated".to_owned(),
+                    status => format!("receiver answered {status}"),
+                });
             }
         }
         Err((kind, message)) => {

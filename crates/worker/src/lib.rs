@@ -13,7 +13,7 @@ use hookline_core::Catalog;
 use hookline_core::crypto::SecretBox;
 use hookline_core::ids::DeliveryId;
 use hookline_store::Pool;
-use hookline_store::repo::deliveries;
+use hookline_store::repo::{deliveries, webhooks};
 use hookline_telemetry::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -114,11 +114,18 @@ impl Worker {
         }
         if let Some(kind) = record.error_kind {
             tracing::info!(error = record.error_message.as_deref().unwrap_or_default(), "attempt failed");
+            // 410 Gone: the receiver says this endpoint is gone for good.
+            let gone = record.status_code == Some(410);
+            if gone {
+                let reason = format!("{} answered 410 Gone at {}", context.url, record.started_at.to_rfc3339());
+                webhooks::disable(&self.pool, &context.webhook_id, &reason).await?;
+                tracing::warn!(%reason, "webhook deactivated");
+            }
             let failed = proto::FailedAttempt {
                 delivery_id: delivery_id.to_string(),
                 attempt,
                 error_kind: kind.as_str().to_owned(),
-                retryable: kind.is_retryable(),
+                retryable: kind.is_retryable() && !gone,
                 status_code: record.status_code.map(u32::from),
             };
             self.publisher.send_to_queue(&self.topology.failed_queue(), &failed).await?;

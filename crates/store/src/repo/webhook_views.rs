@@ -57,6 +57,8 @@ pub struct WebhookView {
     pub test: bool,
     /// Receiving events now.
     pub active: bool,
+    /// Why hookline deactivated it, if it did (410 Gone, too many failures in a row).
+    pub disabled_reason: Option<String>,
     /// Own retry delays in milliseconds, when set.
     pub retry_delays_ms: Option<Vec<i64>>,
     /// Who created it.
@@ -68,14 +70,14 @@ pub struct WebhookView {
 }
 
 const COLUMNS: &str = "w.id, w.name, w.description, w.events, w.filter_actor, w.filter_team, w.environment, w.active,
-    w.retry_delays_ms, w.created_by, w.created_at, w.updated_at,
+    w.retry_delays_ms, w.created_by, w.created_at, w.updated_at, w.disabled_reason,
     COALESCE((SELECT json_agg(json_build_object('id', e.id, 'url', e.url, 'method', e.method,
         'credential_id', e.credential_id, 'headers', e.headers) ORDER BY e.position)
-        FROM endpoints e WHERE e.webhook_id = w.id AND e.removed_at IS NULL), '[]'::json)";
+        FROM endpoints e WHERE e.webhook_id = w.id AND e.removed_at IS NULL), '[]'::json) AS endpoints";
 
 fn view(row: &Row) -> Result<WebhookView> {
     let environment: String = row.get(6);
-    let endpoints: serde_json::Value = row.get(12);
+    let endpoints: serde_json::Value = row.get("endpoints");
     Ok(WebhookView {
         id: parse_id(row.get(0))?,
         name: row.get(1),
@@ -88,6 +90,7 @@ fn view(row: &Row) -> Result<WebhookView> {
         created_by: row.get(9),
         created_at: row.get(10),
         updated_at: row.get(11),
+        disabled_reason: row.get(12),
         endpoints: serde_json::from_value(endpoints).map_err(|err| Error::Corrupt(format!("endpoints: {err}")))?,
     })
 }
@@ -133,7 +136,7 @@ pub async fn activate(pool: &Pool, organization: &OrganizationId, id: &WebhookId
     let row = client
         .query_one(
             "WITH target AS (SELECT id, active FROM webhooks WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL),
-             changed AS (UPDATE webhooks w SET active = true, updated_at = now() FROM target
+             changed AS (UPDATE webhooks w SET active = true, disabled_reason = NULL, updated_at = now() FROM target
                          WHERE w.id = target.id AND NOT target.active RETURNING w.id)
              SELECT EXISTS (SELECT 1 FROM target), EXISTS (SELECT 1 FROM changed)",
             &[&id.as_str(), &organization.as_str()],

@@ -137,6 +137,20 @@ pub async fn set_active(pool: &Pool, organization: &OrganizationId, id: &Webhook
     Ok(changed == 1)
 }
 
+/// Deactivates a webhook on hookline's own initiative and records why.
+pub async fn disable(pool: &Pool, id: &WebhookId, reason: &str) -> Result<bool> {
+    let client = pool.get().await?;
+    let changed = client
+        .execute(
+            "UPDATE webhooks SET active = false, disabled_reason = $2, updated_at = now()
+             WHERE id = $1 AND active AND deleted_at IS NULL",
+            &[&id.as_str(), &reason],
+        )
+        .await
+        .context("disabling a webhook")?;
+    Ok(changed == 1)
+}
+
 /// Deletes a webhook, keeping its history. Returns false when there was none to delete.
 pub async fn soft_delete(pool: &Pool, organization: &OrganizationId, id: &WebhookId) -> Result<bool> {
     let client = pool.get().await?;
