@@ -162,3 +162,24 @@ async fn deactivating_a_webhook_drops_its_waiting_retry() {
 async fn deleting_a_webhook_drops_its_waiting_retry() {
     stopping_a_webhook_drops_its_waiting_retry(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_on_429_and_503_pushes_the_next_attempt_back() {
+    let env = TestEnv::with(&[("HOOKLINE__RETRY__DELAYS", "1s,1s")]).await;
+    let receiver = Receiver::start().await;
+    // 429 asking for 2 s (delay-seconds), then 503 asking for 3 s (HTTP date), then 200.
+    receiver.script("/hook", &[Reply::RetryAfter(429, 2, false), Reply::RetryAfter(503, 3, true)]);
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+
+    let requests = receiver.wait_for("/hook", 3, WAIT).await;
+    let (first_gap, second_gap) = (requests[1].at - requests[0].at, requests[2].at - requests[1].at);
+    assert!(first_gap >= Duration::from_millis(1950), "attempt 2 came {first_gap:?} after a 429 asking for 2 s");
+    // The date has one-second precision, so it asks for 2 to 3 s from when it was written.
+    assert!(second_gap >= Duration::from_millis(1950), "attempt 3 came {second_gap:?} after a 503 asking for ~3 s");
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == "succeeded" }).await);
+    services.stop().await;
+    env.cleanup().await;
+}

@@ -44,6 +44,9 @@ pub enum Reply {
     Body(u16, usize),
     /// Answer 302 pointing at this path of the same receiver.
     Redirect(&'static str),
+    /// Answer with this status and a Retry-After of this many seconds from now, written
+    /// as delay-seconds (`false`) or as an HTTP date (`true`).
+    RetryAfter(u16, u64, bool),
 }
 
 #[derive(Default)]
@@ -82,6 +85,15 @@ async fn record(
         }
         Reply::Body(code, size) => (StatusCode::from_u16(code).unwrap(), "b".repeat(size)).into_response(),
         Reply::Redirect(target) => (StatusCode::FOUND, [("location", target)]).into_response(),
+        Reply::RetryAfter(code, seconds, as_date) => {
+            let value = if as_date {
+                let at = chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(seconds).unwrap());
+                at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+            } else {
+                seconds.to_string()
+            };
+            (StatusCode::from_u16(code).unwrap(), [("retry-after", value)]).into_response()
+        }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()

@@ -76,6 +76,30 @@ impl RetryPolicy {
     }
 }
 
+/// The delays a receiver's Retry-After is rounded up to. Each distinct delay needs its
+/// own delay queue, so honouring arbitrary values would create queues without bound.
+const RETRY_AFTER_LADDER: [u64; 17] =
+    [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+
+/// The delay to wait for a receiver that asked for `retry_after`: capped at `cap`, then
+/// rounded up to the next step of a fixed ladder (1s … 24h).
+pub fn retry_after_delay(retry_after: Duration, cap: Duration) -> Duration {
+    let wanted = retry_after.min(cap);
+    let seconds = wanted.as_secs() + u64::from(wanted.subsec_nanos() > 0);
+    let step = RETRY_AFTER_LADDER.iter().copied().find(|step| *step >= seconds).unwrap_or(86_400);
+    Duration::from_secs(step)
+}
+
+/// Parses a Retry-After header: delay-seconds or an HTTP date, relative to `now`.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((date.with_timezone(&chrono::Utc) - now).to_std().unwrap_or(Duration::ZERO))
+}
+
 /// A delay as it appears in queue names and logs: `5m`, `1h30m`, `250ms`.
 pub fn format_delay(delay: Duration) -> String {
     humantime::format_duration(delay).to_string().replace(' ', "")
@@ -100,6 +124,25 @@ mod tests {
         assert_eq!(RetryPolicy::new(vec![Duration::ZERO]), Err(InvalidPolicy::ZeroDelay { index: 0 }));
         assert!(RetryPolicy::new(vec![MAX_DELAY + Duration::from_secs(1)]).is_err());
         assert_eq!(RetryPolicy::new(vec![]).unwrap().max_attempts(), 1);
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_rounded_up_to_the_ladder() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(retry_after_delay(Duration::from_secs(3), hour), Duration::from_secs(5));
+        assert_eq!(retry_after_delay(Duration::from_millis(1500), hour), Duration::from_secs(2));
+        assert_eq!(retry_after_delay(Duration::from_secs(120), hour), Duration::from_secs(120));
+        assert_eq!(retry_after_delay(Duration::from_secs(90_000), hour), hour);
+        assert_eq!(retry_after_delay(Duration::ZERO, hour), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::RetryPolicy;
 use hookline_core::ids::DeliveryId;
+use hookline_core::retry::retry_after_delay;
 use hookline_store::Pool;
 use hookline_store::repo::deliveries;
 use hookline_telemetry::Settings;
@@ -41,6 +42,8 @@ pub struct Scheduler {
     /// Delay queues declared by this process; webhooks with their own policy may need
     /// delays the configuration does not list.
     declared: Arc<Mutex<HashSet<Duration>>>,
+    /// The longest Retry-After honoured.
+    max_retry_after: Duration,
 }
 
 impl Scheduler {
@@ -85,6 +88,11 @@ impl Scheduler {
             None => self.policy.clone(),
         };
         let delay = if failed.retryable { policy.delay_after(failed.attempt) } else { None };
+        // A receiver that asked for more time (429/503 with Retry-After) gets the later of the two.
+        let delay = delay.map(|delay| match failed.retry_after_ms {
+            Some(ms) => delay.max(retry_after_delay(Duration::from_millis(ms), self.max_retry_after)),
+            None => delay,
+        });
         let Some(delay) = delay else {
             deliveries::mark_failed(&self.pool, delivery_id).await?;
             tracing::info!(attempts = failed.attempt, "delivery failed for good");
@@ -122,6 +130,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         publisher: bus.publisher.clone(),
         topology: bus.topology.clone(),
         declared: Arc::new(Mutex::new(policy.delays().iter().copied().collect())),
+        max_retry_after: settings.delivery.max_retry_after,
         policy,
     };
     let sweeper = tokio::spawn(reconcile::run(

@@ -65,6 +65,7 @@ pub async fn sweep(
                     error_kind: kind.as_str().to_owned(),
                     retryable: kind.is_retryable(),
                     status_code: None,
+                    retry_after_ms: None,
                 };
                 publisher.send_to_queue(&topology.failed_queue(), &failed).await?;
             }

@@ -88,6 +88,8 @@ pub struct DeliverySettings {
     pub allow_http: bool,
     pub allow_private_networks: bool,
     pub max_response_body: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
 }
 
 /// `[signing]`

@@ -127,6 +127,7 @@ impl Worker {
                 error_kind: kind.as_str().to_owned(),
                 retryable: kind.is_retryable() && !gone,
                 status_code: record.status_code.map(u32::from),
+                retry_after_ms: retry_after(&record, self.settings.delivery.max_retry_after),
             };
             self.publisher.send_to_queue(&self.topology.failed_queue(), &failed).await?;
         } else {
@@ -134,6 +135,16 @@ impl Worker {
         }
         Ok(Outcome::Ack)
     }
+}
+
+/// The receiver's Retry-After on a 429 or 503, capped, in milliseconds.
+fn retry_after(record: &deliveries::AttemptRecord, cap: std::time::Duration) -> Option<u64> {
+    if !matches!(record.status_code, Some(429 | 503)) {
+        return None;
+    }
+    let value = record.response_headers.as_ref()?.get("retry-after")?;
+    let wanted = hookline_core::retry::parse_retry_after(value, chrono::Utc::now())?;
+    u64::try_from(wanted.min(cap).as_millis()).ok()
 }
 
 /// Runs a worker until `shutdown` is cancelled: in-flight attempts then get
