@@ -54,27 +54,67 @@ async fn a_refused_connection_is_a_failed_attempt() {
     env.cleanup().await;
 }
 
+/// Every form of a non-public address the guard must see through, with its path.
+fn private_forms(receiver: &Receiver) -> Vec<String> {
+    let port = receiver.url("/").trim_start_matches("http://127.0.0.1:").trim_end_matches('/').to_owned();
+    vec![
+        format!("http://127.0.0.1:{port}/literal"),
+        format!("http://2130706433:{port}/decimal"),
+        format!("http://0177.0.0.1:{port}/octal"),
+        format!("http://[::ffff:127.0.0.1]:{port}/mapped"),
+        format!("http://[::1]:{port}/v6-loopback"),
+        format!("http://localhost:{port}/named"),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_addresses_are_refused_by_default_and_not_retried() {
+async fn private_addresses_in_every_form_are_refused_by_default_and_not_retried() {
     let env = TestEnv::with(&[("HOOKLINE__DELIVERY__ALLOW_PRIVATE_NETWORKS", "false")]).await;
     let receiver = Receiver::start().await;
     let org = env.organization().await;
-    // Both a literal loopback address and a name that resolves to one.
-    let literal = receiver.url("/literal");
-    let named = receiver.url("/named").replace("127.0.0.1", "localhost");
-    env.create_webhook(TestEnv::webhook(&org.id, &[literal, named], &["job.created"])).await;
+    let forms = private_forms(&receiver);
+    for url in &forms {
+        env.create_webhook(TestEnv::webhook(&org.id, std::slice::from_ref(url), &["job.created"])).await;
+    }
     let services = env.start();
     env.publish(json!({"type": "job.created", "organization": org.id})).await;
 
+    let total = forms.len() as i64;
     let failed = eventually(WAIT, || async {
-        env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'failed'", &[]).await == 2
+        env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'failed'", &[]).await == total
     })
     .await;
-    assert!(failed, "both deliveries fail for good without retrying");
+    assert!(failed, "every delivery fails for good without retrying");
     let blocked: i64 = env.scalar("SELECT count(*) FROM attempts WHERE error_kind = 'blocked_address'", &[]).await;
-    assert_eq!(blocked, 2);
+    assert_eq!(blocked, total);
     assert!(receiver.all_requests().is_empty(), "a blocked request reached the receiver");
-    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 2, "no retry");
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, total, "no retry");
+    services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_network_lets_a_chosen_private_address_through() {
+    let env = TestEnv::with(&[
+        ("HOOKLINE__DELIVERY__ALLOW_PRIVATE_NETWORKS", "false"),
+        ("HOOKLINE__DELIVERY__ALLOWED_NETWORKS", "127.0.0.1/32"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    let forms = private_forms(&receiver);
+    let (allowed, still_blocked) = (&forms[5], &forms[4]); // localhost resolves into 127.0.0.1; [::1] is outside
+    env.create_webhook(TestEnv::webhook(&org.id, &[allowed.clone(), still_blocked.clone()], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id})).await;
+
+    receiver.wait_for("/named", 1, WAIT).await;
+    let blocked = eventually(WAIT, || async {
+        env.scalar::<i64>("SELECT count(*) FROM attempts WHERE error_kind = 'blocked_address'", &[]).await == 1
+    })
+    .await;
+    assert!(blocked, "[::1] stays blocked");
     services.stop().await;
     env.cleanup().await;
 }

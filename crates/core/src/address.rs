@@ -7,6 +7,31 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// Which addresses deliveries may reach: public ones always; non-public ones only when
+/// every network is allowed (development) or the address is in an allowed network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressPolicy {
+    /// Allow every address (`delivery.allow_private_networks`).
+    pub allow_private_networks: bool,
+    /// Networks allowed although not public (`delivery.allowed_networks`).
+    pub allowed_networks: Vec<ipnet::IpNet>,
+}
+
+impl AddressPolicy {
+    /// Whether a delivery may connect to `ip`.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.allow_private_networks || is_public(ip) {
+            return true;
+        }
+        // An IPv4 address written in an IPv6 form is matched as the IPv4 address it is.
+        let canonical = match ip {
+            IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allowed_networks.iter().any(|network| network.contains(&canonical) || network.contains(&ip))
+    }
+}
+
 /// Whether `ip` is a public unicast address an outbound delivery may reach by default.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
@@ -92,6 +117,22 @@ mod tests {
             let ip: IpAddr = blocked.parse().unwrap();
             assert!(!is_public(ip), "{blocked} should be blocked");
         }
+    }
+
+    #[test]
+    fn allowed_networks_open_chosen_ranges_only() {
+        let policy = AddressPolicy {
+            allow_private_networks: false,
+            allowed_networks: vec!["10.1.0.0/16".parse().unwrap(), "127.0.0.1/32".parse().unwrap()],
+        };
+        assert!(policy.permits("10.1.2.3".parse().unwrap()));
+        assert!(!policy.permits("10.2.0.1".parse().unwrap()));
+        assert!(policy.permits("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!policy.permits("::1".parse().unwrap()));
+        assert!(policy.permits("8.8.8.8".parse().unwrap()));
+        assert!(
+            AddressPolicy { allow_private_networks: true, allowed_networks: vec![] }.permits("::1".parse().unwrap())
+        );
     }
 
     #[test]

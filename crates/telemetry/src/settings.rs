@@ -87,6 +87,7 @@ pub struct DeliverySettings {
     pub concurrency: usize,
     pub allow_http: bool,
     pub allow_private_networks: bool,
+    pub allowed_networks: Vec<String>,
     pub max_response_body: usize,
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
@@ -208,6 +209,7 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("retry.delays")
+                .with_list_parse_key("delivery.allowed_networks")
                 .source(Some(environment)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -244,6 +246,7 @@ impl Settings {
         if self.scheduler.reconcile_interval.is_zero() {
             return Err(invalid("scheduler.reconcile_interval", "must be more than 0"));
         }
+        self.address_policy()?;
         if let Some(key) = &self.secrets.key {
             SecretBox::from_base64(key.expose_secret()).map_err(|err| invalid("secrets.key", err.to_string()))?;
         }
@@ -257,6 +260,24 @@ impl Settings {
     pub fn retry_policy(&self) -> Result<RetryPolicy, SettingsError> {
         RetryPolicy::new(self.retry.delays.iter().map(|d| **d).collect())
             .map_err(|err| invalid("retry.delays", err.to_string()))
+    }
+
+    /// Which addresses deliveries may reach.
+    pub fn address_policy(&self) -> Result<hookline_core::address::AddressPolicy, SettingsError> {
+        let allowed_networks = self
+            .delivery
+            .allowed_networks
+            .iter()
+            .map(|cidr| {
+                cidr.parse::<ipnet::IpNet>().map_err(|_| {
+                    invalid("delivery.allowed_networks", format!("`{cidr}` is not a CIDR such as 10.0.0.0/8"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(hookline_core::address::AddressPolicy {
+            allow_private_networks: self.delivery.allow_private_networks,
+            allowed_networks,
+        })
     }
 
     /// The key that encrypts secrets at rest; an error naming `secrets.key` when unset.
@@ -335,6 +356,7 @@ mod tests {
             ("HOOKLINE__AMQP__PREFIX", "a b", "amqp.prefix"),
             ("HOOKLINE__SECRETS__KEY", "short", "secrets.key"),
             ("HOOKLINE__CATALOG__PATH", "/nonexistent/catalog.toml", "catalog.path"),
+            ("HOOKLINE__DELIVERY__ALLOWED_NETWORKS", "10.0.0.0/99", "delivery.allowed_networks"),
         ];
         for (key, value, named) in cases {
             let err = Settings::load_with(None, env(&[(key, value)])).unwrap_err().to_string();

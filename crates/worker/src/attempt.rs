@@ -38,8 +38,8 @@ pub struct AttemptSettings<'a> {
     pub client: &'a reqwest::Client,
     /// Response body bytes kept.
     pub max_response_body: usize,
-    /// Whether loopback and private addresses may be reached.
-    pub allow_private_networks: bool,
+    /// Which addresses may be reached.
+    pub address_policy: &'a hookline_core::address::AddressPolicy,
     /// Whether plain http:// may be used.
     pub allow_http: bool,
 }
@@ -202,7 +202,7 @@ async fn send(
         "http" if settings.allow_http || context.environment == hookline_core::Environment::Test => {}
         scheme => return Err((ErrorKind::InvalidEndpoint, format!("scheme `{scheme}` is not allowed"))),
     }
-    if literal_is_blocked(&url, settings.allow_private_networks) {
+    if literal_is_blocked(&url, settings.address_policy) {
         return Err((ErrorKind::BlockedAddress, format!("{} is not a public address", url.host_str().unwrap_or(""))));
     }
     let mut header_map = HeaderMap::with_capacity(headers.len());

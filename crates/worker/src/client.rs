@@ -3,10 +3,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hookline_core::address::is_public;
+use hookline_core::address::AddressPolicy;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Every address a name resolved to is non-public; carried as the resolver's error so
+/// Every address a name resolved to is one deliveries may not reach; carried as the resolver's error so
 /// the attempt can be classified `blocked_address`.
 #[derive(Debug, thiserror::Error)]
 #[error("`{host}` resolves only to non-public addresses ({addresses}); deliveries to them are not allowed")]
@@ -19,15 +19,16 @@ pub struct BlockedAddress {
 
 /// Resolves with the system resolver and keeps only public addresses, so the address
 /// that is checked is the address that is connected to (no DNS-rebinding gap).
-#[derive(Debug, Clone, Copy)]
-struct PublicOnlyResolver;
+#[derive(Debug, Clone)]
+struct GuardedResolver(std::sync::Arc<AddressPolicy>);
 
-impl Resolve for PublicOnlyResolver {
+impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = resolved.iter().copied().filter(|a| is_public(a.ip())).collect();
+            let public: Vec<SocketAddr> = resolved.iter().copied().filter(|a| policy.permits(a.ip())).collect();
             if public.is_empty() {
                 let addresses = resolved.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
                 return Err(Box::new(BlockedAddress { host, addresses }) as Box<dyn std::error::Error + Send + Sync>);
@@ -39,7 +40,7 @@ impl Resolve for PublicOnlyResolver {
 
 /// Builds the shared client. One client per worker process keeps connections to each
 /// receiver alive across deliveries.
-pub fn build(timeout: Duration, allow_private_networks: bool, concurrency: usize) -> reqwest::Result<reqwest::Client> {
+pub fn build(timeout: Duration, policy: &AddressPolicy, concurrency: usize) -> reqwest::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION"), " (+webhooks)"))
         .redirect(reqwest::redirect::Policy::none())
@@ -47,21 +48,18 @@ pub fn build(timeout: Duration, allow_private_networks: bool, concurrency: usize
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(concurrency.min(64))
         .pool_idle_timeout(Duration::from_secs(90));
-    if !allow_private_networks {
-        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnlyResolver));
+    if !policy.allow_private_networks {
+        builder = builder.dns_resolver(std::sync::Arc::new(GuardedResolver(std::sync::Arc::new(policy.clone()))));
     }
     builder.build()
 }
 
 /// For URLs whose host is an IP literal (never passed to the resolver): whether the
 /// guard refuses it.
-pub fn literal_is_blocked(url: &reqwest::Url, allow_private_networks: bool) -> bool {
-    if allow_private_networks {
-        return false;
-    }
+pub fn literal_is_blocked(url: &reqwest::Url, policy: &AddressPolicy) -> bool {
     match url.host() {
-        Some(url::Host::Ipv4(ip)) => !is_public(IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => !is_public(IpAddr::V6(ip)),
+        Some(url::Host::Ipv4(ip)) => !policy.permits(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => !policy.permits(IpAddr::V6(ip)),
         _ => false,
     }
 }

@@ -45,6 +45,7 @@ pub struct Worker {
     publisher: Publisher,
     topology: Topology,
     client: reqwest::Client,
+    address_policy: Arc<hookline_core::address::AddressPolicy>,
     settings: Arc<Settings>,
 }
 
@@ -99,7 +100,7 @@ impl Worker {
         let settings = AttemptSettings {
             client: &self.client,
             max_response_body: self.settings.delivery.max_response_body,
-            allow_private_networks: self.settings.delivery.allow_private_networks,
+            address_policy: &self.address_policy,
             allow_http: self.settings.delivery.allow_http,
         };
         let record = attempt::perform(&context, &event_name, attempt, manual, &settings).await;
@@ -156,11 +157,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     hookline_store::repo::key_check::verify(&pool, &secrets).await?;
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-worker", &delays).await?;
-    let client = client::build(
-        settings.delivery.timeout,
-        settings.delivery.allow_private_networks,
-        settings.delivery.concurrency,
-    )?;
+    let address_policy = Arc::new(settings.address_policy()?);
+    let client = client::build(settings.delivery.timeout, &address_policy, settings.delivery.concurrency)?;
     let options = ConsumerOptions {
         queue: bus.topology.delivery_queue(),
         tag: format!("hookline-worker-{}", std::process::id()),
@@ -174,6 +172,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         publisher: bus.publisher.clone(),
         topology: bus.topology.clone(),
         client,
+        address_policy,
         settings: Arc::new(settings),
     };
     tracing::info!(queue = %options.queue, concurrency = options.concurrency, "worker consuming");
