@@ -51,3 +51,45 @@ async fn a_410_gone_deactivates_the_webhook_and_says_why() {
     drop(api);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_auto_disable_the_webhook_and_announce_it() {
+    let env = TestEnv::with(&[("HOOKLINE__DELIVERY__AUTO_DISABLE_AFTER", "3")]).await;
+    let receiver = Receiver::start().await;
+    receiver.always("/bad", Reply::Status(500));
+    let api = env.start_api().await;
+    let services = env.start();
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let (_, watcher) = api
+        .call("POST", "/v1/webhooks", key, Some(json!({"name": "ops", "active": true, "events": ["webhook.disabled"], "endpoints": [{"url": receiver.url("/ops")}]})))
+        .await;
+    assert!(watcher["id"].is_string(), "{watcher}");
+    // One attempt per delivery, so every failure is final at once.
+    let (_, failing) = api
+        .call(
+            "POST",
+            "/v1/webhooks",
+            key,
+            Some(json!({"name": "crm", "active": true, "events": ["job.created"], "retry_policy": {"delays": []},
+                "endpoints": [{"url": receiver.url("/bad")}]})),
+        )
+        .await;
+    let id = failing["id"].as_str().unwrap().to_owned();
+    receiver.wait_for("/bad", 1, WAIT).await; // the ping: failure 1
+    for n in 0..2 {
+        env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": n}})).await;
+    }
+
+    let announced = receiver.wait_for("/ops", 2, WAIT).await; // its own ping, then the announcement
+    let event = announced.iter().map(|r| r.json()).find(|b| b["eventCode"] == "webhook.disabled").unwrap();
+    assert_eq!(event["payload"]["webhookId"], id.as_str());
+    assert!(event["payload"]["reason"].as_str().unwrap().starts_with("3 deliveries in a row"));
+    let (_, webhook) = api.call("GET", &format!("/v1/webhooks/{id}"), key, None).await;
+    assert_eq!(webhook["active"], false);
+    assert!(webhook["disabled_reason"].as_str().unwrap().contains("in a row"));
+    assert_eq!(receiver.requests("/bad").len(), 3);
+    services.stop().await;
+    drop(api);
+    env.cleanup().await;
+}

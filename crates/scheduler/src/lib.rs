@@ -10,10 +10,11 @@ use hookline_bus::codec::{self, proto};
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::RetryPolicy;
+use hookline_core::envelope::UpstreamEvent;
 use hookline_core::ids::DeliveryId;
 use hookline_core::retry::retry_after_delay;
 use hookline_store::Pool;
-use hookline_store::repo::deliveries;
+use hookline_store::repo::{deliveries, events, webhooks};
 use hookline_telemetry::Settings;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,8 @@ pub struct Scheduler {
     declared: Arc<Mutex<HashSet<Duration>>>,
     /// The longest Retry-After honoured.
     max_retry_after: Duration,
+    /// Final failures in a row that deactivate a webhook (0: never).
+    auto_disable_after: u32,
 }
 
 impl Scheduler {
@@ -94,8 +97,10 @@ impl Scheduler {
             None => delay,
         });
         let Some(delay) = delay else {
-            deliveries::mark_failed(&self.pool, delivery_id).await?;
-            tracing::info!(attempts = failed.attempt, "delivery failed for good");
+            if deliveries::mark_failed(&self.pool, delivery_id).await? {
+                tracing::info!(attempts = failed.attempt, "delivery failed for good");
+                self.count_final_failure(delivery_id).await?;
+            }
             return Ok(Outcome::Ack);
         };
         tracing::Span::current().record("retry_delay", hookline_core::retry::format_delay(delay));
@@ -107,6 +112,45 @@ impl Scheduler {
         self.publisher.send_to_queue(&queue, &job).await?;
         tracing::info!(next_attempt = failed.attempt + 1, "retry scheduled");
         Ok(Outcome::Ack)
+    }
+
+    /// Counts a final failure against the endpoint and, at `delivery.auto_disable_after`
+    /// in a row, deactivates the webhook and publishes `webhook.disabled` for the
+    /// organisation.
+    async fn count_final_failure(&self, delivery_id: &DeliveryId) -> Result<(), Error> {
+        if self.auto_disable_after == 0 {
+            return Ok(());
+        }
+        let Some(failures) = deliveries::record_final_failure(&self.pool, delivery_id).await? else { return Ok(()) };
+        if failures.consecutive < self.auto_disable_after {
+            return Ok(());
+        }
+        let reason = format!("{} deliveries in a row to {} failed", failures.consecutive, failures.url);
+        if !webhooks::disable(&self.pool, &failures.webhook_id, &reason).await? {
+            return Ok(()); // already inactive: nothing to announce
+        }
+        tracing::warn!(webhook_id = %failures.webhook_id, %reason, "webhook auto-disabled");
+        let event = UpstreamEvent {
+            message_id: None,
+            event_type: "webhook.disabled".into(),
+            organization: failures.organization_id.clone(),
+            environment: failures.environment,
+            occurred_at: chrono::Utc::now(),
+            actor: None,
+            team: None,
+            data: serde_json::json!({"webhookId": failures.webhook_id, "endpointUrl": failures.url, "reason": reason}),
+        };
+        let event_id = events::insert_synthetic(&self.pool, &event, "system").await?;
+        let route = proto::RouteEvent {
+            event_id: event_id.to_string(),
+            organization_id: failures.organization_id.to_string(),
+            event_type: event.event_type,
+            environment: failures.environment.as_str().to_owned(),
+            actor: None,
+            team: None,
+        };
+        self.publisher.send_to_queue(&self.topology.route_queue(), &route).await?;
+        Ok(())
     }
 
     async fn delay_queue(&self, delay: Duration) -> Result<String, Error> {
@@ -131,6 +175,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         topology: bus.topology.clone(),
         declared: Arc::new(Mutex::new(policy.delays().iter().copied().collect())),
         max_retry_after: settings.delivery.max_retry_after,
+        auto_disable_after: settings.delivery.auto_disable_after,
         policy,
     };
     let sweeper = tokio::spawn(reconcile::run(

@@ -89,6 +89,7 @@ pub struct DeliverySettings {
     pub allow_private_networks: bool,
     pub allowed_networks: Vec<String>,
     pub max_response_body: usize,
+    pub auto_disable_after: u32,
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
 }

@@ -225,7 +225,7 @@ pub async fn record_attempt(pool: &Pool, attempt: &AttemptRecord) -> Result<bool
                  next_attempt_at = NULL,
                  updated_at = now()
              FROM a WHERE d.id = a.delivery_id
-             RETURNING d.id",
+             RETURNING d.id, d.endpoint_id",
         )
         .await
         .context("preparing attempt insert")?;
@@ -255,7 +255,60 @@ pub async fn record_attempt(pool: &Pool, attempt: &AttemptRecord) -> Result<bool
         )
         .await
         .context("recording an attempt")?;
+    if attempt.succeeded()
+        && let Some(row) = rows.first()
+    {
+        let endpoint: String = row.get(1);
+        client
+            .execute(
+                "UPDATE endpoints SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures > 0",
+                &[&endpoint],
+            )
+            .await
+            .context("resetting an endpoint's failure count")?;
+    }
     Ok(!rows.is_empty())
+}
+
+/// What `record_final_failure` found out about the delivery's endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointFailures {
+    /// Deliveries in a row that failed for good, this one included.
+    pub consecutive: u32,
+    /// The endpoint's webhook.
+    pub webhook_id: WebhookId,
+    /// The endpoint's URL.
+    pub url: String,
+    /// Owner.
+    pub organization_id: OrganizationId,
+    /// The webhook's environment.
+    pub environment: Environment,
+}
+
+/// Counts a delivery that failed for good against its endpoint.
+pub async fn record_final_failure(pool: &Pool, id: &DeliveryId) -> Result<Option<EndpointFailures>> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "UPDATE endpoints ep SET consecutive_failures = ep.consecutive_failures + 1
+             FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
+             WHERE d.id = $1 AND ep.id = d.endpoint_id
+             RETURNING ep.consecutive_failures, w.id, ep.url, w.organization_id, w.environment",
+            &[&id.as_str()],
+        )
+        .await
+        .context("counting an endpoint failure")?;
+    row.map(|row| {
+        let environment: String = row.get(4);
+        Ok(EndpointFailures {
+            consecutive: u32::try_from(row.get::<_, i32>(0)).unwrap_or_default(),
+            webhook_id: parse_id(row.get(1))?,
+            url: row.get(2),
+            organization_id: parse_id(row.get(3))?,
+            environment: environment.parse().map_err(|_| Error::Corrupt("environment".into()))?,
+        })
+    })
+    .transpose()
 }
 
 /// What the scheduler needs to decide on a failed attempt.

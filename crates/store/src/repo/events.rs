@@ -29,8 +29,8 @@ pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
     insert_from(pool, event, "upstream").await
 }
 
-/// Stores an event made by hookline itself (`ping` or `test`), already routed: it is
-/// delivered to one webhook only and never offered to the router.
+/// Stores an event made by hookline itself: `ping` and `test` events are stored as
+/// already routed (they go to one webhook only); `system` events are routed normally.
 pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result<EventId> {
     match insert_from(pool, event, origin).await? {
         Stored::Inserted(id) => Ok(id),
@@ -48,7 +48,8 @@ async fn insert_from(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result
              ins AS (
                  INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team, data,
                      origin, routed_at)
-                 SELECT $1, org.id, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 = 'upstream' THEN NULL ELSE now() END
+                 SELECT $1, org.id, $3, $4, $5, $6, $7, $8, $9, $10,
+                     CASE WHEN $10 IN ('upstream', 'system') THEN NULL ELSE now() END
                  FROM org
                  ON CONFLICT (organization_id, message_id) DO NOTHING
                  RETURNING id)
