@@ -159,3 +159,36 @@ async fn the_kept_response_body_is_capped_at_64_kib() {
     services.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_endpoint_cannot_take_the_slots_of_a_healthy_one() {
+    // 4 slots, at most 2 per endpoint; the hanging receiver holds its attempts for 10 s.
+    let env = TestEnv::with(&[
+        ("HOOKLINE__DELIVERY__CONCURRENCY", "4"),
+        ("HOOKLINE__DELIVERY__MAX_IN_FLIGHT_PER_ENDPOINT", "2"),
+        ("HOOKLINE__DELIVERY__TIMEOUT", "10s"),
+        ("HOOKLINE__RETRY__DELAYS", "1h"),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.always("/hang", Reply::Hang);
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hang")], &["job.created"])).await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/ok")], &["job.updated"])).await;
+    let services = env.start();
+    for n in 0..6 {
+        env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": n}})).await;
+    }
+    receiver.wait_for("/hang", 2, WAIT).await;
+    for n in 0..10 {
+        env.publish(json!({"type": "job.updated", "organization": org.id, "data": {"n": n}})).await;
+    }
+
+    // Without the cap the six hanging jobs would hold all four slots until they timed out.
+    receiver.wait_for("/ok", 10, WAIT).await;
+    let timed_out: i64 = env.scalar("SELECT count(*) FROM attempts WHERE error_kind = 'timeout'", &[]).await;
+    assert_eq!(timed_out, 0, "the healthy deliveries waited for the hanging ones to time out");
+    assert_eq!(receiver.requests("/hang").len(), 2, "never more than 2 attempts in flight to one endpoint");
+    services.stop().await;
+    env.cleanup().await;
+}

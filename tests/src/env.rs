@@ -301,7 +301,12 @@ impl TestEnv {
 
 async fn cleanup(settings: Settings, database: String) {
     let mut delays = settings.retry_policy().map(|p| p.delays().to_vec()).unwrap_or_default();
-    delays.extend([Duration::from_secs(300), Duration::from_secs(600)]);
+    // The shipped policy's queues, the worker's defer queue and every Retry-After step.
+    delays.extend(
+        [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400].map(Duration::from_secs),
+    );
+    delays.sort();
+    delays.dedup();
     if let Ok(connection) = hookline_bus::connect(settings.amqp_url(), "hookline-tests-cleanup").await {
         let topology = hookline_bus::Topology::new(settings.amqp.prefix.clone());
         if let Ok(channel) = connection.create_channel().await {

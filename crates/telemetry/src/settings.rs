@@ -85,6 +85,7 @@ pub struct DeliverySettings {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     pub concurrency: usize,
+    pub max_in_flight_per_endpoint: usize,
     pub allow_http: bool,
     pub allow_private_networks: bool,
     pub allowed_networks: Vec<String>,
@@ -229,6 +230,7 @@ impl Settings {
         }
         for (key, value) in [
             ("delivery.concurrency", self.delivery.concurrency),
+            ("delivery.max_in_flight_per_endpoint", self.delivery.max_in_flight_per_endpoint),
             ("ingest.concurrency", self.ingest.concurrency),
             ("router.concurrency", self.router.concurrency),
             ("scheduler.concurrency", self.scheduler.concurrency),

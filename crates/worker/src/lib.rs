@@ -3,6 +3,7 @@
 pub mod attempt;
 pub mod client;
 pub mod sigv4;
+pub mod slots;
 
 use std::sync::Arc;
 
@@ -46,8 +47,12 @@ pub struct Worker {
     topology: Topology,
     client: reqwest::Client,
     address_policy: Arc<hookline_core::address::AddressPolicy>,
+    slots: slots::EndpointSlots,
     settings: Arc<Settings>,
 }
+
+/// How long a job over its endpoint's in-flight cap waits before it is tried again.
+const DEFER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Worker {
     async fn handle(&self, message: Incoming) -> Outcome {
@@ -95,6 +100,13 @@ impl Worker {
             tracing::info!("webhook is inactive or deleted; delivery closed without an attempt");
             return Ok(Outcome::Ack);
         }
+        // Over the endpoint's cap: wait in the short delay queue instead of holding a slot
+        // other endpoints could use.
+        let Some(_slot) = self.slots.try_take(context.endpoint_id.as_str()) else {
+            let job = proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt, manual };
+            self.publisher.send_to_queue(&self.topology.delay_queue(DEFER), &job).await?;
+            return Ok(Outcome::Ack);
+        };
         let event_name =
             self.catalog.get(&context.event_type).map_or(context.event_type.as_str(), |t| t.name.as_str()).to_owned();
         let settings = AttemptSettings {
@@ -155,7 +167,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let catalog = Arc::new(settings.catalog()?);
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
     hookline_store::repo::key_check::verify(&pool, &secrets).await?;
-    let delays = settings.retry_policy()?.delays().to_vec();
+    let mut delays = settings.retry_policy()?.delays().to_vec();
+    delays.push(DEFER);
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-worker", &delays).await?;
     let address_policy = Arc::new(settings.address_policy()?);
     let client = client::build(settings.delivery.timeout, &address_policy, settings.delivery.concurrency)?;
@@ -173,6 +186,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         topology: bus.topology.clone(),
         client,
         address_policy,
+        slots: slots::EndpointSlots::new(settings.delivery.max_in_flight_per_endpoint),
         settings: Arc::new(settings),
     };
     tracing::info!(queue = %options.queue, concurrency = options.concurrency, "worker consuming");

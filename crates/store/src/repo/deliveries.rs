@@ -92,6 +92,8 @@ pub struct JobContext {
     /// The secret before the last rotation, while its overlap lasts: deliveries are
     /// signed with both.
     pub previous_signing_secret: Option<SigningSecret>,
+    /// The endpoint.
+    pub endpoint_id: EndpointId,
     /// Endpoint URL.
     pub url: String,
     /// Endpoint method.
@@ -111,7 +113,7 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
             "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
                     d.organization_id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
                     ep.url, ep.method, ep.headers, c.secret, ep.credential_id IS NOT NULL,
-                    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_signing_secret END
+                    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_signing_secret END, d.endpoint_id
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
              JOIN endpoints ep ON ep.id = d.endpoint_id
@@ -151,6 +153,7 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
                 SigningSecret::parse(&secrets.open_string(&sealed)?).map_err(|_| corrupt("previous secret"))
             })
             .transpose()?,
+        endpoint_id: parse_id(row.get(17))?,
         url: row.get(11),
         method: method.parse().map_err(|_| corrupt("method"))?,
         headers: serde_json::from_value(headers).map_err(|_| corrupt("headers"))?,
