@@ -221,3 +221,44 @@ fn sigv4_verifies(request: &hookline_tests::Recorded, secret: &str, region: &str
     let signing_key = hmac_sha256::HMAC::mac(b"aws4_request", service_key);
     hex(&hmac_sha256::HMAC::mac(string_to_sign.as_bytes(), signing_key)) == signature
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_without_values_for_the_events_organisation_fails_clearly_and_is_not_retried() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let api = env.start_api().await;
+    let services = env.start();
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let someone_else = hookline_core::ids::OrganizationId::generate();
+    let (_, credential) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "t", "type": "token", "per_organization": {someone_else.as_str(): {"key": "X-Key", "value": "v"}}})),
+        )
+        .await;
+    let body = json!({"name": "w", "active": true, "events": ["job.created"],
+        "endpoints": [{"url": receiver.url("/hook"), "credential_id": credential["id"]}]});
+    let (_, webhook) = api.call("POST", "/v1/webhooks", key, Some(body)).await;
+    let id = webhook["id"].as_str().unwrap();
+
+    let failed = hookline_tests::eventually(WAIT, || async {
+        let (_, log) = api.call("GET", &format!("/v1/webhooks/{id}/deliveries?status=failed"), key, None).await;
+        log["data"].as_array().is_some_and(|d| d.len() == 1)
+    })
+    .await;
+    assert!(failed, "the ping fails for good at once");
+    let (_, log) = api.call("GET", &format!("/v1/webhooks/{id}/deliveries"), key, None).await;
+    let (_, detail) =
+        api.call("GET", &format!("/v1/deliveries/{}", log["data"][0]["id"].as_str().unwrap()), key, None).await;
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "not retried");
+    assert_eq!(attempts[0]["error_kind"], "invalid_endpoint");
+    assert!(attempts[0]["error_message"].as_str().unwrap().contains("no values for organisation"));
+    assert!(receiver.requests("/hook").is_empty(), "nothing was sent unauthenticated");
+    services.stop().await;
+    drop(api);
+    env.cleanup().await;
+}

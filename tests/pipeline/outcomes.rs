@@ -192,3 +192,54 @@ async fn a_hanging_endpoint_cannot_take_the_slots_of_a_healthy_one() {
     services.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_ends_is_cut_at_64_kib_and_the_attempt_completes() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    receiver.always("/stream", Reply::Endless);
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/stream")], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id})).await;
+
+    assert_eq!(first_attempt(&env).await, (Some(200), None));
+    let kept: i32 = env.scalar("SELECT length(response_body) FROM attempts", &[]).await;
+    let truncated: bool = env.scalar("SELECT response_body_truncated FROM attempts", &[]).await;
+    assert_eq!((kept, truncated), (64 * 1024, true));
+    assert!(
+        eventually(WAIT, || async { env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "succeeded" })
+            .await
+    );
+    services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_headers_cannot_override_the_signature_content_type_or_host() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    let mut input = TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"]);
+    input.endpoints[0].headers = [
+        ("webhook-signature", "v1,forged"),
+        ("Content-Type", "text/plain"),
+        ("host", "evil.example.com"),
+        ("x-tenant", "acme"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let webhook = env.create_webhook(input).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id})).await;
+
+    let request = receiver.wait_for("/hook", 1, WAIT).await.remove(0);
+    assert_eq!(request.header("x-tenant"), Some("acme"), "ordinary configured headers are sent");
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert!(request.header("host").unwrap().starts_with("127.0.0.1:"));
+    assert!(!request.header("webhook-signature").unwrap().contains("forged"));
+    standardwebhooks::Webhook::new(&webhook.signing_secret).unwrap().verify(&request.body, &request.headers).unwrap();
+    services.stop().await;
+    env.cleanup().await;
+}

@@ -42,6 +42,8 @@ pub enum Reply {
     Slow(Duration),
     /// Answer with this status and a body of this many bytes.
     Body(u16, usize),
+    /// Answer 200 with a body that never ends (1 KiB chunks, forever).
+    Endless,
     /// Answer 302 pointing at this path of the same receiver.
     Redirect(&'static str),
     /// Answer with this status and a Retry-After of this many seconds from now, written
@@ -85,6 +87,10 @@ async fn record(
         }
         Reply::Body(code, size) => (StatusCode::from_u16(code).unwrap(), "b".repeat(size)).into_response(),
         Reply::Redirect(target) => (StatusCode::FOUND, [("location", target)]).into_response(),
+        Reply::Endless => {
+            let chunks = futures_lite::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])));
+            axum::body::Body::from_stream(chunks).into_response()
+        }
         Reply::RetryAfter(code, seconds, as_date) => {
             let value = if as_date {
                 let at = chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(seconds).unwrap());
