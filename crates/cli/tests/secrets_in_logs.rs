@@ -85,9 +85,20 @@ async fn no_secret_appears_in_any_log_line() {
     let (status, _) =
         call("POST", "/v1/events", &org.api_key, Some(json!({"type": "job.created", "data": {"n": 1}}))).await;
     assert_eq!(status, 202);
-    // Pings and the event for the three types sent today; the other two fail unsent.
-    for kind in ["headers", "basic", "token"] {
-        receiver.wait_for(&format!("/{kind}"), 2, Duration::from_secs(20)).await;
+    // Pings and the event reach every receiver, each authenticated as its type says.
+    let expected = [
+        ("headers", "x-api-key", "log-secret-headers".to_owned()),
+        ("basic", "authorization", "Basic dTpsb2ctc2VjcmV0LWJhc2lj".to_owned()), // base64("u:log-secret-basic")
+        ("token", "x-token", "log-secret-token".to_owned()),
+        ("hmac_sha256", "x-hookline-client-id", "c".to_owned()),
+    ];
+    for (kind, header, value) in expected {
+        for request in receiver.wait_for(&format!("/{kind}"), 2, Duration::from_secs(20)).await {
+            assert_eq!(request.header(header), Some(value.as_str()), "{kind}");
+        }
+    }
+    for request in receiver.wait_for("/aws_sigv4", 2, Duration::from_secs(20)).await {
+        assert!(request.header("authorization").unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AKID/"));
     }
     let all_recorded = eventually(Duration::from_secs(20), || async {
         env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await == 10
