@@ -222,6 +222,18 @@ impl TestEnv {
         ApiServer { base, shutdown, client }
     }
 
+    /// A command for a hookline binary (the test passes its path, e.g.
+    /// `env!("CARGO_BIN_EXE_hookline")`) with exactly this test's configuration: the
+    /// parent's environment is cleared so no stray `HOOKLINE__…` variable leaks in.
+    pub fn command(&self, binary: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(binary);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.environment.iter().cloned());
+        command
+    }
+
     /// A new organisation with an admin key.
     pub async fn organization(&self) -> OrganizationCreated {
         admin::create_organization(&self.pool, "Test Org").await.unwrap()

@@ -2,19 +2,14 @@
 //! broker: their JSON output is what an operator copies into the next command.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use hookline_tests::{Receiver, TestEnv};
 
 async fn hookline(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hookline"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.environment.iter().cloned())
-        .envs(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut command = env.command(env!("CARGO_BIN_EXE_hookline"));
+    command.args(args).envs(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
 }
 

@@ -13,11 +13,8 @@ use serde_json::json;
 const EVENTS: usize = 8;
 
 fn spawn_worker(env: &TestEnv) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hookline"))
+    env.command(env!("CARGO_BIN_EXE_hookline"))
         .arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.environment.iter().cloned())
         .env("HOOKLINE__DELIVERY__CONCURRENCY", "3")
         .env("HOOKLINE__SHUTDOWN__GRACE", "20s")
         .stdout(Stdio::null())

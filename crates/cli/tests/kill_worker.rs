@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use hookline_tests::{Receiver, Reply, TestEnv, eventually};
@@ -13,11 +13,8 @@ use serde_json::json;
 const EVENTS: usize = 40;
 
 fn spawn_worker(env: &TestEnv) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hookline"))
+    env.command(env!("CARGO_BIN_EXE_hookline"))
         .arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.environment.iter().cloned())
         .env("HOOKLINE__DELIVERY__CONCURRENCY", "4")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

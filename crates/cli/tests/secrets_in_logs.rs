@@ -16,11 +16,9 @@ async fn no_secret_appears_in_any_log_line() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let log_path = std::env::temp_dir().join(format!("hookline-logs-{}.txt", env.id));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut process = Command::new(env!("CARGO_BIN_EXE_hookline"))
+    let mut process = env
+        .command(env!("CARGO_BIN_EXE_hookline"))
         .arg("all")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.environment.iter().cloned())
         .env("HOOKLINE__API__LISTEN", format!("127.0.0.1:{port}"))
         .env("HOOKLINE__TELEMETRY__LOG_LEVEL", "debug")
         .env("HOOKLINE__TELEMETRY__LOG_FORMAT", "json")
