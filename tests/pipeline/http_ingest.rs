@@ -14,7 +14,8 @@ async fn events_posted_over_http_are_delivered_and_bad_requests_get_coded_errors
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let api_shutdown = CancellationToken::new();
-    let api = tokio::spawn(hookline_api::run(env.settings.clone(), listener, api_shutdown.clone()));
+    let api =
+        tokio::spawn(hookline_api::run(env.settings.clone(), env.metrics.clone(), listener, api_shutdown.clone()));
     let client = reqwest::Client::new();
     let post = |body: serde_json::Value, key: Option<&str>| {
         let mut request =

@@ -8,6 +8,7 @@ mod outcomes;
 mod reconcile;
 mod rejects;
 mod retries;
+mod traces;
 
 use std::time::Duration;
 

@@ -93,6 +93,8 @@ pub struct TestEnv {
     pub pool: Pool,
     pub bus: Bus,
     pub secrets: SecretBox,
+    /// What this test's services count; every test has its own.
+    pub metrics: hookline_telemetry::Metrics,
     /// The `HOOKLINE__…` variables the settings were loaded from, for child processes.
     pub environment: Vec<(String, String)>,
     database: String,
@@ -155,18 +157,21 @@ impl TestEnv {
             ("HOOKLINE__SCHEDULER__RECONCILE_INTERVAL", "1h"),
             ("HOOKLINE__TELEMETRY__LOG_FORMAT", "pretty"),
             ("HOOKLINE__TELEMETRY__LOG_LEVEL", "warn"),
+            // Child processes (CLI tests) each get a free port instead of fighting for 9464.
+            ("HOOKLINE__TELEMETRY__METRICS_LISTEN", "127.0.0.1:0"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         environment.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = Settings::load_with(None, environment.clone()).unwrap();
-        hookline_telemetry::init_tracing("hookline-tests", &settings.telemetry);
+        hookline_telemetry::init_tracing_in_memory("hookline-tests", &settings.telemetry, crate::spans().clone());
         let pool = hookline_store::open(settings.database_url(), 8).await.unwrap();
         let delays = settings.retry_policy().unwrap().delays().to_vec();
         let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", &delays).await.unwrap();
         let secrets = settings.secret_box().unwrap();
-        Self { id, settings, pool, bus, secrets, environment, database, cleaned: false }
+        let metrics = hookline_telemetry::Metrics::new();
+        Self { id, settings, pool, bus, secrets, metrics, environment, database, cleaned: false }
     }
 
     /// Starts ingest, router, worker and scheduler in this process.
@@ -191,8 +196,9 @@ impl TestEnv {
             ($service:path) => {{
                 let settings = settings.clone();
                 let shutdown = shutdown.clone();
+                let metrics = self.metrics.clone();
                 tasks.push(tokio::spawn(async move {
-                    if let Err(err) = $service(settings, shutdown).await {
+                    if let Err(err) = $service(settings, metrics, shutdown).await {
                         panic!("{} stopped: {err}", stringify!($service));
                     }
                 }));
@@ -212,7 +218,7 @@ impl TestEnv {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        tokio::spawn(hookline_api::run(self.settings.clone(), listener, shutdown.clone()));
+        tokio::spawn(hookline_api::run(self.settings.clone(), self.metrics.clone(), listener, shutdown.clone()));
         let client = reqwest::Client::new();
         let up = eventually(Duration::from_secs(20), || async {
             client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
@@ -314,9 +320,7 @@ impl TestEnv {
 async fn cleanup(settings: Settings, database: String) {
     let mut delays = settings.retry_policy().map(|p| p.delays().to_vec()).unwrap_or_default();
     // The shipped policy's queues, the worker's defer queue and every Retry-After step.
-    delays.extend(
-        [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400].map(Duration::from_secs),
-    );
+    delays.extend(hookline_core::retry::RETRY_AFTER_LADDER.map(Duration::from_secs));
     delays.sort();
     delays.dedup();
     if let Ok(connection) = hookline_bus::connect(settings.amqp_url(), "hookline-tests-cleanup").await {

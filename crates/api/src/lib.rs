@@ -17,15 +17,18 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
 use hookline_bus::Bus;
 use hookline_ingest::Ingestor;
 use hookline_store::Pool;
-use hookline_telemetry::Settings;
+use hookline_telemetry::{Metrics, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use error::ApiError;
 
@@ -93,9 +96,31 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/redeliver", post(deliveries::redeliver))
         .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::document()) }))
+        .layer(axum::middleware::from_fn(traced))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(state)
+}
+
+/// Runs each request (but health probes, which would drown the traces) in a server span
+/// of `hookline-api` that continues the caller's `traceparent`, so an event posted by a
+/// traced application joins that application's trace.
+async fn traced(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        service.name = "hookline-api",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    hookline_telemetry::propagation::continue_trace(&span, request.headers());
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
 }
 
 async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -111,8 +136,14 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled.
-pub async fn run(settings: Settings, listener: TcpListener, shutdown: CancellationToken) -> Result<(), Error> {
+/// Serves the API on `listener` until `shutdown` is cancelled; events posted to it are
+/// counted in `metrics`.
+pub async fn run(
+    settings: Settings,
+    metrics: Metrics,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let secrets = settings.secret_box()?;
     let catalog = Arc::new(settings.catalog()?);
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
@@ -120,12 +151,13 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
     hookline_store::repo::catalog::sync(&pool, &catalog).await?;
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-api", &delays).await?;
+    bus.report_queue_depths(&metrics);
     let ingestor = Ingestor::new(
         pool.clone(),
         catalog.clone(),
-        bus.publisher.clone(),
-        bus.topology.clone(),
+        (bus.publisher.clone(), bus.topology.clone()),
         settings.ingest.max_event_size,
+        metrics,
     );
     let limits = Limits {
         allow_http: settings.delivery.allow_http,
@@ -140,7 +172,7 @@ pub async fn run(settings: Settings, listener: TcpListener, shutdown: Cancellati
         secrets,
         publisher: bus.publisher.clone(),
         topology: bus.topology.clone(),
-        connection: Arc::new(bus.connection),
+        connection: bus.connection,
         limits,
     };
     tracing::info!(address = %listener.local_addr()?, "api listening");

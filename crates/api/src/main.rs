@@ -2,8 +2,8 @@
 //! `hookline api`).
 
 fn main() -> std::process::ExitCode {
-    hookline_telemetry::service_main("hookline-api", |settings, shutdown| async move {
+    hookline_telemetry::service_main("hookline-api", |settings, metrics, shutdown| async move {
         let listener = tokio::net::TcpListener::bind(settings.api.listen).await.map_err(hookline_api::Error::Io)?;
-        hookline_api::run(settings, listener, shutdown).await
+        hookline_api::run(settings, metrics, listener, shutdown).await
     })
 }

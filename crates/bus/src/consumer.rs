@@ -1,12 +1,12 @@
 //! The consume loop every service shares: manual acks, bounded concurrency, a rejected
 //! queue for messages that cannot be processed, and graceful shutdown.
 
-use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::StreamExt as _;
+use hookline_telemetry::Metrics;
 use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -67,6 +67,11 @@ pub enum Outcome {
 /// How one consumer runs.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
+    /// The service consuming (`hookline-worker`, ...): its spans carry it as
+    /// `service.name`.
+    pub service: &'static str,
+    /// Where rejected messages are counted.
+    pub metrics: Metrics,
     /// Queue to consume.
     pub queue: String,
     /// Consumer tag, shown by the broker's management tools.
@@ -76,29 +81,6 @@ pub struct ConsumerOptions {
     /// How long in-flight messages may take to finish once shutdown starts; those still
     /// running then are returned to the queue unacknowledged.
     pub shutdown_grace: Duration,
-}
-
-/// Counts of rejected messages by reason, for operators and tests.
-#[derive(Debug, Default, Clone)]
-pub struct RejectStats(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl RejectStats {
-    /// Counts one rejection and returns the running total for its reason.
-    fn record(&self, reason: &str) -> u64 {
-        match self.0.lock() {
-            Ok(mut counts) => {
-                let count = counts.entry(reason.to_owned()).or_default();
-                *count += 1;
-                *count
-            }
-            Err(_) => 0,
-        }
-    }
-
-    /// The count for each reason seen so far.
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().map(|counts| counts.clone()).unwrap_or_default()
-    }
 }
 
 /// Pause before a message that hit a transient failure is returned to the queue, so a
@@ -112,7 +94,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 pub async fn consume<H, F>(
     connection: &Connection,
     options: ConsumerOptions,
-    rejects: (Publisher, String, RejectStats),
+    rejects: (Publisher, String),
     shutdown: CancellationToken,
     handler: H,
 ) -> Result<()>
@@ -152,10 +134,18 @@ where
             redelivered: delivery.redelivered,
             routing_key: delivery.routing_key.to_string(),
         };
-        let span = tracing::info_span!("consume", queue = %options.queue, redelivered = incoming.redelivered);
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format!("process {}", options.queue),
+            otel.kind = "consumer",
+            service.name = options.service,
+            messaging.destination.name = %options.queue,
+            redelivered = incoming.redelivered,
+        );
         trace::set_parent_from(&span, incoming.properties.headers().as_ref());
         let handler = handler.clone();
         let rejects = rejects.clone();
+        let metrics = options.metrics.clone();
         let queue = options.queue.clone();
         let acker = delivery.acker;
         tasks.spawn(
@@ -163,7 +153,7 @@ where
                 let _permit = permit;
                 let original = (incoming.data.clone(), incoming.properties.clone());
                 let outcome = handler(incoming).await;
-                settle(&acker, outcome, original, &queue, &rejects).await;
+                settle(&acker, outcome, original, &queue, &rejects, &metrics).await;
             }
             .instrument(span),
         );
@@ -186,7 +176,8 @@ async fn settle(
     outcome: Outcome,
     (body, properties): (Vec<u8>, BasicProperties),
     queue: &str,
-    (publisher, rejected_queue, stats): &(Publisher, String, RejectStats),
+    (publisher, rejected_queue): &(Publisher, String),
+    metrics: &Metrics,
 ) {
     let settled = match outcome {
         Outcome::Ack => acker.ack(BasicAckOptions::default()).await,
@@ -201,7 +192,7 @@ async fn settle(
             headers.insert(REJECT_QUEUE_HEADER.into(), AMQPValue::LongString(queue.to_owned().into()));
             match publisher.publish("", rejected_queue, &body, properties.with_headers(headers)).await {
                 Ok(()) => {
-                    let total = stats.record(&reason);
+                    let total = metrics.message_rejected(queue, &reason);
                     tracing::warn!(%queue, %reason, %detail, total, "message moved to the rejected queue");
                     acker.ack(BasicAckOptions::default()).await
                 }

@@ -2,11 +2,12 @@
 
 pub mod codec;
 pub mod consumer;
+pub mod depths;
 pub mod publisher;
 pub mod topology;
 pub mod trace;
 
-pub use consumer::{ConsumerOptions, Incoming, Outcome, RejectStats};
+pub use consumer::{ConsumerOptions, Incoming, Outcome};
 pub use publisher::Publisher;
 pub use topology::Topology;
 
@@ -61,17 +62,17 @@ pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connecti
     lapin::Connection::connect(url, properties).await.context(format!("connecting as {connection_name}"))
 }
 
-/// A service's broker handles: its connection, a confirming publisher, the topology
-/// (declared on open) and the rejected-message counters.
+/// A service's broker handles: its connection, a confirming publisher and the topology
+/// (declared on open).
 pub struct Bus {
     /// The connection; consumers open their own channels on it.
-    pub connection: lapin::Connection,
+    pub connection: std::sync::Arc<lapin::Connection>,
     /// Confirming publisher shared by the service's tasks.
     pub publisher: Publisher,
     /// Exchange and queue names.
     pub topology: Topology,
-    /// Counts of messages this service moved to the rejected queue.
-    pub rejects: RejectStats,
+    /// Delays whose queues were declared on open.
+    delays: Vec<std::time::Duration>,
 }
 
 impl Bus {
@@ -82,11 +83,18 @@ impl Bus {
         let publisher = Publisher::new(&connection).await?;
         let topology = Topology::new(prefix);
         topology.declare(publisher.channel(), delays).await?;
-        Ok(Self { connection, publisher, topology, rejects: RejectStats::default() })
+        Ok(Self { connection: std::sync::Arc::new(connection), publisher, topology, delays: delays.to_vec() })
     }
 
     /// Where a consumer of this service sends messages it rejects.
-    pub fn reject_target(&self) -> (Publisher, String, RejectStats) {
-        (self.publisher.clone(), self.topology.rejected_queue(), self.rejects.clone())
+    pub fn reject_target(&self) -> (Publisher, String) {
+        (self.publisher.clone(), self.topology.rejected_queue())
+    }
+
+    /// Makes `metrics` report this deployment's queue depths when scraped (unless another
+    /// service of the process already does).
+    pub fn report_queue_depths(&self, metrics: &hookline_telemetry::Metrics) {
+        let depths = depths::BrokerQueueDepths::new(self.connection.clone(), self.topology.clone(), &self.delays);
+        metrics.set_queue_depths(std::sync::Arc::new(depths));
     }
 }

@@ -103,7 +103,14 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     }
 
     let services_shutdown = shutdown.child_token();
-    let services = tokio::spawn(crate::services::run_all(settings.clone(), services_shutdown.clone()));
+    let metrics = hookline_telemetry::Metrics::new();
+    match hookline_telemetry::start_metrics_endpoint(&settings, &metrics, &services_shutdown).await {
+        Ok(Some(address)) => println!("metrics at http://{address}/metrics"),
+        Ok(None) => {}
+        // Another hookline on this machine has the port; the demo works without it.
+        Err(err) => println!("metrics endpoint not started: {err}"),
+    }
+    let services = tokio::spawn(crate::services::run_all(settings.clone(), metrics.clone(), services_shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     for (event_type, data) in [

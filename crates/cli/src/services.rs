@@ -1,7 +1,7 @@
 //! Running services, alone or all together.
 
 use anyhow::Context as _;
-use hookline_telemetry::{Settings, init_tracing, shutdown_on_signals};
+use hookline_telemetry::{Metrics, Settings, flush_traces, init_tracing, shutdown_on_signals, start_metrics_endpoint};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -29,47 +29,55 @@ impl Service {
     }
 
     /// Runs the service until `shutdown` is cancelled.
-    pub async fn run(self, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn run(self, settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> anyhow::Result<()> {
         match self {
-            Service::Ingest => hookline_ingest::run(settings, shutdown).await?,
-            Service::Router => hookline_router::run(settings, shutdown).await?,
-            Service::Worker => hookline_worker::run(settings, shutdown).await?,
-            Service::Scheduler => hookline_scheduler::run(settings, shutdown).await?,
+            Service::Ingest => hookline_ingest::run(settings, metrics, shutdown).await?,
+            Service::Router => hookline_router::run(settings, metrics, shutdown).await?,
+            Service::Worker => hookline_worker::run(settings, metrics, shutdown).await?,
+            Service::Scheduler => hookline_scheduler::run(settings, metrics, shutdown).await?,
             Service::Api => {
                 let listener = tokio::net::TcpListener::bind(settings.api.listen)
                     .await
                     .with_context(|| format!("binding api.listen {}", settings.api.listen))?;
-                hookline_api::run(settings, listener, shutdown).await?
+                hookline_api::run(settings, metrics, listener, shutdown).await?
             }
         }
         Ok(())
     }
 }
 
-/// Runs one service with logging and signal handling.
+/// Runs one service with logging, tracing, metrics and signal handling.
 pub async fn one(service: Service, settings: Settings) -> anyhow::Result<()> {
     init_tracing(service.name(), &settings.telemetry);
     let shutdown = shutdown_on_signals();
-    service.run(settings, shutdown).await.with_context(|| service.name())
+    let metrics = Metrics::new();
+    start_metrics_endpoint(&settings, &metrics, &shutdown).await?;
+    let result = service.run(settings, metrics, shutdown).await.with_context(|| service.name());
+    flush_traces();
+    result
 }
 
-/// Runs every service in this process; the first to fail stops the others.
+/// Runs every service in this process, with one `/metrics` endpoint for all of them;
+/// the first to fail stops the others.
 pub async fn all(settings: Settings) -> anyhow::Result<()> {
     init_tracing("hookline", &settings.telemetry);
     let shutdown = shutdown_on_signals();
-    run_all(settings, shutdown).await
+    let metrics = Metrics::new();
+    start_metrics_endpoint(&settings, &metrics, &shutdown).await?;
+    let result = run_all(settings, metrics, shutdown).await;
+    flush_traces();
+    result
 }
 
 /// Runs every service until `shutdown` is cancelled or one of them fails.
-pub async fn run_all(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_all(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Migrate once up front rather than have five services queue on the lock.
     let pool = hookline_store::connect(settings.database_url(), 1)?;
     hookline_store::migrate(&pool).await.context("migrating the database")?;
     let mut tasks = JoinSet::new();
     for service in Service::ALL {
-        let settings = settings.clone();
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move { service.run(settings, shutdown).await.with_context(|| service.name()) });
+        let (settings, metrics, shutdown) = (settings.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move { service.run(settings, metrics, shutdown).await.with_context(|| service.name()) });
     }
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {

@@ -76,9 +76,10 @@ impl RetryPolicy {
     }
 }
 
-/// The delays a receiver's Retry-After is rounded up to. Each distinct delay needs its
-/// own delay queue, so honouring arbitrary values would create queues without bound.
-const RETRY_AFTER_LADDER: [u64; 17] =
+/// The delays (seconds) a receiver's Retry-After is rounded up to. Each distinct delay
+/// needs its own delay queue, so honouring arbitrary values would create queues without
+/// bound; this list is also every such queue that can exist.
+pub const RETRY_AFTER_LADDER: [u64; 17] =
     [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
 
 /// The delay to wait for a receiver that asked for `retry_after`: capped at `cap`, then

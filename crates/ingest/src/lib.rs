@@ -11,7 +11,8 @@ use hookline_core::ids::{EventId, OrganizationId};
 use hookline_core::{Catalog, UpstreamEvent};
 use hookline_store::Pool;
 use hookline_store::repo::{catalog, events};
-use hookline_telemetry::Settings;
+use hookline_telemetry::metrics::EventSource;
+use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
 
 /// Why the ingest service stopped.
@@ -59,18 +60,20 @@ pub struct Ingestor {
     publisher: Publisher,
     topology: Topology,
     max_event_size: usize,
+    metrics: Metrics,
 }
 
 impl Ingestor {
-    /// An ingestor storing into `pool` and forwarding through `publisher`.
+    /// An ingestor storing into `pool`, forwarding through `publisher` and counting
+    /// accepted events in `metrics`.
     pub fn new(
         pool: Pool,
         catalog: Arc<Catalog>,
-        publisher: Publisher,
-        topology: Topology,
+        (publisher, topology): (Publisher, Topology),
         max_event_size: usize,
+        metrics: Metrics,
     ) -> Self {
-        Self { pool, catalog, publisher, topology, max_event_size }
+        Self { pool, catalog, publisher, topology, max_event_size, metrics }
     }
 
     /// Decodes, validates, stores and forwards one event.
@@ -79,7 +82,7 @@ impl Ingestor {
     /// organisation: a body naming another one is refused. `redelivered` says that an
     /// earlier attempt at this very message was interrupted, so a stored but unrouted
     /// duplicate is forwarded again instead of being taken for a publisher's repeat.
-    #[tracing::instrument(skip_all, fields(event_id, event_type, organization))]
+    #[tracing::instrument(name = "ingest", skip_all, fields(event_id, event_type, organization, environment))]
     pub async fn accept(
         &self,
         body: &[u8],
@@ -87,6 +90,7 @@ impl Ingestor {
         organization: Option<&OrganizationId>,
         redelivered: bool,
     ) -> Result<Accepted, AcceptError> {
+        let source = if organization.is_some() { EventSource::Http } else { EventSource::Amqp };
         let mut raw = codec::decode_upstream(body, content_type, self.max_event_size)?;
         if let Some(organization) = organization {
             match raw.organization.as_deref() {
@@ -106,6 +110,7 @@ impl Ingestor {
         let span = tracing::Span::current();
         span.record("event_type", event.event_type.as_str());
         span.record("organization", event.organization.as_str());
+        span.record("environment", event.environment.as_str());
         let accepted = match events::insert(&self.pool, &event).await? {
             events::Stored::UnknownOrganization => {
                 return Err(Rejection::field(
@@ -127,6 +132,9 @@ impl Ingestor {
             }
         };
         span.record("event_id", accepted.event_id.as_str());
+        if !accepted.duplicate {
+            self.metrics.event_ingested(source);
+        }
         tracing::debug!(duplicate = accepted.duplicate, "event accepted");
         Ok(accepted)
     }
@@ -159,15 +167,23 @@ impl Ingestor {
 }
 
 /// Runs the ingest service until `shutdown` is cancelled.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let catalog = Arc::new(settings.catalog()?);
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
     catalog::sync(&pool, &catalog).await?;
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-ingest", &delays).await?;
-    let ingestor =
-        Ingestor::new(pool, catalog, bus.publisher.clone(), bus.topology.clone(), settings.ingest.max_event_size);
+    bus.report_queue_depths(&metrics);
+    let ingestor = Ingestor::new(
+        pool,
+        catalog,
+        (bus.publisher.clone(), bus.topology.clone()),
+        settings.ingest.max_event_size,
+        metrics.clone(),
+    );
     let options = ConsumerOptions {
+        service: "hookline-ingest",
+        metrics,
         queue: bus.topology.ingest_queue(),
         tag: "hookline-ingest".into(),
         concurrency: settings.ingest.concurrency,

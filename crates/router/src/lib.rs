@@ -9,7 +9,7 @@ use hookline_core::ids::{EventId, OrganizationId};
 use hookline_core::webhook::EventFacts;
 use hookline_store::Pool;
 use hookline_store::repo::{deliveries, events, webhooks};
-use hookline_telemetry::Settings;
+use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
 
 /// Why the router stopped.
@@ -32,6 +32,7 @@ pub struct Router {
     pool: Pool,
     publisher: Publisher,
     topology: Topology,
+    metrics: Metrics,
 }
 
 /// A route message that does not describe an event.
@@ -40,9 +41,10 @@ fn malformed(detail: String) -> Outcome {
 }
 
 impl Router {
-    /// A router reading webhooks from `pool` and publishing jobs through `publisher`.
-    pub fn new(pool: Pool, publisher: Publisher, topology: Topology) -> Self {
-        Self { pool, publisher, topology }
+    /// A router reading webhooks from `pool`, publishing jobs through `publisher` and
+    /// counting the deliveries it creates in `metrics`.
+    pub fn new(pool: Pool, publisher: Publisher, topology: Topology, metrics: Metrics) -> Self {
+        Self { pool, publisher, topology, metrics }
     }
 
     async fn handle(&self, message: Incoming) -> Outcome {
@@ -70,7 +72,11 @@ impl Router {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(event_id = %event_id, organization = %organization, event_type = %route.event_type))]
+    #[tracing::instrument(
+        name = "route",
+        skip_all,
+        fields(event_id = %event_id, organization = %organization, event_type = %route.event_type, deliveries)
+    )]
     async fn route(
         &self,
         event_id: &EventId,
@@ -95,6 +101,7 @@ impl Router {
             })
             .collect();
         let created = deliveries::create_for_event(&self.pool, event_id, organization, &targets).await?;
+        self.metrics.deliveries_created(created.len());
         // A redelivered route message means an earlier run may have created deliveries
         // and died before publishing them: publish every one not yet attempted.
         let to_publish =
@@ -105,17 +112,21 @@ impl Router {
             .collect();
         self.publisher.publish_all(&self.topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs).await?;
         events::mark_routed(&self.pool, event_id).await?;
+        tracing::Span::current().record("deliveries", jobs.len());
         Ok(jobs.len())
     }
 }
 
 /// Runs the router until `shutdown` is cancelled.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-router", &delays).await?;
-    let router = Router::new(pool, bus.publisher.clone(), bus.topology.clone());
+    bus.report_queue_depths(&metrics);
+    let router = Router::new(pool, bus.publisher.clone(), bus.topology.clone(), metrics.clone());
     let options = ConsumerOptions {
+        service: "hookline-router",
+        metrics,
         queue: bus.topology.route_queue(),
         tag: "hookline-router".into(),
         concurrency: settings.router.concurrency,

@@ -15,7 +15,8 @@ use hookline_core::ids::DeliveryId;
 use hookline_core::retry::retry_after_delay;
 use hookline_store::Pool;
 use hookline_store::repo::{deliveries, events, webhooks};
-use hookline_telemetry::Settings;
+use hookline_telemetry::metrics::DeliveryOutcome;
+use hookline_telemetry::{Metrics, Settings};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +48,7 @@ pub struct Scheduler {
     max_retry_after: Duration,
     /// Final failures in a row that deactivate a webhook (0: never).
     auto_disable_after: u32,
+    metrics: Metrics,
 }
 
 impl Scheduler {
@@ -67,7 +69,20 @@ impl Scheduler {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(delivery_id = %delivery_id, attempt = failed.attempt, error_kind = %failed.error_kind, retry_delay))]
+    #[tracing::instrument(
+        name = "schedule",
+        skip_all,
+        fields(
+            delivery_id = %delivery_id,
+            attempt = failed.attempt,
+            error_kind = %failed.error_kind,
+            status_code = failed.status_code,
+            retryable = failed.retryable,
+            event_id,
+            webhook_id,
+            retry_delay,
+        )
+    )]
     async fn schedule(&self, delivery_id: &DeliveryId, failed: &proto::FailedAttempt) -> Result<Outcome, Error> {
         let Some(target) = deliveries::retry_target(&self.pool, delivery_id).await? else {
             return Ok(Outcome::Reject {
@@ -79,8 +94,13 @@ impl Scheduler {
         if target.status.is_final() || target.attempt_count > failed.attempt {
             return Ok(Outcome::Ack);
         }
+        let span = tracing::Span::current();
+        span.record("event_id", target.event_id.as_str());
+        span.record("webhook_id", target.webhook_id.as_str());
         if !target.webhook_enabled {
-            deliveries::mark_failed(&self.pool, delivery_id).await?;
+            if deliveries::mark_failed(&self.pool, delivery_id).await? {
+                self.metrics.delivery_completed(DeliveryOutcome::Closed, None);
+            }
             return Ok(Outcome::Ack);
         }
         let policy = match &target.retry_delays_ms {
@@ -98,18 +118,21 @@ impl Scheduler {
         });
         let Some(delay) = delay else {
             if deliveries::mark_failed(&self.pool, delivery_id).await? {
+                self.metrics.delivery_completed(DeliveryOutcome::Failed, None);
                 tracing::info!(attempts = failed.attempt, "delivery failed for good");
                 self.count_final_failure(delivery_id).await?;
             }
             return Ok(Outcome::Ack);
         };
-        tracing::Span::current().record("retry_delay", hookline_core::retry::format_delay(delay));
+        let delay_name = hookline_core::retry::format_delay(delay);
+        span.record("retry_delay", delay_name.as_str());
         let next_at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         deliveries::schedule_retry(&self.pool, delivery_id, next_at).await?;
         let queue = self.delay_queue(delay).await?;
         let job =
             proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt: failed.attempt + 1, manual: false };
         self.publisher.send_to_queue(&queue, &job).await?;
+        self.metrics.retry_scheduled(&delay_name);
         tracing::info!(next_attempt = failed.attempt + 1, "retry scheduled");
         Ok(Outcome::Ack)
     }
@@ -165,10 +188,11 @@ impl Scheduler {
 
 /// Runs the scheduler (failed-attempt consumer and reconciliation sweep) until
 /// `shutdown` is cancelled.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let policy = settings.retry_policy()?;
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-scheduler", policy.delays()).await?;
+    bus.report_queue_depths(&metrics);
     let scheduler = Scheduler {
         pool: pool.clone(),
         publisher: bus.publisher.clone(),
@@ -177,6 +201,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         max_retry_after: settings.delivery.max_retry_after,
         auto_disable_after: settings.delivery.auto_disable_after,
         policy,
+        metrics: metrics.clone(),
     };
     let sweeper = tokio::spawn(reconcile::run(
         pool,
@@ -187,6 +212,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         shutdown.clone(),
     ));
     let options = ConsumerOptions {
+        service: "hookline-scheduler",
+        metrics,
         queue: bus.topology.failed_queue(),
         tag: "hookline-scheduler".into(),
         concurrency: settings.scheduler.concurrency,

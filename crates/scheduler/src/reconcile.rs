@@ -9,6 +9,7 @@ use hookline_core::delivery::DeliveryStatus;
 use hookline_store::Pool;
 use hookline_store::repo::{deliveries, events};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 const BATCH: i64 = 500;
 
@@ -26,7 +27,13 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match sweep(&pool, &publisher, &topology, after).await {
+        let span =
+            tracing::info_span!("reconcile", service.name = "hookline-scheduler", republished = tracing::field::Empty);
+        let swept = sweep(&pool, &publisher, &topology, after).instrument(span.clone()).await;
+        if let Ok(count) = swept {
+            span.record("republished", count);
+        }
+        match swept {
             Ok(0) => {}
             Ok(count) => tracing::warn!(count, "republished work whose message was lost"),
             Err(err) => tracing::warn!(error = %err, "reconciliation sweep failed"),

@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{Settings, init_tracing, shutdown_on_signals};
+use crate::{Metrics, Settings, flush_traces, init_tracing, shutdown_on_signals, start_metrics_endpoint};
 
 /// Parses `--config PATH` (or `HOOKLINE_CONFIG`), loads and validates the settings,
-/// sets up logging and signal handling, and runs `service` until it returns. Any error
-/// is printed and turned into a failing exit code.
+/// sets up logging, tracing, the `/metrics` endpoint and signal handling, and runs
+/// `service` until it returns. Any error is printed and turned into a failing exit code.
 pub fn service_main<F, Fut, E>(name: &'static str, service: F) -> ExitCode
 where
-    F: FnOnce(Settings, CancellationToken) -> Fut,
+    F: FnOnce(Settings, Metrics, CancellationToken) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
@@ -45,13 +45,20 @@ where
     runtime.block_on(async move {
         init_tracing(name, &settings.telemetry);
         let shutdown = shutdown_on_signals();
-        match service(settings, shutdown).await {
+        let metrics = Metrics::new();
+        if let Err(err) = start_metrics_endpoint(&settings, &metrics, &shutdown).await {
+            eprintln!("{name}: {err}");
+            return ExitCode::FAILURE;
+        }
+        let code = match service(settings, metrics, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!(error = %err, "{name} stopped");
                 eprintln!("{name}: {err}");
                 ExitCode::FAILURE
             }
-        }
+        };
+        flush_traces();
+        code
     })
 }

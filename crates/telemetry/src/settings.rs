@@ -174,6 +174,9 @@ pub struct ShutdownSettings {
 pub struct TelemetrySettings {
     pub log_format: LogFormat,
     pub log_level: String,
+    pub otlp_endpoint: String,
+    pub sampling_ratio: f64,
+    pub metrics_listen: String,
 }
 
 /// How log lines are written.
@@ -250,6 +253,14 @@ impl Settings {
             return Err(invalid("scheduler.reconcile_interval", "must be more than 0"));
         }
         self.address_policy()?;
+        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
+            return Err(invalid("telemetry.sampling_ratio", "must be between 0.0 and 1.0"));
+        }
+        self.metrics_listen()?;
+        if !self.telemetry.otlp_endpoint.is_empty() {
+            url::Url::parse(&self.telemetry.otlp_endpoint)
+                .map_err(|err| invalid("telemetry.otlp_endpoint", format!("is not a URL: {err}")))?;
+        }
         if let Some(key) = &self.secrets.key {
             SecretBox::from_base64(key.expose_secret()).map_err(|err| invalid("secrets.key", err.to_string()))?;
         }
@@ -299,6 +310,17 @@ impl Settings {
         let text = std::fs::read_to_string(&self.catalog.path)
             .map_err(|err| invalid("catalog.path", format!("{}: {err}", self.catalog.path.display())))?;
         Catalog::from_toml(&text).map_err(|err| invalid("catalog.path", err.to_string()))
+    }
+
+    /// Where the Prometheus `/metrics` endpoint listens; `None` when it is switched off.
+    pub fn metrics_listen(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        let listen = self.telemetry.metrics_listen.trim();
+        if listen.is_empty() {
+            return Ok(None);
+        }
+        listen.parse().map(Some).map_err(|_| {
+            invalid("telemetry.metrics_listen", format!("`{listen}` is not an address such as 127.0.0.1:9464"))
+        })
     }
 
     /// The database URL.
@@ -360,6 +382,9 @@ mod tests {
             ("HOOKLINE__SECRETS__KEY", "short", "secrets.key"),
             ("HOOKLINE__CATALOG__PATH", "/nonexistent/catalog.toml", "catalog.path"),
             ("HOOKLINE__DELIVERY__ALLOWED_NETWORKS", "10.0.0.0/99", "delivery.allowed_networks"),
+            ("HOOKLINE__TELEMETRY__SAMPLING_RATIO", "1.5", "telemetry.sampling_ratio"),
+            ("HOOKLINE__TELEMETRY__METRICS_LISTEN", "everywhere", "telemetry.metrics_listen"),
+            ("HOOKLINE__TELEMETRY__OTLP_ENDPOINT", "collector", "telemetry.otlp_endpoint"),
         ];
         for (key, value, named) in cases {
             let err = Settings::load_with(None, env(&[(key, value)])).unwrap_err().to_string();

@@ -13,6 +13,7 @@ use hookline_core::receiver_auth::{
 use hookline_core::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use hookline_store::repo::deliveries::{AttemptRecord, JobContext};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tracing::Instrument as _;
 
 use crate::client::{BlockedAddress, literal_is_blocked};
 use crate::sigv4::{SigV4, sign_request};
@@ -30,6 +31,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "authorization",
     "transfer-encoding",
     "connection",
+    "traceparent",
+    "tracestate",
 ];
 
 /// What an attempt needs beyond the job context.
@@ -74,6 +77,22 @@ pub async fn perform(
         signature.push_str(&previous.sign(message_id, timestamp, &body));
     }
     headers.insert(HEADER_SIGNATURE.to_owned(), signature);
+    // The request's own client span, so a receiver that joins the trace (from
+    // `traceparent`) hangs its work under this very attempt.
+    let method = context.method.as_str();
+    let request_span = tracing::info_span!(
+        "webhook request",
+        otel.name = %method,
+        otel.kind = "client",
+        http.request.method = %method,
+        server.address = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    if let Ok(url) = url::Url::parse(&context.url) {
+        request_span.record("server.address", url.host_str().unwrap_or_default());
+    }
+    headers.extend(hookline_telemetry::propagation::trace_headers(&request_span));
     for (name, value) in &context.headers {
         let lower = name.to_ascii_lowercase();
         if !RESERVED_HEADERS.contains(&lower.as_str()) {
@@ -98,8 +117,12 @@ pub async fn perform(
     };
     let clock = Instant::now();
     let outcome = match authenticate(context, &body, &mut headers, &mut record.request_headers) {
-        Ok(()) => send(context, headers, body, settings).await,
+        Ok(()) => send(context, headers, body, settings).instrument(request_span.clone()).await,
         Err(message) => Err((ErrorKind::InvalidEndpoint, message)),
+    };
+    match &outcome {
+        Ok(response) => request_span.record("http.response.status_code", response.status),
+        Err((kind, _)) => request_span.record("error.type", kind.as_str()),
     };
     record.duration_ms = u32::try_from(clock.elapsed().as_millis()).unwrap_or(u32::MAX);
     match outcome {

@@ -15,7 +15,8 @@ use hookline_core::crypto::SecretBox;
 use hookline_core::ids::DeliveryId;
 use hookline_store::Pool;
 use hookline_store::repo::{deliveries, webhooks};
-use hookline_telemetry::Settings;
+use hookline_telemetry::metrics::DeliveryOutcome;
+use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::AttemptSettings;
@@ -49,6 +50,7 @@ pub struct Worker {
     address_policy: Arc<hookline_core::address::AddressPolicy>,
     slots: slots::EndpointSlots,
     settings: Arc<Settings>,
+    metrics: Metrics,
 }
 
 /// How long a job over its endpoint's in-flight cap waits before it is tried again.
@@ -72,7 +74,22 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(delivery_id = %delivery_id, attempt, webhook_id, status_code, error_kind))]
+    #[tracing::instrument(
+        name = "deliver",
+        skip_all,
+        fields(
+            delivery_id = %delivery_id,
+            attempt = attempt,
+            manual = manual,
+            event_id,
+            event_type,
+            organization,
+            webhook_id,
+            endpoint_host,
+            status_code,
+            error_kind,
+        )
+    )]
     async fn deliver(&self, delivery_id: &DeliveryId, attempt: u32, manual: bool) -> Result<Outcome, Error> {
         let Some(context) = deliveries::job_context(&self.pool, &self.secrets, delivery_id).await? else {
             return Ok(Outcome::Reject {
@@ -81,8 +98,13 @@ impl Worker {
             });
         };
         let span = tracing::Span::current();
-        span.record("attempt", attempt);
+        span.record("event_id", context.event_id.as_str());
+        span.record("event_type", context.event_type.as_str());
+        span.record("organization", context.organization_id.as_str());
         span.record("webhook_id", context.webhook_id.as_str());
+        if let Ok(url) = url::Url::parse(&context.url) {
+            span.record("endpoint_host", url.host_str().unwrap_or_default());
+        }
         // A duplicate job (redelivered, or published twice by a recovery path) for an
         // attempt already made, or for a delivery already settled, sends nothing.
         if context.status.is_final() && !manual || attempt <= context.attempt_count {
@@ -96,7 +118,9 @@ impl Worker {
         if !context.webhook_enabled {
             // Closing the delivery (rather than just dropping the job) keeps the
             // reconciliation sweep from republishing it forever.
-            deliveries::mark_failed(&self.pool, delivery_id).await?;
+            if deliveries::mark_failed(&self.pool, delivery_id).await? {
+                self.metrics.delivery_completed(DeliveryOutcome::Closed, None);
+            }
             tracing::info!("webhook is inactive or deleted; delivery closed without an attempt");
             return Ok(Outcome::Ack);
         }
@@ -115,7 +139,12 @@ impl Worker {
             address_policy: &self.address_policy,
             allow_http: self.settings.delivery.allow_http,
         };
-        let record = attempt::perform(&context, &event_name, attempt, manual, &settings).await;
+        let record = {
+            let _in_flight = self.metrics.attempt_in_flight();
+            attempt::perform(&context, &event_name, attempt, manual, &settings).await
+        };
+        self.metrics
+            .attempt_finished(record.status_code, std::time::Duration::from_millis(u64::from(record.duration_ms)));
         if let Some(code) = record.status_code {
             span.record("status_code", code);
         }
@@ -144,6 +173,8 @@ impl Worker {
             };
             self.publisher.send_to_queue(&self.topology.failed_queue(), &failed).await?;
         } else {
+            let latency = (chrono::Utc::now() - context.occurred_at).to_std().ok();
+            self.metrics.delivery_completed(DeliveryOutcome::Succeeded, latency);
             tracing::info!(duration_ms = record.duration_ms, "delivered");
         }
         Ok(Outcome::Ack)
@@ -162,7 +193,7 @@ fn retry_after(record: &deliveries::AttemptRecord, cap: std::time::Duration) -> 
 
 /// Runs a worker until `shutdown` is cancelled: in-flight attempts then get
 /// `shutdown.grace` to finish, and unfinished jobs return to the queue.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let secrets = settings.secret_box()?;
     let catalog = Arc::new(settings.catalog()?);
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
@@ -170,9 +201,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let mut delays = settings.retry_policy()?.delays().to_vec();
     delays.push(DEFER);
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-worker", &delays).await?;
+    bus.report_queue_depths(&metrics);
     let address_policy = Arc::new(settings.address_policy()?);
     let client = client::build(settings.delivery.timeout, &address_policy, settings.delivery.concurrency)?;
     let options = ConsumerOptions {
+        service: "hookline-worker",
+        metrics: metrics.clone(),
         queue: bus.topology.delivery_queue(),
         tag: format!("hookline-worker-{}", std::process::id()),
         concurrency: settings.delivery.concurrency,
@@ -188,6 +222,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         address_policy,
         slots: slots::EndpointSlots::new(settings.delivery.max_in_flight_per_endpoint),
         settings: Arc::new(settings),
+        metrics,
     };
     tracing::info!(queue = %options.queue, concurrency = options.concurrency, "worker consuming");
     consumer::consume(&bus.connection, options, bus.reject_target(), shutdown, move |message| {

@@ -325,6 +325,10 @@ pub struct RetryTarget {
     pub retry_delays_ms: Option<Vec<i64>>,
     /// False once the webhook was deactivated or deleted.
     pub webhook_enabled: bool,
+    /// The delivered event's id, as stored (for spans and logs).
+    pub event_id: String,
+    /// The webhook's id, as stored (for spans and logs).
+    pub webhook_id: String,
 }
 
 /// Loads what the scheduler needs about a delivery.
@@ -332,7 +336,8 @@ pub async fn retry_target(pool: &Pool, id: &DeliveryId) -> Result<Option<RetryTa
     let client = pool.get().await?;
     let row = client
         .query_opt(
-            "SELECT d.status, d.attempt_count, w.retry_delays_ms, (w.active AND w.deleted_at IS NULL)
+            "SELECT d.status, d.attempt_count, w.retry_delays_ms, (w.active AND w.deleted_at IS NULL),
+                    d.event_id, d.webhook_id
              FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
             &[&id.as_str()],
         )
@@ -346,6 +351,8 @@ pub async fn retry_target(pool: &Pool, id: &DeliveryId) -> Result<Option<RetryTa
             attempt_count: u32::try_from(attempt_count).unwrap_or_default(),
             retry_delays_ms: row.get(2),
             webhook_enabled: row.get(3),
+            event_id: row.get(4),
+            webhook_id: row.get(5),
         })
     })
     .transpose()

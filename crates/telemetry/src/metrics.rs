@@ -1,0 +1,318 @@
+//! The Prometheus metrics every service exposes at `/metrics`.
+//!
+//! One [`Metrics`] is made per process (one for all five services in `hookline all`)
+//! and handed to each service, rather than kept in a global, so that tests running
+//! several pipelines in one process each count only their own work.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// Published to the events exchange.
+    Amqp,
+    /// Posted to `POST /v1/events`.
+    Http,
+}
+
+/// How a delivery ended for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// A 2xx was received.
+    Succeeded,
+    /// Attempts are exhausted or the failure is not retryable.
+    Failed,
+    /// Closed without an attempt because its webhook is inactive or deleted.
+    Closed,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    queue: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    status_class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DelayLabels {
+    delay: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+/// `(queue, messages ready)` for every queue of the deployment, once read.
+pub type DepthsFuture<'a> = Pin<Box<dyn Future<Output = Vec<(String, u64)>> + Send + 'a>>;
+
+/// Reads how many messages wait in each queue, at scrape time.
+pub trait QueueDepths: Send + Sync {
+    /// Reads the depths from the broker.
+    fn depths(&self) -> DepthsFuture<'_>;
+}
+
+/// The counters, gauges and histograms; cheap to clone, clones share them.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    events_ingested: Family<SourceLabels, Counter>,
+    messages_rejected: Family<RejectLabels, Counter>,
+    deliveries_created: Counter,
+    deliveries_completed: Family<OutcomeLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    attempt_duration: Histogram,
+    delivery_latency: Histogram,
+    attempts_in_flight: Gauge,
+    retries_scheduled: Family<DelayLabels, Counter>,
+    queue_messages: Family<QueueLabels, Gauge>,
+    queue_depths: OnceLock<Arc<dyn QueueDepths>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every hookline metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hookline");
+        let events_ingested = Family::<SourceLabels, Counter>::default();
+        registry.register("events_ingested", "Events accepted (duplicates included)", events_ingested.clone());
+        let messages_rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "messages_rejected",
+            "Messages moved to the rejected queue, by the queue they came from and the reason",
+            messages_rejected.clone(),
+        );
+        let deliveries_created = Counter::default();
+        registry.register(
+            "deliveries_created",
+            "Deliveries created (one per event and matching endpoint)",
+            deliveries_created.clone(),
+        );
+        let deliveries_completed = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "deliveries_completed",
+            "Deliveries that ended, by outcome (succeeded, failed, closed)",
+            deliveries_completed.clone(),
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "attempts",
+            "Delivery attempts by response status class (2xx to 5xx, or none when no response came)",
+            attempts.clone(),
+        );
+        let attempt_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "attempt_duration_seconds",
+            "Time from sending a delivery request to its response (or failure)",
+            attempt_duration.clone(),
+        );
+        let delivery_latency = Histogram::new(exponential_buckets(0.005, 2.5, 16));
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from an event's occurred_at to its successful delivery, retries included",
+            delivery_latency.clone(),
+        );
+        let attempts_in_flight = Gauge::default();
+        registry.register("attempts_in_flight", "Delivery requests waiting for a response", attempts_in_flight.clone());
+        let retries_scheduled = Family::<DelayLabels, Counter>::default();
+        registry.register(
+            "retries_scheduled",
+            "Failed attempts put into a delay queue, by delay",
+            retries_scheduled.clone(),
+        );
+        let queue_messages = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_messages",
+            "Messages waiting in each queue (delivery, delay queues, rejected, ...) at scrape time",
+            queue_messages.clone(),
+        );
+        Self(Arc::new(Inner {
+            registry,
+            events_ingested,
+            messages_rejected,
+            deliveries_created,
+            deliveries_completed,
+            attempts,
+            attempt_duration,
+            delivery_latency,
+            attempts_in_flight,
+            retries_scheduled,
+            queue_messages,
+            queue_depths: OnceLock::new(),
+        }))
+    }
+
+    /// Counts an accepted event.
+    pub fn event_ingested(&self, source: EventSource) {
+        let source = match source {
+            EventSource::Amqp => "amqp",
+            EventSource::Http => "http",
+        };
+        self.0.events_ingested.get_or_create(&SourceLabels { source }).inc();
+    }
+
+    /// Counts a message moved from `queue` to the rejected queue; returns how many have
+    /// been moved from that queue for that reason so far.
+    pub fn message_rejected(&self, queue: &str, reason: &str) -> u64 {
+        let labels = RejectLabels { queue: queue.to_owned(), reason: reason.to_owned() };
+        self.0.messages_rejected.get_or_create(&labels).inc() + 1
+    }
+
+    /// Counts deliveries the router created.
+    pub fn deliveries_created(&self, count: usize) {
+        self.0.deliveries_created.inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a delivery that ended; for a success, `latency` is the time since the
+    /// event occurred.
+    pub fn delivery_completed(&self, outcome: DeliveryOutcome, latency: Option<Duration>) {
+        let outcome = match outcome {
+            DeliveryOutcome::Succeeded => "succeeded",
+            DeliveryOutcome::Failed => "failed",
+            DeliveryOutcome::Closed => "closed",
+        };
+        self.0.deliveries_completed.get_or_create(&OutcomeLabels { outcome }).inc();
+        if let Some(latency) = latency {
+            self.0.delivery_latency.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// Counts a finished attempt by its response status (`None`: no response).
+    pub fn attempt_finished(&self, status: Option<u16>, duration: Duration) {
+        let status_class = match status {
+            Some(100..=199) => "1xx",
+            Some(200..=299) => "2xx",
+            Some(300..=399) => "3xx",
+            Some(400..=499) => "4xx",
+            Some(500..=599) => "5xx",
+            Some(_) => "other",
+            None => "none",
+        };
+        self.0.attempts.get_or_create(&AttemptLabels { status_class }).inc();
+        self.0.attempt_duration.observe(duration.as_secs_f64());
+    }
+
+    /// Marks one attempt as in flight until the returned guard is dropped.
+    pub fn attempt_in_flight(&self) -> InFlight {
+        self.0.attempts_in_flight.inc();
+        InFlight(self.0.attempts_in_flight.clone())
+    }
+
+    /// Counts a retry put into the delay queue for `delay`.
+    pub fn retry_scheduled(&self, delay: &str) {
+        self.0.retries_scheduled.get_or_create(&DelayLabels { delay: delay.to_owned() }).inc();
+    }
+
+    /// Sets where queue depths are read at scrape time. The first source set wins, so the
+    /// services of `hookline all` can each offer theirs.
+    pub fn set_queue_depths(&self, source: Arc<dyn QueueDepths>) {
+        let _ = self.0.queue_depths.set(source);
+    }
+
+    /// Reads queue depths (when a source is set) and renders every metric in the
+    /// OpenMetrics text format Prometheus scrapes.
+    pub async fn render(&self) -> String {
+        if let Some(source) = self.0.queue_depths.get() {
+            // A broker that does not answer must not hang the scrape; stale depths stay.
+            if let Ok(depths) = tokio::time::timeout(Duration::from_secs(2), source.depths()).await {
+                for (queue, messages) in depths {
+                    let gauge = self.0.queue_messages.get_or_create(&QueueLabels { queue });
+                    gauge.set(i64::try_from(messages).unwrap_or(i64::MAX));
+                }
+            }
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.0.registry);
+        text
+    }
+}
+
+/// Counts an attempt in flight while it lives.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_appear_in_the_rendered_text() {
+        let metrics = Metrics::new();
+        metrics.event_ingested(EventSource::Amqp);
+        metrics.event_ingested(EventSource::Amqp);
+        metrics.message_rejected("p.ingest", "malformed");
+        metrics.attempt_finished(Some(503), Duration::from_millis(20));
+        metrics.attempt_finished(None, Duration::from_millis(20));
+        metrics.delivery_completed(DeliveryOutcome::Succeeded, Some(Duration::from_millis(40)));
+        let in_flight = metrics.attempt_in_flight();
+        let text = metrics.render().await;
+        assert!(text.contains(r#"hookline_events_ingested_total{source="amqp"} 2"#), "{text}");
+        assert!(text.contains(r#"hookline_messages_rejected_total{queue="p.ingest",reason="malformed"} 1"#));
+        assert!(text.contains(r#"hookline_attempts_total{status_class="5xx"} 1"#));
+        assert!(text.contains(r#"hookline_attempts_total{status_class="none"} 1"#));
+        assert!(text.contains(r#"hookline_deliveries_completed_total{outcome="succeeded"} 1"#));
+        assert!(text.contains("hookline_delivery_latency_seconds_count 1"));
+        assert!(text.contains("hookline_attempts_in_flight 1"));
+        drop(in_flight);
+        assert!(metrics.render().await.contains("hookline_attempts_in_flight 0"));
+    }
+
+    struct FixedDepths;
+
+    impl QueueDepths for FixedDepths {
+        fn depths(&self) -> DepthsFuture<'_> {
+            Box::pin(async { vec![("p.deliver".to_owned(), 7)] })
+        }
+    }
+
+    #[tokio::test]
+    async fn queue_depths_are_read_at_scrape_time() {
+        let metrics = Metrics::new();
+        metrics.set_queue_depths(Arc::new(FixedDepths));
+        assert!(metrics.render().await.contains(r#"hookline_queue_messages{queue="p.deliver"} 7"#));
+    }
+}

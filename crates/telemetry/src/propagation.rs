@@ -1,0 +1,28 @@
+//! W3C trace context over HTTP: continuing a caller's trace on `POST /v1/events`, and
+//! handing ours to receivers so they can join it.
+
+use std::collections::HashMap;
+
+use axum::http::HeaderMap;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The trace-context headers (`traceparent`, and `tracestate` when there is one) that
+/// make a receiver's work a child of `span`.
+pub fn trace_headers(span: &tracing::Span) -> HashMap<String, String> {
+    let mut headers = HashMap::new();
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut headers));
+    headers
+}
+
+/// Makes `span` a child of the trace context in `headers`, if they carry a valid one.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    let carried: HashMap<String, String> = ["traceparent", "tracestate"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), headers.get(name)?.to_str().ok()?.to_owned())))
+        .collect();
+    if carried.contains_key("traceparent") {
+        let context = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carried));
+        let _ = span.set_parent(context);
+    }
+}
