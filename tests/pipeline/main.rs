@@ -4,6 +4,7 @@
 
 mod delivery;
 mod http_ingest;
+mod metrics;
 mod outcomes;
 mod reconcile;
 mod rejects;
