@@ -301,7 +301,7 @@ mod tests {
         assert!(metrics.render().await.contains("hookline_attempts_in_flight 0"));
     }
 
-    struct FixedDepths;
+    pub(super) struct FixedDepths;
 
     impl QueueDepths for FixedDepths {
         fn depths(&self) -> DepthsFuture<'_> {
@@ -314,5 +314,44 @@ mod tests {
         let metrics = Metrics::new();
         metrics.set_queue_depths(Arc::new(FixedDepths));
         assert!(metrics.render().await.contains(r#"hookline_queue_messages{queue="p.deliver"} 7"#));
+    }
+}
+
+#[cfg(test)]
+mod dashboard_tests {
+    use super::*;
+
+    /// The Grafana dashboard shipped in `deploy/` queries only metrics that exist.
+    #[tokio::test]
+    async fn the_dashboard_queries_only_metrics_hookline_exposes() {
+        let dashboard = include_str!("../../../deploy/grafana/dashboards/hookline.json");
+        // A family is rendered once it has a sample: record one of each.
+        let metrics = Metrics::new();
+        metrics.event_ingested(EventSource::Http);
+        metrics.message_rejected("q", "malformed");
+        metrics.deliveries_created(1);
+        metrics.delivery_completed(DeliveryOutcome::Succeeded, Some(Duration::from_secs(1)));
+        metrics.attempt_finished(Some(200), Duration::from_millis(5));
+        metrics.retry_scheduled("5m");
+        metrics.set_queue_depths(Arc::new(tests::FixedDepths));
+        let _in_flight = metrics.attempt_in_flight();
+        let exposed = metrics.render().await;
+        let mut queried = dashboard
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("hookline_"))
+            .collect::<Vec<_>>();
+        queried.sort_unstable();
+        queried.dedup();
+        assert!(queried.len() >= 8, "the dashboard queries {queried:?}");
+        for name in queried {
+            let family = ["_bucket", "_count", "_sum", "_total"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(
+                exposed.contains(&format!("# TYPE {family} ")),
+                "the dashboard queries `{name}`, which is not exposed:\n{exposed}"
+            );
+        }
     }
 }
