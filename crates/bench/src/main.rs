@@ -1,0 +1,139 @@
+//! `hookline-bench`: how fast hookline delivers, next to what this machine can do.
+//!
+//! Runs against the local PostgreSQL and RabbitMQ (each scenario in its own throwaway
+//! database and broker prefix, every service in this process), measures the machine's
+//! floor in the same run, and prints every hookline figure with its ratio to the floor.
+//! See BENCHMARKS.md for the method and the figures.
+
+mod floor;
+mod scenario;
+mod sink;
+mod usage;
+
+use clap::Parser;
+
+use crate::scenario::{Outcome, Scenario};
+
+#[derive(Parser)]
+#[command(about = "Benchmark hookline end to end against the machine's own floor")]
+struct Args {
+    /// Events per scenario (fan-out and 64 KiB scenarios publish a fifth of them).
+    #[arg(long, default_value_t = 5000)]
+    events: u64,
+    /// Scenarios to run, comma-separated: one, fanout10, retry10, payload1k, payload64k, paced1000.
+    #[arg(long, value_delimiter = ',', default_value = "one,fanout10,retry10,payload1k,payload64k,paced1000")]
+    scenarios: Vec<String>,
+    /// Skip measuring the floor.
+    #[arg(long)]
+    no_floor: bool,
+}
+
+fn scenario(name: &str, events: u64) -> Option<Scenario> {
+    let base = Scenario { name: "one", events, fan_out: 1, fail_every: 0, payload_bytes: 64, rate: None };
+    Some(match name {
+        "one" => base,
+        "fanout10" => Scenario { name: "fanout10", events: (events / 5).max(1), fan_out: 10, ..base },
+        "retry10" => Scenario { name: "retry10", fail_every: 10, ..base },
+        "payload1k" => Scenario { name: "payload1k", payload_bytes: 1024, ..base },
+        "payload64k" => Scenario { name: "payload64k", events: (events / 5).max(1), payload_bytes: 64 * 1024, ..base },
+        "paced1000" => Scenario { name: "paced1000", rate: Some(1000.0), ..base },
+        _ => return None,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let scenarios: Vec<Scenario> = args
+        .scenarios
+        .iter()
+        .map(|name| scenario(name, args.events).ok_or_else(|| anyhow::anyhow!("unknown scenario `{name}`")))
+        .collect::<anyhow::Result<_>>()?;
+    // Tracing as a production process has it without a collector (ids, no export); set
+    // before the harness would install its in-memory span store.
+    let defaults = hookline_telemetry::Settings::load_with(
+        None,
+        [("HOOKLINE__TELEMETRY__LOG_LEVEL".to_owned(), "warn,lapin=off,deadpool=off".to_owned())],
+    )?;
+    hookline_telemetry::init_tracing("hookline-bench", &defaults.telemetry);
+    println!("machine: {} cores, {}", cores(), memory());
+    let floor = if args.no_floor {
+        None
+    } else {
+        let floor = floor::measure(args.events.max(1000)).await?;
+        println!("floor ({} operations each):", args.events.max(1000));
+        println!("  broker publish (confirms) → consume (manual ack), quorum queue  {:>9.0} msg/s", floor.broker);
+        println!(
+            "  PostgreSQL INSERT, one row per statement, 16 connections       {:>9.0} rows/s",
+            floor.insert_single
+        );
+        println!(
+            "  PostgreSQL INSERT, 500 rows per statement                      {:>9.0} rows/s",
+            floor.insert_batched
+        );
+        println!("  HTTP POST to the sink, keep-alive, 64 at a time                {:>9.0} req/s", floor.http);
+        println!(
+            "  bare pipeline: consume, POST, batch-insert a row, ack          {:>9.0} deliveries/s",
+            floor.pipeline
+        );
+        Some(floor)
+    };
+    for scenario in scenarios {
+        eprintln!("scenario {}", scenario.name);
+        let outcome = scenario::run(scenario).await?;
+        report(&outcome, floor.as_ref());
+    }
+    Ok(())
+}
+
+fn report(outcome: &Outcome, floor: Option<&floor::Floor>) {
+    let s = &outcome.scenario;
+    let rate = s.rate.map_or("max".to_owned(), |r| format!("{r:.0}/s"));
+    println!(
+        "{}: {} events × {} webhooks, {} B padding, fail every {}, publish rate {rate}",
+        s.name,
+        s.events,
+        s.fan_out,
+        s.payload_bytes,
+        if s.fail_every == 0 { "never".to_owned() } else { format!("{}th once", s.fail_every) },
+    );
+    let ratio = floor.map_or(String::new(), |f| {
+        format!("  ({:.0} % of the bare pipeline)", 100.0 * outcome.deliveries_per_second / f.pipeline)
+    });
+    println!("  events ingested      {:>9.0} /s", outcome.events_per_second);
+    println!("  deliveries           {:>9.0} /s{ratio}", outcome.deliveries_per_second);
+    let l = &outcome.latency;
+    println!(
+        "  publish → receipt    p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        ms(l.p50),
+        ms(l.p95),
+        ms(l.p99),
+        ms(l.max)
+    );
+    let c = &outcome.cpu_per_thousand;
+    println!(
+        "  CPU per 1,000 deliveries  {:.2} s (hookline+bench {:.2}, RabbitMQ {:.2}, PostgreSQL {:.2})",
+        c.total(),
+        c.bench,
+        c.broker,
+        c.database
+    );
+    println!("  peak RSS (this process)   {:.0} MiB", outcome.peak_rss_mib);
+}
+
+fn ms(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn memory() -> String {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_default();
+    format!("{:.0} GiB", kib / 1024.0 / 1024.0)
+}

@@ -1,0 +1,164 @@
+//! One hookline scenario: a throwaway deployment (its own database and broker prefix,
+//! every service in this process), webhooks to the sink, N events published over AMQP,
+//! timed until every delivery is recorded as succeeded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hookline_tests::TestEnv;
+use lapin::BasicProperties;
+
+use crate::sink::Sink;
+use crate::usage::{CpuTimes, Latency, peak_rss_mib};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Name printed in the results.
+    pub name: &'static str,
+    /// Events published.
+    pub events: u64,
+    /// Webhooks subscribed to every event (deliveries = events × fan-out).
+    pub fan_out: u64,
+    /// Every n-th event fails its first request (0: none).
+    pub fail_every: u64,
+    /// Bytes of padding in each event's data.
+    pub payload_bytes: usize,
+    /// Events per second to publish at (None: as fast as confirms allow).
+    pub rate: Option<f64>,
+}
+
+/// What a scenario measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Events stored per second, publish start to the last event stored.
+    pub events_per_second: f64,
+    /// Deliveries recorded as succeeded per second, publish start to the last one.
+    pub deliveries_per_second: f64,
+    /// Publish → receipt at the sink, successful deliveries.
+    pub latency: Latency,
+    /// CPU used by the run, per 1,000 deliveries.
+    pub cpu_per_thousand: CpuTimes,
+    /// This process's peak resident memory after the run, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Concurrent publishers: enough confirms in flight to keep the broker busy.
+const PUBLISHERS: u64 = 64;
+
+/// Runs `scenario` and cleans up after it.
+pub async fn run(scenario: Scenario) -> anyhow::Result<Outcome> {
+    let env = TestEnv::with(&[
+        ("HOOKLINE__DATABASE__POOL_SIZE", "16"),
+        ("HOOKLINE__DELIVERY__TIMEOUT", "10s"),
+        ("HOOKLINE__RETRY__DELAYS", "1s,2s"),
+    ])
+    .await;
+    let clock = Instant::now();
+    let sink = Sink::start(clock, scenario.fail_every).await?;
+    let org = env.organization().await;
+    for n in 0..scenario.fan_out {
+        env.create_webhook(TestEnv::webhook(&org.id, &[sink.url(&format!("/w{n}"))], &["job.created"])).await;
+    }
+    let services = env.start();
+    // Let every consumer attach before the clock starts.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let expected = scenario.events * scenario.fan_out;
+    let cpu_before = CpuTimes::now();
+    let started = clock.elapsed();
+    let publishing = tokio::spawn(publish(env_publisher(&env), org.id.to_string(), scenario.clone(), clock));
+    let (mut stored_at, mut recorded_at) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while recorded_at.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if stored_at.is_none() && env.scalar::<i64>("SELECT count(*) FROM events", &[]).await as u64 >= scenario.events
+        {
+            stored_at = Some(clock.elapsed());
+        }
+        if sink.succeeded() >= expected
+            && env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'succeeded'", &[]).await as u64
+                >= expected
+        {
+            recorded_at = Some(clock.elapsed());
+        }
+    }
+    publishing.await??;
+    let cpu = CpuTimes::now().since(&cpu_before);
+    services.stop().await;
+    env.cleanup().await;
+    let (Some(stored_at), Some(recorded_at)) = (stored_at, recorded_at) else {
+        anyhow::bail!("{}: not every delivery was recorded within 10 minutes", scenario.name);
+    };
+    let per_thousand = 1000.0 / expected as f64;
+    Ok(Outcome {
+        events_per_second: scenario.events as f64 / (stored_at - started).as_secs_f64(),
+        deliveries_per_second: expected as f64 / (recorded_at - started).as_secs_f64(),
+        latency: Latency::of(sink.take_latencies()),
+        cpu_per_thousand: CpuTimes {
+            bench: cpu.bench * per_thousand,
+            broker: cpu.broker * per_thousand,
+            database: cpu.database * per_thousand,
+        },
+        peak_rss_mib: peak_rss_mib(),
+        scenario,
+    })
+}
+
+/// What the publishing tasks need.
+struct EventPublisher {
+    publisher: hookline_bus::Publisher,
+    exchange: String,
+}
+
+fn env_publisher(env: &TestEnv) -> Arc<EventPublisher> {
+    Arc::new(EventPublisher { publisher: env.bus.publisher.clone(), exchange: env.bus.topology.events_exchange() })
+}
+
+/// Publishes the scenario's events from several tasks, each waiting for its confirms,
+/// paced to `scenario.rate` when set.
+async fn publish(
+    target: Arc<EventPublisher>,
+    organization: String,
+    scenario: Scenario,
+    clock: Instant,
+) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicU64::new(0));
+    let padding: Arc<str> = "x".repeat(scenario.payload_bytes).into();
+    let start = clock.elapsed();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..PUBLISHERS {
+        let (target, next, padding, organization) =
+            (target.clone(), next.clone(), padding.clone(), organization.clone());
+        let (events, rate) = (scenario.events, scenario.rate);
+        tasks.spawn(async move {
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= events {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                if let Some(rate) = rate {
+                    let due = start + Duration::from_secs_f64(seq as f64 / rate);
+                    tokio::time::sleep(due.saturating_sub(clock.elapsed())).await;
+                }
+                let sent = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let body = serde_json::json!({
+                    "type": "job.created",
+                    "organization": organization,
+                    "data": {"seq": seq, "sent": sent, "pad": &*padding},
+                });
+                let properties = BasicProperties::default().with_content_type("application/json".into());
+                target
+                    .publisher
+                    .publish(&target.exchange, "job.created", &serde_json::to_vec(&body)?, properties)
+                    .await?;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}

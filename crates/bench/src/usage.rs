@@ -1,0 +1,126 @@
+//! CPU time and memory of this process and of the broker and database, from /proc, so a
+//! run can say what each delivery cost the machine and not only how fast it went.
+
+use std::time::Duration;
+
+/// Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux this runs on.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds used so far by the processes a run involves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    /// This process: the publisher, the sink and (in-process) every hookline service.
+    pub bench: f64,
+    /// Every RabbitMQ (beam.smp) process.
+    pub broker: f64,
+    /// Every PostgreSQL process (each connection is a process).
+    pub database: f64,
+}
+
+impl CpuTimes {
+    /// Reads the CPU time used so far.
+    pub fn now() -> Self {
+        let mut times = Self { bench: process_seconds("self").unwrap_or_default(), ..Self::default() };
+        let Ok(entries) = std::fs::read_dir("/proc") else { return times };
+        for entry in entries.flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let seconds = || process_seconds(&pid).unwrap_or_default();
+            match command.trim() {
+                "beam.smp" => times.broker += seconds(),
+                name if name.starts_with("postgres") => times.database += seconds(),
+                _ => {}
+            }
+        }
+        times
+    }
+
+    /// CPU used between `earlier` and `self`.
+    pub fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+        CpuTimes {
+            bench: self.bench - earlier.bench,
+            broker: self.broker - earlier.broker,
+            database: self.database - earlier.database,
+        }
+    }
+
+    /// All three together.
+    pub fn total(&self) -> f64 {
+        self.bench + self.broker + self.database
+    }
+}
+
+/// utime + stime of one process (`self` or a pid), in seconds.
+fn process_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; the fields after its closing parenthesis are fixed.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// The most resident memory this process has had (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    status_kib("VmHWM") / 1024.0
+}
+
+fn status_kib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_default()
+}
+
+/// Percentiles of a set of durations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latency {
+    /// Median.
+    pub p50: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Slowest.
+    pub max: Duration,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `samples` (sorted here).
+    pub fn of(mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let rank = |p: f64| {
+            let index = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[index]
+        };
+        Self { p50: rank(0.50), p95: rank(0.95), p99: rank(0.99), max: samples[samples.len() - 1] }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let samples = (1..=100).map(Duration::from_millis).collect();
+        let latency = Latency::of(samples);
+        assert_eq!(latency.p50, Duration::from_millis(50));
+        assert_eq!(latency.p99, Duration::from_millis(99));
+        assert_eq!(latency.max, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn this_process_can_be_read_from_proc() {
+        assert!(process_seconds("self").is_some(), "/proc/self/stat did not parse");
+        assert!(process_seconds("not-a-pid").is_none());
+        assert!(peak_rss_mib() > 1.0, "VmHWM did not parse");
+    }
+}
