@@ -8,7 +8,7 @@ use hookline_core::Environment;
 use hookline_core::ids::{EventId, OrganizationId};
 use hookline_core::webhook::EventFacts;
 use hookline_store::Pool;
-use hookline_store::repo::{deliveries, events, webhooks};
+use hookline_store::repo::{deliveries, webhooks};
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -111,7 +111,6 @@ impl Router {
             .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false })
             .collect();
         self.publisher.publish_all(&self.topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs).await?;
-        events::mark_routed(&self.pool, event_id).await?;
         tracing::Span::current().record("deliveries", jobs.len());
         Ok(jobs.len())
     }

@@ -16,8 +16,13 @@ use crate::error::{Error, QueryContext as _, Result};
 use crate::repo::credentials;
 use crate::repo::webhooks::parse_id;
 
-/// Creates one delivery per target for an event; targets that already have one are
-/// skipped. Returns the deliveries created by this call.
+/// Creates one delivery per target for an event (targets that already have one are
+/// skipped) and marks the event routed, in one statement. Returns the deliveries created
+/// by this call.
+///
+/// Marking the event routed before its jobs are published is safe: a delivery created
+/// but never published is pending and unattempted, which the reconciliation sweep
+/// republishes (as does the router itself when the route message comes back).
 pub async fn create_for_event(
     pool: &Pool,
     event: &EventId,
@@ -25,6 +30,7 @@ pub async fn create_for_event(
     targets: &[(WebhookId, EndpointId)],
 ) -> Result<Vec<DeliveryId>> {
     if targets.is_empty() {
+        crate::repo::events::mark_routed(pool, event).await?;
         return Ok(Vec::new());
     }
     let ids: Vec<String> = targets.iter().map(|_| DeliveryId::generate().to_string()).collect();
@@ -33,7 +39,8 @@ pub async fn create_for_event(
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
+            "WITH routed AS (UPDATE events SET routed_at = now() WHERE id = $4 AND routed_at IS NULL)
+             INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
              SELECT d.id, $4, d.endpoint_id, d.webhook_id, $5
              FROM unnest($1::text[], $2::text[], $3::text[]) AS d (id, endpoint_id, webhook_id)
              ON CONFLICT (event_id, endpoint_id) DO NOTHING
@@ -228,7 +235,8 @@ pub async fn record_attempt(pool: &Pool, attempt: &AttemptRecord) -> Result<bool
                  next_attempt_at = NULL,
                  updated_at = now()
              FROM a WHERE d.id = a.delivery_id
-             RETURNING d.id, d.endpoint_id",
+             RETURNING d.id, d.endpoint_id,
+                       (SELECT e.consecutive_failures FROM endpoints e WHERE e.id = d.endpoint_id)",
         )
         .await
         .context("preparing attempt insert")?;
@@ -258,17 +266,18 @@ pub async fn record_attempt(pool: &Pool, attempt: &AttemptRecord) -> Result<bool
         )
         .await
         .context("recording an attempt")?;
+    // A success resets the endpoint's run of failures; most of the time there is none.
     if attempt.succeeded()
         && let Some(row) = rows.first()
+        && row.get::<_, Option<i32>>(2).unwrap_or_default() > 0
     {
         let endpoint: String = row.get(1);
-        client
-            .execute(
-                "UPDATE endpoints SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures > 0",
-                &[&endpoint],
-            )
+        // Prepared once per connection: this runs after every successful attempt.
+        let reset = client
+            .prepare_cached("UPDATE endpoints SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures > 0")
             .await
-            .context("resetting an endpoint's failure count")?;
+            .context("preparing the failure count reset")?;
+        client.execute(&reset, &[&endpoint]).await.context("resetting an endpoint's failure count")?;
     }
     Ok(!rows.is_empty())
 }

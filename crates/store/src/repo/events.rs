@@ -96,10 +96,12 @@ async fn insert_from(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result
 /// Records that the router created and published the event's deliveries.
 pub async fn mark_routed(pool: &Pool, id: &EventId) -> Result<()> {
     let client = pool.get().await?;
-    client
-        .execute("UPDATE events SET routed_at = now() WHERE id = $1 AND routed_at IS NULL", &[&id.as_str()])
+    // Prepared once per connection: this runs for every event.
+    let statement = client
+        .prepare_cached("UPDATE events SET routed_at = now() WHERE id = $1 AND routed_at IS NULL")
         .await
-        .context("marking an event routed")?;
+        .context("preparing the routed mark")?;
+    client.execute(&statement, &[&id.as_str()]).await.context("marking an event routed")?;
     Ok(())
 }
 
