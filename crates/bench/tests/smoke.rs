@@ -16,7 +16,7 @@ fn figure(output: &str, label: &str) -> f64 {
 #[test]
 fn a_smoke_run_reports_every_figure() {
     let output = Command::new(env!("CARGO_BIN_EXE_hookline-bench"))
-        .args(["--events", "200", "--scenarios", "one,retry10"])
+        .args(["--events", "200", "--scenarios", "one,retry10", "--deadline", "90s"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
