@@ -124,6 +124,11 @@ fn report(outcome: &Outcome, floor: Option<&floor::Floor>) {
         c.database
     );
     println!("  peak RSS (this process)   {:.0} MiB", outcome.peak_rss_mib);
+    let samples = &outcome.rss_samples;
+    if samples.len() > 2 {
+        let line: Vec<String> = samples.iter().map(|mib| format!("{mib:.0}")).collect();
+        println!("  RSS every 10 s (MiB)      {}", line.join(" "));
+    }
 }
 
 fn ms(duration: std::time::Duration) -> f64 {

@@ -10,7 +10,7 @@ use hookline_tests::TestEnv;
 use lapin::BasicProperties;
 
 use crate::sink::Sink;
-use crate::usage::{CpuTimes, Latency, peak_rss_mib};
+use crate::usage::{CpuTimes, Latency, peak_rss_mib, rss_mib};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -44,7 +44,12 @@ pub struct Outcome {
     pub cpu_per_thousand: CpuTimes,
     /// This process's peak resident memory after the run, MiB.
     pub peak_rss_mib: f64,
+    /// Resident memory sampled every 10 s during the run, MiB (flat means no leak).
+    pub rss_samples: Vec<f64>,
 }
+
+/// How often resident memory is sampled during a run.
+const RSS_EVERY: Duration = Duration::from_secs(10);
 
 /// Concurrent publishers: enough confirms in flight to keep the broker busy.
 const PUBLISHERS: u64 = 64;
@@ -73,7 +78,13 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
     let (mut stored_at, mut recorded_at) = (None, None);
     let give_up = Instant::now() + deadline;
     let mut failed = 0;
+    let mut rss_samples = vec![rss_mib()];
+    let mut next_sample = Instant::now() + RSS_EVERY;
     while recorded_at.is_none() && failed == 0 && Instant::now() < give_up {
+        if Instant::now() >= next_sample {
+            rss_samples.push(rss_mib());
+            next_sample += RSS_EVERY;
+        }
         // Each poll is a count over the run's rows: often enough to time the run to a
         // fraction of a percent, rarely enough not to load the database it measures.
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -113,6 +124,7 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
             database: cpu.database * per_thousand,
         },
         peak_rss_mib: peak_rss_mib(),
+        rss_samples,
         scenario,
     })
 }

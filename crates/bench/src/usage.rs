@@ -68,6 +68,11 @@ pub fn peak_rss_mib() -> f64 {
     status_kib("VmHWM") / 1024.0
 }
 
+/// The resident memory this process has now (VmRSS), in MiB.
+pub fn rss_mib() -> f64 {
+    status_kib("VmRSS") / 1024.0
+}
+
 fn status_kib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -121,6 +126,7 @@ mod tests {
     fn this_process_can_be_read_from_proc() {
         assert!(process_seconds("self").is_some(), "/proc/self/stat did not parse");
         assert!(process_seconds("not-a-pid").is_none());
-        assert!(peak_rss_mib() > 1.0, "VmHWM did not parse");
+        assert!(rss_mib() > 1.0, "VmRSS did not parse");
+        assert!(peak_rss_mib() >= rss_mib(), "VmHWM did not parse");
     }
 }
