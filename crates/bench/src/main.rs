@@ -26,6 +26,9 @@ struct Args {
     /// Skip measuring the floor.
     #[arg(long)]
     no_floor: bool,
+    /// Share of traces recorded (telemetry.sampling_ratio); spans are never exported.
+    #[arg(long, default_value_t = 1.0)]
+    sampling_ratio: f64,
     /// Give up on a scenario whose deliveries have not all succeeded after this long.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     deadline: std::time::Duration,
@@ -58,7 +61,10 @@ async fn main() -> anyhow::Result<()> {
     // before the harness would install its in-memory span store.
     let defaults = hookline_telemetry::Settings::load_with(
         None,
-        [("HOOKLINE__TELEMETRY__LOG_LEVEL".to_owned(), "warn,lapin=off,deadpool=off".to_owned())],
+        [
+            ("HOOKLINE__TELEMETRY__LOG_LEVEL".to_owned(), "warn,lapin=off,deadpool=off".to_owned()),
+            ("HOOKLINE__TELEMETRY__SAMPLING_RATIO".to_owned(), args.sampling_ratio.to_string()),
+        ],
     )?;
     hookline_telemetry::init_tracing("hookline-bench", &defaults.telemetry);
     println!("machine: {} cores, {}", cores(), memory());
