@@ -318,11 +318,10 @@ impl TestEnv {
 }
 
 async fn cleanup(settings: Settings, database: String) {
-    let mut delays = settings.retry_policy().map(|p| p.delays().to_vec()).unwrap_or_default();
-    // The shipped policy's queues, the worker's defer queue and every Retry-After step.
-    delays.extend(hookline_core::retry::RETRY_AFTER_LADDER.map(Duration::from_secs));
-    delays.sort();
-    delays.dedup();
+    let configured = settings.retry_policy().map(|p| p.delays().to_vec()).unwrap_or_default();
+    // The test's own delays and every Retry-After step, which includes the shipped 5m/10m
+    // policy and the worker's 1 s defer queue.
+    let delays = hookline_bus::Topology::possible_delays(&configured);
     if let Ok(connection) = hookline_bus::connect(settings.amqp_url(), "hookline-tests-cleanup").await {
         let topology = hookline_bus::Topology::new(settings.amqp.prefix.clone());
         if let Ok(channel) = connection.create_channel().await {

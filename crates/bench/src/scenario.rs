@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use hookline_tests::TestEnv;
 use lapin::BasicProperties;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
 
 use crate::sink::Sink;
 use crate::usage::{CpuTimes, Latency, peak_rss_mib, rss_mib};
@@ -69,15 +71,14 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
         env.create_webhook(TestEnv::webhook(&org.id, &[sink.url(&format!("/w{n}"))], &["job.created"])).await;
     }
     let services = env.start();
-    // Let every consumer attach before the clock starts.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    consumers_attached(&env).await?;
     let expected = scenario.events * scenario.fan_out;
     let cpu_before = CpuTimes::now();
     let started = clock.elapsed();
     let publishing = tokio::spawn(publish(env_publisher(&env), org.id.to_string(), scenario.clone(), clock));
     let (mut stored_at, mut recorded_at) = (None, None);
     let give_up = Instant::now() + deadline;
-    let mut failed = 0;
+    let mut failed: i64 = 0;
     let mut rss_samples = vec![rss_mib()];
     let mut next_sample = Instant::now() + RSS_EVERY;
     while recorded_at.is_none() && failed == 0 && Instant::now() < give_up {
@@ -92,14 +93,19 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
         {
             stored_at = Some(clock.elapsed());
         }
-        if sink.succeeded() >= expected
-            && env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'succeeded'", &[]).await as u64
-                >= expected
-        {
+        let client = env.pool.get().await?;
+        let counts = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed')
+                 FROM deliveries",
+                &[],
+            )
+            .await?;
+        if sink.succeeded() >= expected && counts.get::<_, i64>(0) as u64 >= expected {
             recorded_at = Some(clock.elapsed());
         }
         // Every scenario's deliveries succeed in the end; one that failed for good never will.
-        failed = env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'failed'", &[]).await;
+        failed = counts.get::<_, i64>(1);
     }
     let statuses = delivery_statuses(&env).await;
     publishing.await??;
@@ -127,6 +133,30 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
         rss_samples,
         scenario,
     })
+}
+
+/// Waits until every service consumes its queue, so the clock starts on a running
+/// pipeline rather than on services still starting.
+async fn consumers_attached(env: &TestEnv) -> anyhow::Result<()> {
+    let topology = &env.bus.topology;
+    let consumed =
+        [topology.ingest_queue(), topology.route_queue(), topology.delivery_queue(), topology.failed_queue()];
+    let channel = env.bus.connection.create_channel().await?;
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut attached = 0;
+        for queue in &consumed {
+            let declared = channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await?;
+            attached += usize::from(declared.consumer_count() > 0);
+        }
+        if attached == consumed.len() {
+            channel.close(200, "consumers attached".into()).await?;
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < give_up, "the services did not start consuming within a minute");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// How many deliveries are in each status, and what their last errors were.

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_core::retry::RETRY_AFTER_LADDER;
 use hookline_telemetry::metrics::{DepthsFuture, QueueDepths};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
@@ -19,21 +18,17 @@ pub struct BrokerQueueDepths {
 }
 
 impl BrokerQueueDepths {
-    /// Depths of the work queues, the rejected queue and the delay queues for `delays`
-    /// and for every step a receiver's Retry-After can be rounded to.
+    /// Depths of the work queues, the rejected queue and the delay queues that always
+    /// exist (the configured delays' and the deferral's). Queues made on demand for a
+    /// receiver's Retry-After are left out: reading a queue that does not exist yet is an
+    /// error the broker client logs, on every scrape.
     pub fn new(connection: Arc<lapin::Connection>, topology: Topology, delays: &[Duration]) -> Self {
-        let mut delays: Vec<Duration> =
-            delays.iter().copied().chain(RETRY_AFTER_LADDER.map(Duration::from_secs)).collect();
-        delays.sort();
-        delays.dedup();
-        Self { connection, topology, delays }
+        Self { connection, topology, delays: Topology::standing_delays(delays) }
     }
 
     fn queues(&self) -> Vec<String> {
-        let t = &self.topology;
-        let mut queues =
-            vec![t.ingest_queue(), t.route_queue(), t.delivery_queue(), t.failed_queue(), t.rejected_queue()];
-        queues.extend(self.delays.iter().map(|delay| t.delay_queue(*delay)));
+        let mut queues = self.topology.work_queues().to_vec();
+        queues.extend(self.delays.iter().map(|delay| self.topology.delay_queue(*delay)));
         queues
     }
 
@@ -48,7 +43,7 @@ impl BrokerQueueDepths {
             let Some(open) = &channel else { break };
             match open.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {
                 Ok(declared) => depths.push((queue, u64::from(declared.message_count()))),
-                // Not declared (a delay nobody has used yet): the broker closed the channel.
+                // Deleted under us: the broker closed the channel; go on with a new one.
                 Err(_) => channel = None,
             }
         }

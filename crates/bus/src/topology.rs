@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hookline_core::retry::format_delay;
+use hookline_core::retry::{RETRY_AFTER_LADDER, format_delay};
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
@@ -14,6 +14,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
 use crate::{AmqpContext as _, Result};
+
+/// How long a job waits in its delay queue when a worker is already at its endpoint's
+/// in-flight cap. Part of every deployment's topology.
+pub const DEFER_DELAY: Duration = Duration::from_secs(1);
 
 /// Routing key of delivery jobs on the delivery exchange (and of dead-lettered retries).
 pub const JOB_ROUTING_KEY: &str = "job";
@@ -70,7 +74,31 @@ impl Topology {
         format!("{}.retry.{}", self.prefix, format_delay(delay))
     }
 
-    /// Declares every exchange and queue, and one delay queue per distinct delay.
+    /// Every queue but the delay queues: ingest, route, delivery, failed, rejected.
+    pub fn work_queues(&self) -> [String; 5] {
+        [self.ingest_queue(), self.route_queue(), self.delivery_queue(), self.failed_queue(), self.rejected_queue()]
+    }
+
+    /// The delays whose queues always exist: the configured ones and the deferral.
+    pub fn standing_delays(configured: &[Duration]) -> Vec<Duration> {
+        let mut delays: Vec<Duration> = configured.iter().copied().chain([DEFER_DELAY]).collect();
+        delays.sort();
+        delays.dedup();
+        delays
+    }
+
+    /// Every delay a delay queue of this deployment can have: the configured ones and every
+    /// step a receiver's Retry-After is rounded to (the worker's 1 s deferral among them).
+    pub fn possible_delays(configured: &[Duration]) -> Vec<Duration> {
+        let mut delays: Vec<Duration> =
+            configured.iter().copied().chain(RETRY_AFTER_LADDER.map(Duration::from_secs)).collect();
+        delays.sort();
+        delays.dedup();
+        delays
+    }
+
+    /// Declares every exchange and queue, one delay queue per distinct delay, and the
+    /// deferral queue.
     pub async fn declare(&self, channel: &Channel, delays: &[Duration]) -> Result<()> {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         channel
@@ -81,15 +109,13 @@ impl Topology {
             .exchange_declare(self.delivery_exchange().into(), ExchangeKind::Direct, durable, FieldTable::default())
             .await
             .context("declaring the delivery exchange")?;
-        for queue in
-            [self.ingest_queue(), self.route_queue(), self.delivery_queue(), self.failed_queue(), self.rejected_queue()]
-        {
+        for queue in self.work_queues() {
             declare_queue(channel, &queue, work_queue_arguments()).await?;
         }
         bind(channel, &self.ingest_queue(), &self.events_exchange(), "#").await?;
         bind(channel, &self.delivery_queue(), &self.delivery_exchange(), JOB_ROUTING_KEY).await?;
-        for delay in delays {
-            self.declare_delay_queue(channel, *delay).await?;
+        for delay in Self::standing_delays(delays) {
+            self.declare_delay_queue(channel, delay).await?;
         }
         Ok(())
     }
@@ -112,13 +138,7 @@ impl Topology {
 
     /// Deletes every exchange and queue of this prefix (tests and teardown).
     pub async fn delete(&self, channel: &Channel, delays: &[Duration]) -> Result<()> {
-        let mut queues = vec![
-            self.ingest_queue(),
-            self.route_queue(),
-            self.delivery_queue(),
-            self.failed_queue(),
-            self.rejected_queue(),
-        ];
+        let mut queues = self.work_queues().to_vec();
         queues.extend(delays.iter().map(|d| self.delay_queue(*d)));
         for queue in queues {
             channel

@@ -3,49 +3,24 @@
 
 use std::collections::HashMap;
 
+use hookline_telemetry::propagation::{TRACE_HEADERS, continue_trace_from, trace_headers};
 use lapin::types::{AMQPValue, FieldTable};
-use opentelemetry::propagation::{Extractor, Injector};
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-
-struct HeaderInjector<'a>(&'a mut FieldTable);
-
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.into(), AMQPValue::LongString(value.into()));
-    }
-}
-
-struct HeaderExtractor(HashMap<String, String>);
-
-impl Extractor for HeaderExtractor {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
 
 /// Writes the current span's context into message headers.
 pub fn inject_current(headers: &mut FieldTable) {
-    let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut HeaderInjector(headers));
-    });
+    for (name, value) in trace_headers(&tracing::Span::current()) {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    }
 }
 
 /// Makes `span` a child of the context carried by `headers`, if any.
 pub fn set_parent_from(span: &tracing::Span, headers: Option<&FieldTable>) {
     let Some(headers) = headers else { return };
-    let strings = headers
-        .inner()
-        .iter()
-        .filter_map(|(key, value)| header_string(value).map(|v| (key.as_str().to_owned(), v)))
+    let carried: HashMap<String, String> = TRACE_HEADERS
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), header_string(headers.inner().get(name)?)?)))
         .collect();
-    let extractor = HeaderExtractor(strings);
-    let context = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&extractor));
-    let _ = span.set_parent(context);
+    continue_trace_from(span, &carried);
 }
 
 /// A header's value as text, whichever string type the publisher used.

@@ -15,14 +15,23 @@ pub fn trace_headers(span: &tracing::Span) -> HashMap<String, String> {
     headers
 }
 
-/// Makes `span` a child of the trace context in `headers`, if they carry a valid one.
+/// The headers that carry W3C trace context.
+pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+/// Makes `span` a child of the trace context in `carried` (header name → value), if it
+/// holds a `traceparent`. Every transport reads trace context through here.
+pub fn continue_trace_from(span: &tracing::Span, carried: &HashMap<String, String>) {
+    if carried.contains_key("traceparent") {
+        let context = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(carried));
+        let _ = span.set_parent(context);
+    }
+}
+
+/// Makes `span` a child of the trace context in HTTP `headers`, if they carry one.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
-    let carried: HashMap<String, String> = ["traceparent", "tracestate"]
+    let carried = TRACE_HEADERS
         .into_iter()
         .filter_map(|name| Some((name.to_owned(), headers.get(name)?.to_str().ok()?.to_owned())))
         .collect();
-    if carried.contains_key("traceparent") {
-        let context = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carried));
-        let _ = span.set_parent(context);
-    }
+    continue_trace_from(span, &carried);
 }

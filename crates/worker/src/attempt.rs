@@ -89,9 +89,6 @@ pub async fn perform(
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    if let Ok(url) = url::Url::parse(&context.url) {
-        request_span.record("server.address", url.host_str().unwrap_or_default());
-    }
     headers.extend(hookline_telemetry::propagation::trace_headers(&request_span));
     for (name, value) in &context.headers {
         let lower = name.to_ascii_lowercase();
@@ -225,6 +222,8 @@ async fn send(
         "http" if settings.allow_http || context.environment == hookline_core::Environment::Test => {}
         scheme => return Err((ErrorKind::InvalidEndpoint, format!("scheme `{scheme}` is not allowed"))),
     }
+    // `send` runs inside the attempt's client span; the URL is parsed once, here.
+    tracing::Span::current().record("server.address", url.host_str().unwrap_or_default());
     if literal_is_blocked(&url, settings.address_policy) {
         return Err((ErrorKind::BlockedAddress, format!("{} is not a public address", url.host_str().unwrap_or(""))));
     }

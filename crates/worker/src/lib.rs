@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use hookline_bus::codec::{self, proto};
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
+use hookline_bus::topology::DEFER_DELAY;
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::Catalog;
 use hookline_core::crypto::SecretBox;
@@ -52,9 +53,6 @@ pub struct Worker {
     settings: Arc<Settings>,
     metrics: Metrics,
 }
-
-/// How long a job over its endpoint's in-flight cap waits before it is tried again.
-const DEFER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Worker {
     async fn handle(&self, message: Incoming) -> Outcome {
@@ -128,7 +126,7 @@ impl Worker {
         // other endpoints could use.
         let Some(_slot) = self.slots.try_take(context.endpoint_id.as_str()) else {
             let job = proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt, manual };
-            self.publisher.send_to_queue(&self.topology.delay_queue(DEFER), &job).await?;
+            self.publisher.send_to_queue(&self.topology.delay_queue(DEFER_DELAY), &job).await?;
             return Ok(Outcome::Ack);
         };
         let event_name =
@@ -198,8 +196,7 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     let catalog = Arc::new(settings.catalog()?);
     let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
     hookline_store::repo::key_check::verify(&pool, &secrets).await?;
-    let mut delays = settings.retry_policy()?.delays().to_vec();
-    delays.push(DEFER);
+    let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-worker", &delays).await?;
     bus.report_queue_depths(&metrics);
     let address_policy = Arc::new(settings.address_policy()?);
