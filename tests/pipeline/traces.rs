@@ -110,6 +110,11 @@ async fn one_event_failing_once_makes_one_trace_across_all_four_services() {
     assert!(attribute(deliver[1], "webhook_id").is_some_and(|id| id.starts_with("wh_")));
     assert!(attribute(deliver[1], "delivery_id").is_some());
 
+    // The span that ingested the event is an ancestor of the router's and the scheduler's.
+    for span in [route[0], schedule[0]] {
+        let chain = lineage(&trace, span);
+        assert!(has(&chain, "hookline-ingest", "ingest"), "{} descends from ingest: {chain:?}", span.name);
+    }
     // The parent links cross every hop: ingest → router → worker, and for the retry
     // worker → scheduler → delay queue → worker.
     let first = lineage(&trace, deliver[0]);
@@ -141,6 +146,7 @@ async fn one_event_failing_once_makes_one_trace_across_all_four_services() {
 
 const UPSTREAM_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const UPSTREAM_SPAN: &str = "00f067aa0ba902b7";
+const UPSTREAM_STATE: &str = "upstream=t61rcWkgMzE";
 
 fn upstream_traceparent() -> String {
     format!("00-{UPSTREAM_TRACE}-{UPSTREAM_SPAN}-01")
@@ -155,6 +161,7 @@ async fn an_event_published_with_a_traceparent_continues_the_publishers_trace() 
     let services = env.start();
     let mut headers = FieldTable::default();
     headers.insert("traceparent".into(), AMQPValue::LongString(upstream_traceparent().into()));
+    headers.insert("tracestate".into(), AMQPValue::LongString(UPSTREAM_STATE.into()));
     let properties = BasicProperties::default().with_content_type("application/json".into()).with_headers(headers);
     let body = json!({"type": "job.created", "organization": org.id, "data": {}}).to_string();
     env.bus
@@ -166,6 +173,7 @@ async fn an_event_published_with_a_traceparent_continues_the_publishers_trace() 
     let request = receiver.wait_for("/hook", 1, WAIT).await.remove(0);
     let (trace_id, _) = traceparent(&request);
     assert_eq!(trace_id, TraceId::from_hex(UPSTREAM_TRACE).unwrap());
+    assert_eq!(request.header("tracestate"), Some(UPSTREAM_STATE), "tracestate travels every hop to the receiver");
     let upstream = SpanId::from_hex(UPSTREAM_SPAN).unwrap();
     let continued = eventually(WAIT, || async {
         trace(trace_id).values().any(|s| s.parent_span_id == upstream && service(s) == "hookline-ingest")

@@ -130,6 +130,15 @@ async fn hookline_all_exports_each_services_spans_under_its_own_name() {
     std::fs::remove_file(&log_path).unwrap();
     let lines: Vec<serde_json::Value> =
         logs.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"))).collect();
+    // Nothing went wrong, scraping /metrics (several times, above) included.
+    assert!(lines.iter().all(|line| line["level"] != "ERROR"), "errors were logged:\n{logs}");
+    // Every line written inside a service's span carries the trace id (the broker client's
+    // own connection span belongs to no trace).
+    let in_spans: Vec<_> = lines.iter().filter(|line| line["span"]["service.name"].is_string()).collect();
+    assert!(in_spans.len() >= 3, "{logs}");
+    for line in in_spans {
+        assert!(line["trace_id"].as_str().is_some_and(|id| id.len() == 32), "no trace id on {line}");
+    }
     let delivered: Vec<_> = lines.iter().filter(|line| line["message"] == "delivered").collect();
     assert_eq!(delivered.len(), 1, "{logs}");
     assert_eq!(delivered[0]["trace_id"], trace_id.as_str(), "the delivery's log line joins its trace");
