@@ -10,6 +10,7 @@ use hookline_core::envelope::{RejectReason, Rejection};
 use hookline_core::ids::{EventId, OrganizationId};
 use hookline_core::{Catalog, UpstreamEvent};
 use hookline_store::Pool;
+use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::{catalog, events};
 use hookline_telemetry::metrics::EventSource;
 use hookline_telemetry::{Metrics, Settings};
@@ -55,17 +56,18 @@ pub struct Accepted {
 /// Accepts upstream events, from the bus or from the API.
 #[derive(Clone)]
 pub struct Ingestor {
-    pool: Pool,
     catalog: Arc<Catalog>,
     publisher: Publisher,
     topology: Topology,
     max_event_size: usize,
     metrics: Metrics,
+    /// Stores the events of all handlers waiting at the same moment in one statement.
+    store: Batcher<UpstreamEvent, events::Stored>,
 }
 
 impl Ingestor {
     /// An ingestor storing into `pool`, forwarding through `publisher` and counting
-    /// accepted events in `metrics`.
+    /// accepted events in `metrics`. Must be made inside a tokio runtime.
     pub fn new(
         pool: Pool,
         catalog: Arc<Catalog>,
@@ -73,7 +75,14 @@ impl Ingestor {
         max_event_size: usize,
         metrics: Metrics,
     ) -> Self {
-        Self { pool, catalog, publisher, topology, max_event_size, metrics }
+        let store = {
+            let pool = pool.clone();
+            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |batch: Arc<Vec<UpstreamEvent>>| {
+                let pool = pool.clone();
+                async move { events::insert_all(&pool, &batch, "upstream").await }
+            })
+        };
+        Self { catalog, publisher, topology, max_event_size, metrics, store }
     }
 
     /// Decodes, validates, stores and forwards one event.
@@ -111,22 +120,23 @@ impl Ingestor {
         span.record("event_type", event.event_type.as_str());
         span.record("organization", event.organization.as_str());
         span.record("environment", event.environment.as_str());
-        let accepted = match events::insert(&self.pool, &event).await? {
+        let route = route_message(&event);
+        let accepted = match self.store.submit(event).await? {
             events::Stored::UnknownOrganization => {
                 return Err(Rejection::field(
                     RejectReason::UnknownOrganization,
                     "organization",
-                    format!("organization `{}` does not exist", event.organization),
+                    format!("organization `{}` does not exist", route.organization_id),
                 )
                 .into());
             }
             events::Stored::Inserted(event_id) => {
-                self.forward(&event_id, &event).await?;
+                self.forward(&event_id, route).await?;
                 Accepted { event_id, duplicate: false }
             }
             events::Stored::Duplicate { id, routed } => {
                 if redelivered && !routed {
-                    self.forward(&id, &event).await?;
+                    self.forward(&id, route).await?;
                 }
                 Accepted { event_id: id, duplicate: true }
             }
@@ -139,16 +149,9 @@ impl Ingestor {
         Ok(accepted)
     }
 
-    async fn forward(&self, event_id: &EventId, event: &UpstreamEvent) -> Result<(), hookline_bus::Error> {
-        let message = proto::RouteEvent {
-            event_id: event_id.to_string(),
-            organization_id: event.organization.to_string(),
-            event_type: event.event_type.clone(),
-            environment: event.environment.as_str().to_owned(),
-            actor: event.actor.clone(),
-            team: event.team.clone(),
-        };
-        self.publisher.send_to_queue(&self.topology.route_queue(), &message).await
+    async fn forward(&self, event_id: &EventId, mut route: proto::RouteEvent) -> Result<(), hookline_bus::Error> {
+        route.event_id = event_id.to_string();
+        self.publisher.send_to_queue(&self.topology.route_queue(), &route).await
     }
 
     /// What the consumer does with one message from the ingest queue.
@@ -163,6 +166,18 @@ impl Ingestor {
                 Outcome::Retry
             }
         }
+    }
+}
+
+/// What the router needs to know of an event, without its id (known once it is stored).
+fn route_message(event: &UpstreamEvent) -> proto::RouteEvent {
+    proto::RouteEvent {
+        event_id: String::new(),
+        organization_id: event.organization.to_string(),
+        event_type: event.event_type.clone(),
+        environment: event.environment.as_str().to_owned(),
+        actor: event.actor.clone(),
+        team: event.team.clone(),
     }
 }
 

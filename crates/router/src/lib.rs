@@ -1,13 +1,16 @@
 #![doc = include_str!("../README.md")]
 
+use std::sync::Arc;
+
 use hookline_bus::codec::{self, proto};
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
 use hookline_bus::topology::JOB_ROUTING_KEY;
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::Environment;
-use hookline_core::ids::{EventId, OrganizationId};
+use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
 use hookline_core::webhook::EventFacts;
 use hookline_store::Pool;
+use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::{deliveries, webhooks};
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
@@ -33,6 +36,49 @@ pub struct Router {
     publisher: Publisher,
     topology: Topology,
     metrics: Metrics,
+    /// Finds the webhooks and creates the deliveries of all events being routed at the
+    /// same moment, in one query and one statement.
+    create: Batcher<Routing, Vec<DeliveryId>>,
+}
+
+/// One event to route, as its route message describes it.
+struct Routing {
+    event_id: EventId,
+    organization: OrganizationId,
+    environment: Environment,
+    event_type: String,
+    actor: Option<String>,
+    team: Option<String>,
+}
+
+/// Creates the deliveries of several events: one query for their webhooks, one
+/// statement for their deliveries.
+async fn create_deliveries(pool: &Pool, events: &[Routing]) -> Result<Vec<Vec<DeliveryId>>, hookline_store::Error> {
+    let mut scopes: Vec<webhooks::RoutingScope> =
+        events.iter().map(|event| (event.organization.clone(), event.environment)).collect();
+    scopes.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+    scopes.dedup();
+    let routable = webhooks::routable(pool, &scopes).await?;
+    let targets: Vec<deliveries::EventTargets> = events
+        .iter()
+        .map(|event| {
+            let facts = EventFacts {
+                event_type: &event.event_type,
+                environment: event.environment,
+                actor: event.actor.as_deref(),
+                team: event.team.as_deref(),
+            };
+            let targets = routable
+                .get(&(event.organization.clone(), event.environment))
+                .into_iter()
+                .flatten()
+                .filter(|webhook| webhook.subscription.matches(&facts))
+                .flat_map(|webhook| webhook.endpoints.iter().map(|endpoint| (webhook.id.clone(), endpoint.clone())))
+                .collect();
+            (event.event_id.clone(), event.organization.clone(), targets)
+        })
+        .collect();
+    deliveries::create_for_events(pool, &targets).await
 }
 
 /// A route message that does not describe an event.
@@ -42,9 +88,17 @@ fn malformed(detail: String) -> Outcome {
 
 impl Router {
     /// A router reading webhooks from `pool`, publishing jobs through `publisher` and
-    /// counting the deliveries it creates in `metrics`.
+    /// counting the deliveries it creates in `metrics`. Must be made inside a tokio
+    /// runtime.
     pub fn new(pool: Pool, publisher: Publisher, topology: Topology, metrics: Metrics) -> Self {
-        Self { pool, publisher, topology, metrics }
+        let create = {
+            let pool = pool.clone();
+            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |events: Arc<Vec<Routing>>| {
+                let pool = pool.clone();
+                async move { create_deliveries(&pool, &events).await }
+            })
+        };
+        Self { pool, publisher, topology, metrics, create }
     }
 
     async fn handle(&self, message: Incoming) -> Outcome {
@@ -60,7 +114,16 @@ impl Router {
             (Ok(e), Ok(o), Ok(env)) => (e, o, env),
             _ => return malformed(format!("route message with unusable ids: {route:?}")),
         };
-        match self.route(&event_id, &organization, environment, &route, message.redelivered).await {
+        let routing = Routing {
+            event_id,
+            organization,
+            environment,
+            event_type: route.event_type,
+            actor: route.actor,
+            team: route.team,
+        };
+        let event_id = routing.event_id.clone();
+        match self.route(routing, message.redelivered).await {
             Ok(published) => {
                 tracing::debug!(%event_id, deliveries = published, "event routed");
                 Outcome::Ack
@@ -75,37 +138,21 @@ impl Router {
     #[tracing::instrument(
         name = "route",
         skip_all,
-        fields(event_id = %event_id, organization = %organization, event_type = %route.event_type, deliveries)
+        fields(
+            event_id = %routing.event_id,
+            organization = %routing.organization,
+            event_type = %routing.event_type,
+            deliveries,
+        )
     )]
-    async fn route(
-        &self,
-        event_id: &EventId,
-        organization: &OrganizationId,
-        environment: Environment,
-        route: &proto::RouteEvent,
-        redelivered: bool,
-    ) -> Result<usize, Error> {
-        let facts = EventFacts {
-            event_type: &route.event_type,
-            environment,
-            actor: route.actor.as_deref(),
-            team: route.team.as_deref(),
-        };
-        let targets: Vec<_> = webhooks::routable(&self.pool, organization, environment)
-            .await?
-            .into_iter()
-            .filter(|webhook| webhook.subscription.matches(&facts))
-            .flat_map(|webhook| {
-                let id = webhook.id;
-                webhook.endpoints.into_iter().map(move |endpoint| (id.clone(), endpoint))
-            })
-            .collect();
-        let created = deliveries::create_for_event(&self.pool, event_id, organization, &targets).await?;
+    async fn route(&self, routing: Routing, redelivered: bool) -> Result<usize, Error> {
+        let event_id = routing.event_id.clone();
+        let created = self.create.submit(routing).await?;
         self.metrics.deliveries_created(created.len());
         // A redelivered route message means an earlier run may have created deliveries
         // and died before publishing them: publish every one not yet attempted.
         let to_publish =
-            if redelivered { deliveries::unattempted_for_event(&self.pool, event_id).await? } else { created };
+            if redelivered { deliveries::unattempted_for_event(&self.pool, &event_id).await? } else { created };
         let jobs: Vec<proto::DeliveryJob> = to_publish
             .iter()
             .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false })

@@ -23,6 +23,9 @@ pub enum Error {
     /// A stored secret could not be decrypted with the configured key.
     #[error(transparent)]
     Crypto(#[from] hookline_core::crypto::CryptoError),
+    /// The batch this call's statement ran in failed (see [`crate::batch`]).
+    #[error(transparent)]
+    Batch(std::sync::Arc<Error>),
     /// A stored value does not have the shape hookline writes.
     #[error("corrupt row: {0}")]
     Corrupt(String),

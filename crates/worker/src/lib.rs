@@ -12,10 +12,11 @@ use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
 use hookline_bus::topology::DEFER_DELAY;
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::Catalog;
-use hookline_core::crypto::SecretBox;
 use hookline_core::ids::DeliveryId;
 use hookline_store::Pool;
-use hookline_store::repo::{deliveries, webhooks};
+use hookline_store::batch::{self, Batcher};
+use hookline_store::repo::deliveries::{self, AttemptRecord};
+use hookline_store::repo::webhooks;
 use hookline_telemetry::metrics::DeliveryOutcome;
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
@@ -43,7 +44,6 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Worker {
     pool: Pool,
-    secrets: SecretBox,
     catalog: Arc<Catalog>,
     publisher: Publisher,
     topology: Topology,
@@ -52,6 +52,11 @@ pub struct Worker {
     slots: slots::EndpointSlots,
     settings: Arc<Settings>,
     metrics: Metrics,
+    /// Loads the jobs of all handlers starting at the same moment in one query.
+    load: Batcher<DeliveryId, Option<deliveries::JobContext>>,
+    /// Records the attempts of all handlers finishing at the same moment in one
+    /// statement.
+    record: Batcher<deliveries::AttemptRecord, bool>,
 }
 
 impl Worker {
@@ -89,7 +94,7 @@ impl Worker {
         )
     )]
     async fn deliver(&self, delivery_id: &DeliveryId, attempt: u32, manual: bool) -> Result<Outcome, Error> {
-        let Some(context) = deliveries::job_context(&self.pool, &self.secrets, delivery_id).await? else {
+        let Some(context) = self.load.submit(delivery_id.clone()).await? else {
             return Ok(Outcome::Reject {
                 reason: "unknown_delivery".into(),
                 detail: format!("delivery {delivery_id} does not exist"),
@@ -149,15 +154,18 @@ impl Worker {
         if let Some(kind) = record.error_kind {
             span.record("error_kind", kind.as_str());
         }
-        if !deliveries::record_attempt(&self.pool, &record).await? {
+        let retry_after_ms = retry_after(&record, self.settings.delivery.max_retry_after);
+        let AttemptRecord { status_code, error_kind, ref error_message, started_at, duration_ms, .. } = record;
+        let error_message = error_message.clone().unwrap_or_default();
+        if !self.record.submit(record).await? {
             return Ok(Outcome::Ack);
         }
-        if let Some(kind) = record.error_kind {
-            tracing::info!(error = record.error_message.as_deref().unwrap_or_default(), "attempt failed");
+        if let Some(kind) = error_kind {
+            tracing::info!(error = error_message, "attempt failed");
             // 410 Gone: the receiver says this endpoint is gone for good.
-            let gone = record.status_code == Some(410);
+            let gone = status_code == Some(410);
             if gone {
-                let reason = format!("{} answered 410 Gone at {}", context.url, record.started_at.to_rfc3339());
+                let reason = format!("{} answered 410 Gone at {}", context.url, started_at.to_rfc3339());
                 webhooks::disable(&self.pool, &context.webhook_id, &reason).await?;
                 tracing::warn!(%reason, "webhook deactivated");
             }
@@ -166,21 +174,21 @@ impl Worker {
                 attempt,
                 error_kind: kind.as_str().to_owned(),
                 retryable: kind.is_retryable() && !gone,
-                status_code: record.status_code.map(u32::from),
-                retry_after_ms: retry_after(&record, self.settings.delivery.max_retry_after),
+                status_code: status_code.map(u32::from),
+                retry_after_ms,
             };
             self.publisher.send_to_queue(&self.topology.failed_queue(), &failed).await?;
         } else {
             let latency = (chrono::Utc::now() - context.occurred_at).to_std().ok();
             self.metrics.delivery_completed(DeliveryOutcome::Succeeded, latency);
-            tracing::info!(duration_ms = record.duration_ms, "delivered");
+            tracing::info!(duration_ms, "delivered");
         }
         Ok(Outcome::Ack)
     }
 }
 
 /// The receiver's Retry-After on a 429 or 503, capped, in milliseconds.
-fn retry_after(record: &deliveries::AttemptRecord, cap: std::time::Duration) -> Option<u64> {
+fn retry_after(record: &AttemptRecord, cap: std::time::Duration) -> Option<u64> {
     if !matches!(record.status_code, Some(429 | 503)) {
         return None;
     }
@@ -209,9 +217,24 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         concurrency: settings.delivery.concurrency,
         shutdown_grace: settings.shutdown.grace,
     };
+    let load = {
+        let (pool, secrets) = (pool.clone(), secrets.clone());
+        Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |ids: Arc<Vec<DeliveryId>>| {
+            let (pool, secrets) = (pool.clone(), secrets.clone());
+            async move { deliveries::job_contexts(&pool, &secrets, &ids).await }
+        })
+    };
+    let record = {
+        let pool = pool.clone();
+        Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |attempts: Arc<Vec<AttemptRecord>>| {
+            let pool = pool.clone();
+            async move { deliveries::record_attempts(&pool, &attempts).await }
+        })
+    };
     let worker = Worker {
+        load,
+        record,
         pool,
-        secrets,
         catalog,
         publisher: bus.publisher.clone(),
         topology: bus.topology.clone(),

@@ -16,6 +16,9 @@ use crate::error::{Error, QueryContext as _, Result};
 use crate::repo::credentials;
 use crate::repo::webhooks::parse_id;
 
+/// Where one event goes: the webhook and endpoint of each delivery to create.
+pub type EventTargets = (EventId, OrganizationId, Vec<(WebhookId, EndpointId)>);
+
 /// Creates one delivery per target for an event (targets that already have one are
 /// skipped) and marks the event routed, in one statement. Returns the deliveries created
 /// by this call.
@@ -29,30 +32,50 @@ pub async fn create_for_event(
     organization: &OrganizationId,
     targets: &[(WebhookId, EndpointId)],
 ) -> Result<Vec<DeliveryId>> {
-    if targets.is_empty() {
-        crate::repo::events::mark_routed(pool, event).await?;
-        return Ok(Vec::new());
+    let mut created = create_for_events(pool, &[(event.clone(), organization.clone(), targets.to_vec())]).await?;
+    Ok(created.pop().unwrap_or_default())
+}
+
+/// [`create_for_event`] for several events in one statement (one commit); answers the
+/// deliveries created for each event, in order.
+pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<Vec<Vec<DeliveryId>>> {
+    let mut ids = Vec::new();
+    let mut event_ids = Vec::new();
+    let mut endpoints = Vec::new();
+    let mut webhooks = Vec::new();
+    let mut organizations = Vec::new();
+    for (event, organization, targets) in events {
+        for (webhook, endpoint) in targets {
+            ids.push(DeliveryId::generate().to_string());
+            event_ids.push(event.as_str());
+            endpoints.push(endpoint.as_str());
+            webhooks.push(webhook.as_str());
+            organizations.push(organization.as_str());
+        }
     }
-    let ids: Vec<String> = targets.iter().map(|_| DeliveryId::generate().to_string()).collect();
-    let webhooks: Vec<&str> = targets.iter().map(|(w, _)| w.as_str()).collect();
-    let endpoints: Vec<&str> = targets.iter().map(|(_, e)| e.as_str()).collect();
+    let routed: Vec<&str> = events.iter().map(|(event, _, _)| event.as_str()).collect();
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "WITH routed AS (UPDATE events SET routed_at = now() WHERE id = $4 AND routed_at IS NULL)
+            "WITH routed AS (UPDATE events SET routed_at = now() WHERE id = ANY($6::text[]) AND routed_at IS NULL)
              INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
-             SELECT d.id, $4, d.endpoint_id, d.webhook_id, $5
-             FROM unnest($1::text[], $2::text[], $3::text[]) AS d (id, endpoint_id, webhook_id)
+             SELECT d.id, d.event_id, d.endpoint_id, d.webhook_id, d.organization_id
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                 AS d (id, event_id, endpoint_id, webhook_id, organization_id)
              ON CONFLICT (event_id, endpoint_id) DO NOTHING
-             RETURNING id",
+             RETURNING id, event_id",
         )
         .await
         .context("preparing delivery insert")?;
     let rows = client
-        .query(&statement, &[&ids, &endpoints, &webhooks, &event.as_str(), &organization.as_str()])
+        .query(&statement, &[&ids, &event_ids, &endpoints, &webhooks, &organizations, &routed])
         .await
         .context("creating deliveries")?;
-    rows.into_iter().map(|row| parse_id(row.get(0))).collect()
+    let mut created: std::collections::HashMap<String, Vec<DeliveryId>> = std::collections::HashMap::new();
+    for row in rows {
+        created.entry(row.get(1)).or_default().push(parse_id(row.get(0))?);
+    }
+    Ok(events.iter().map(|(event, _, _)| created.remove(event.as_str()).unwrap_or_default()).collect())
 }
 
 /// Deliveries of an event that no worker has attempted yet: what a router that was
@@ -114,25 +137,42 @@ pub struct JobContext {
 
 /// Loads a delivery with its event, endpoint, webhook and credential in one round trip.
 pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> Result<Option<JobContext>> {
+    Ok(job_contexts(pool, secrets, std::slice::from_ref(id)).await?.pop().flatten())
+}
+
+/// [`job_context`] for several deliveries in one query; answers for each id in order
+/// (`None` for one that does not exist).
+pub async fn job_contexts(pool: &Pool, secrets: &SecretBox, ids: &[DeliveryId]) -> Result<Vec<Option<JobContext>>> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
             "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
                     d.organization_id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
                     ep.url, ep.method, ep.headers, c.secret, ep.credential_id IS NOT NULL,
-                    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_signing_secret END, d.endpoint_id
+                    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_signing_secret END, d.endpoint_id,
+                    d.id
              FROM deliveries d
              JOIN events e ON e.id = d.event_id
              JOIN endpoints ep ON ep.id = d.endpoint_id
              JOIN webhooks w ON w.id = d.webhook_id
              LEFT JOIN credentials c ON c.id = ep.credential_id AND c.deleted_at IS NULL
-             WHERE d.id = $1",
+             WHERE d.id = ANY($1::text[])",
         )
         .await
         .context("preparing job context query")?;
-    let Some(row) = client.query_opt(&statement, &[&id.as_str()]).await.context("loading a delivery")? else {
-        return Ok(None);
-    };
+    let wanted: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
+    let rows = client.query(&statement, &[&wanted]).await.context("loading deliveries")?;
+    let mut found = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let context = job_context_from(&row, secrets)?;
+        found.insert(context.delivery_id.clone(), context);
+    }
+    // The same id twice gets the same context twice.
+    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+}
+
+fn job_context_from(row: &tokio_postgres::Row, secrets: &SecretBox) -> Result<JobContext> {
+    let id: DeliveryId = parse_id(row.get(18))?;
     let corrupt = |what: &str| Error::Corrupt(format!("delivery {id}: {what}"));
     let status: String = row.get(0);
     let attempt_count: i32 = row.get(1);
@@ -141,8 +181,7 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
     let method: String = row.get(12);
     let headers: serde_json::Value = row.get(13);
     let credential: Option<Vec<u8>> = row.get(14);
-    Ok(Some(JobContext {
-        delivery_id: id.clone(),
+    Ok(JobContext {
         status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
         attempt_count: u32::try_from(attempt_count).map_err(|_| corrupt("attempt count"))?,
         event_id: parse_id(row.get(2))?,
@@ -169,7 +208,8 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
         } else {
             None
         },
-    }))
+        delivery_id: id,
+    })
 }
 
 /// One attempt, as recorded.
@@ -215,71 +255,100 @@ impl AttemptRecord {
 /// Records an attempt and updates its delivery in one statement. Returns false when
 /// this attempt was already recorded (a duplicate job), in which case nothing changes.
 pub async fn record_attempt(pool: &Pool, attempt: &AttemptRecord) -> Result<bool> {
-    let to_json = |value: &BTreeMap<String, String>| serde_json::to_value(value).unwrap_or_default();
+    Ok(record_attempts(pool, std::slice::from_ref(attempt)).await?.pop().unwrap_or(false))
+}
+
+/// [`record_attempt`] for several attempts, in one statement (one commit) for each
+/// attempt of a distinct delivery; answers for each attempt in order.
+pub async fn record_attempts(pool: &Pool, attempts: &[AttemptRecord]) -> Result<Vec<bool>> {
     let client = pool.get().await?;
+    let mut recorded = vec![false; attempts.len()];
+    // An UPDATE changes a row once however many input rows match it, so two attempts of
+    // one delivery go to separate statements.
+    let mut rest: Vec<usize> = (0..attempts.len()).collect();
+    while !rest.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let (now, later): (Vec<usize>, Vec<usize>) =
+            rest.into_iter().partition(|&i| seen.insert(attempts[i].delivery_id.as_str()));
+        let chosen: Vec<&AttemptRecord> = now.iter().map(|&i| &attempts[i]).collect();
+        let inserted = insert_attempts(&client, &chosen).await?;
+        for (i, inserted) in now.into_iter().zip(inserted) {
+            recorded[i] = inserted;
+        }
+        rest = later;
+    }
+    Ok(recorded)
+}
+
+/// One statement recording attempts of distinct deliveries, then (only when needed) the
+/// failure-count reset of the endpoints that answered.
+async fn insert_attempts(client: &deadpool_postgres::Client, attempts: &[&AttemptRecord]) -> Result<Vec<bool>> {
+    let to_json = |value: &BTreeMap<String, String>| serde_json::to_value(value).unwrap_or_default();
     let statement = client
         .prepare_cached(
             "WITH a AS (
                  INSERT INTO attempts (delivery_id, attempt_number, trigger, started_at, duration_ms, request_method,
                      request_url, request_headers, status_code, response_headers, response_body,
                      response_body_truncated, error_kind, error_message)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::text[],
+                     $7::text[], $8::jsonb[], $9::int[], $10::jsonb[], $11::text[], $12::bool[], $13::text[], $14::text[])
                  ON CONFLICT (delivery_id, attempt_number) DO NOTHING
-                 RETURNING delivery_id)
+                 RETURNING delivery_id, attempt_number, status_code, error_kind)
              UPDATE deliveries d SET
-                 attempt_count = GREATEST(d.attempt_count, $2),
-                 last_status_code = $9,
-                 last_error_kind = $13,
-                 status = CASE WHEN $13::text IS NULL THEN 'succeeded' ELSE d.status END,
-                 completed_at = CASE WHEN $13::text IS NULL THEN now() ELSE d.completed_at END,
+                 attempt_count = GREATEST(d.attempt_count, a.attempt_number),
+                 last_status_code = a.status_code,
+                 last_error_kind = a.error_kind,
+                 status = CASE WHEN a.error_kind IS NULL THEN 'succeeded' ELSE d.status END,
+                 completed_at = CASE WHEN a.error_kind IS NULL THEN now() ELSE d.completed_at END,
                  next_attempt_at = NULL,
                  updated_at = now()
              FROM a WHERE d.id = a.delivery_id
-             RETURNING d.id, d.endpoint_id,
+             RETURNING d.id, d.endpoint_id, a.error_kind IS NULL,
                        (SELECT e.consecutive_failures FROM endpoints e WHERE e.id = d.endpoint_id)",
         )
         .await
         .context("preparing attempt insert")?;
-    let attempt_number = i32::try_from(attempt.attempt_number).unwrap_or(i32::MAX);
-    let duration_ms = i32::try_from(attempt.duration_ms).unwrap_or(i32::MAX);
-    let status_code = attempt.status_code.map(i32::from);
-    let trigger = if attempt.manual { "manual" } else { "scheduled" };
+    let column = |get: fn(&AttemptRecord) -> &str| attempts.iter().map(|a| get(a)).collect::<Vec<_>>();
     let rows = client
         .query(
             &statement,
             &[
-                &attempt.delivery_id.as_str(),
-                &attempt_number,
-                &trigger,
-                &attempt.started_at,
-                &duration_ms,
-                &attempt.request_method,
-                &attempt.request_url,
-                &to_json(&attempt.request_headers),
-                &status_code,
-                &attempt.response_headers.as_ref().map(to_json),
-                &attempt.response_body,
-                &attempt.response_body_truncated,
-                &attempt.error_kind.map(|k| k.as_str()),
-                &attempt.error_message,
+                &column(|a| a.delivery_id.as_str()),
+                &attempts.iter().map(|a| i32::try_from(a.attempt_number).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+                &column(|a| if a.manual { "manual" } else { "scheduled" }),
+                &attempts.iter().map(|a| a.started_at).collect::<Vec<_>>(),
+                &attempts.iter().map(|a| i32::try_from(a.duration_ms).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
+                &column(|a| a.request_method.as_str()),
+                &column(|a| a.request_url.as_str()),
+                &attempts.iter().map(|a| to_json(&a.request_headers)).collect::<Vec<_>>(),
+                &attempts.iter().map(|a| a.status_code.map(i32::from)).collect::<Vec<_>>(),
+                &attempts.iter().map(|a| a.response_headers.as_ref().map(to_json)).collect::<Vec<_>>(),
+                &attempts.iter().map(|a| a.response_body.as_deref()).collect::<Vec<_>>(),
+                &attempts.iter().map(|a| a.response_body_truncated).collect::<Vec<_>>(),
+                &attempts.iter().map(|a| a.error_kind.map(|k| k.as_str())).collect::<Vec<_>>(),
+                &attempts.iter().map(|a| a.error_message.as_deref()).collect::<Vec<_>>(),
             ],
         )
         .await
-        .context("recording an attempt")?;
+        .context("recording attempts")?;
     // A success resets the endpoint's run of failures; most of the time there is none.
-    if attempt.succeeded()
-        && let Some(row) = rows.first()
-        && row.get::<_, Option<i32>>(2).unwrap_or_default() > 0
-    {
-        let endpoint: String = row.get(1);
-        // Prepared once per connection: this runs after every successful attempt.
+    let to_reset: Vec<String> = rows
+        .iter()
+        .filter(|row| row.get::<_, bool>(2) && row.get::<_, Option<i32>>(3).unwrap_or_default() > 0)
+        .map(|row| row.get(1))
+        .collect();
+    if !to_reset.is_empty() {
+        // Prepared once per connection: under a recovering endpoint this runs often.
         let reset = client
-            .prepare_cached("UPDATE endpoints SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures > 0")
+            .prepare_cached(
+                "UPDATE endpoints SET consecutive_failures = 0 WHERE id = ANY($1::text[]) AND consecutive_failures > 0",
+            )
             .await
             .context("preparing the failure count reset")?;
-        client.execute(&reset, &[&endpoint]).await.context("resetting an endpoint's failure count")?;
+        client.execute(&reset, &[&to_reset]).await.context("resetting endpoints' failure counts")?;
     }
-    Ok(!rows.is_empty())
+    let inserted: std::collections::HashSet<String> = rows.iter().map(|row| row.get(0)).collect();
+    Ok(attempts.iter().map(|a| inserted.contains(a.delivery_id.as_str())).collect())
 }
 
 /// What `record_final_failure` found out about the delivery's endpoint.

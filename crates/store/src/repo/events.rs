@@ -26,83 +26,103 @@ pub enum Stored {
 /// Stores an event unless the organisation already has one with the same idempotency
 /// key (without a key, the event's own id is its key, so it is always new).
 pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
-    insert_from(pool, event, "upstream").await
+    let mut stored = insert_all(pool, std::slice::from_ref(event), "upstream").await?;
+    stored.pop().ok_or_else(|| crate::Error::Corrupt("an event insert answered nothing".into()))
 }
 
 /// Stores an event made by hookline itself: `ping` and `test` events are stored as
 /// already routed (they go to one webhook only); `system` events are routed normally.
 pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result<EventId> {
-    match insert_from(pool, event, origin).await? {
-        Stored::Inserted(id) => Ok(id),
+    match insert_all(pool, std::slice::from_ref(event), origin).await?.pop() {
+        Some(Stored::Inserted(id)) => Ok(id),
         other => Err(crate::Error::Corrupt(format!("synthetic event not stored: {other:?}"))),
     }
 }
 
-async fn insert_from(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result<Stored> {
-    let id = EventId::generate();
-    let message_id = event.message_id.clone().unwrap_or_else(|| id.to_string());
+/// Stores several events in one statement (one commit), each as [`insert`] would, and
+/// answers for each in order.
+pub async fn insert_all(pool: &Pool, events: &[UpstreamEvent], origin: &str) -> Result<Vec<Stored>> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "WITH org AS (SELECT id FROM organizations WHERE id = $2),
+            "WITH input AS (
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                                      $7::text[], $8::text[], $9::jsonb[])
+                     WITH ORDINALITY AS i (id, organization_id, message_id, event_type, environment, occurred_at,
+                                           actor, team, data, n)),
              ins AS (
-                 INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team, data,
-                     origin, routed_at)
-                 SELECT $1, org.id, $3, $4, $5, $6, $7, $8, $9, $10,
-                     CASE WHEN $10 IN ('upstream', 'system') THEN NULL ELSE now() END
-                 FROM org
+                 INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team,
+                     data, origin, routed_at)
+                 SELECT i.id, i.organization_id, i.message_id, i.event_type, i.environment, i.occurred_at, i.actor,
+                     i.team, i.data, $10::text, CASE WHEN $10::text IN ('upstream', 'system') THEN NULL ELSE now() END
+                 FROM input i JOIN organizations o ON o.id = i.organization_id
+                 ORDER BY i.n
                  ON CONFLICT (organization_id, message_id) DO NOTHING
                  RETURNING id)
-             SELECT EXISTS (SELECT 1 FROM org), (SELECT id FROM ins), prior.id, prior.routed_at IS NOT NULL
-             FROM (SELECT 1) one
-             LEFT JOIN events prior ON prior.organization_id = $2 AND prior.message_id = $3",
+             SELECT o.id IS NOT NULL, ins.id, prior.id, prior.routed_at IS NOT NULL
+             FROM input i
+             LEFT JOIN organizations o ON o.id = i.organization_id
+             LEFT JOIN ins ON ins.id = i.id
+             LEFT JOIN events prior ON prior.organization_id = i.organization_id AND prior.message_id = i.message_id
+             ORDER BY i.n",
         )
         .await
         .context("preparing event insert")?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
-        &id.as_str(),
-        &event.organization.as_str(),
-        &message_id,
-        &event.event_type,
-        &event.environment.as_str(),
-        &event.occurred_at,
-        &event.actor,
-        &event.team,
-        &event.data,
-        &origin,
-    ];
-    // A concurrent insert of the same key can leave this statement seeing neither its
-    // own row nor the other one; the second pass then sees the committed row.
+    let mut answers: Vec<Option<Stored>> = vec![None; events.len()];
+    // The same key twice in one statement, or a concurrent insert of a key, can leave a
+    // row seeing neither its own insert nor the other one; the next pass sees the
+    // committed row.
     for _ in 0..3 {
-        let row = client.query_one(&statement, &params).await.context("storing an event")?;
-        let org_exists: bool = row.get(0);
-        let inserted: Option<String> = row.get(1);
-        let prior: Option<String> = row.get(2);
-        let routed: Option<bool> = row.get(3);
-        if !org_exists {
-            return Ok(Stored::UnknownOrganization);
+        let open: Vec<usize> = (0..events.len()).filter(|&i| answers[i].is_none()).collect();
+        if open.is_empty() {
+            break;
         }
-        if let Some(inserted) = inserted {
-            return Ok(Stored::Inserted(parse_id(&inserted)?));
+        let ids: Vec<String> = open.iter().map(|_| EventId::generate().to_string()).collect();
+        let message_ids: Vec<String> =
+            open.iter().zip(&ids).map(|(&i, id)| events[i].message_id.clone().unwrap_or_else(|| id.clone())).collect();
+        let column = |get: fn(&UpstreamEvent) -> &str| open.iter().map(|&i| get(&events[i])).collect::<Vec<_>>();
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &ids,
+                    &column(|e| e.organization.as_str()),
+                    &message_ids,
+                    &column(|e| e.event_type.as_str()),
+                    &column(|e| e.environment.as_str()),
+                    &open.iter().map(|&i| events[i].occurred_at).collect::<Vec<_>>(),
+                    &open.iter().map(|&i| events[i].actor.as_deref()).collect::<Vec<_>>(),
+                    &open.iter().map(|&i| events[i].team.as_deref()).collect::<Vec<_>>(),
+                    &open.iter().map(|&i| &events[i].data).collect::<Vec<_>>(),
+                    &origin,
+                ],
+            )
+            .await
+            .context("storing events")?;
+        for (&i, row) in open.iter().zip(rows) {
+            let inserted: Option<String> = row.get(1);
+            let prior: Option<String> = row.get(2);
+            answers[i] = if !row.get::<_, bool>(0) {
+                Some(Stored::UnknownOrganization)
+            } else if let Some(inserted) = inserted {
+                Some(Stored::Inserted(parse_id(&inserted)?))
+            } else if let Some(prior) = prior {
+                Some(Stored::Duplicate {
+                    id: parse_id(&prior)?,
+                    routed: row.get::<_, Option<bool>>(3).unwrap_or(false),
+                })
+            } else {
+                None
+            };
         }
-        if let Some(prior) = prior {
-            return Ok(Stored::Duplicate { id: parse_id(&prior)?, routed: routed.unwrap_or(false) });
+        if answers.iter().any(Option::is_none) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    Err(crate::Error::Corrupt(format!("event key {message_id} neither inserted nor found")))
-}
-
-/// Records that the router created and published the event's deliveries.
-pub async fn mark_routed(pool: &Pool, id: &EventId) -> Result<()> {
-    let client = pool.get().await?;
-    // Prepared once per connection: this runs for every event.
-    let statement = client
-        .prepare_cached("UPDATE events SET routed_at = now() WHERE id = $1 AND routed_at IS NULL")
-        .await
-        .context("preparing the routed mark")?;
-    client.execute(&statement, &[&id.as_str()]).await.context("marking an event routed")?;
-    Ok(())
+    answers
+        .into_iter()
+        .map(|answer| answer.ok_or_else(|| crate::Error::Corrupt("an event key was neither inserted nor found".into())))
+        .collect()
 }
 
 /// An event accepted but not routed for a while (its route message was lost).

@@ -165,44 +165,51 @@ pub async fn soft_delete(pool: &Pool, organization: &OrganizationId, id: &Webhoo
     Ok(changed == 1)
 }
 
-/// Every active, undeleted webhook of an organisation in one environment, with its
-/// endpoints. Event-type and filter matching is left to the caller
+/// Where a router looks for webhooks: one organisation's webhooks in one environment.
+pub type RoutingScope = (OrganizationId, Environment);
+
+/// Every active, undeleted webhook in each of `scopes`, with its endpoints, in one
+/// query. Event-type and filter matching is left to the caller
 /// ([`Subscription::matches`]) so the rule lives in one place.
 pub async fn routable(
     pool: &Pool,
-    organization: &OrganizationId,
-    environment: Environment,
-) -> Result<Vec<RoutableWebhook>> {
+    scopes: &[RoutingScope],
+) -> Result<std::collections::HashMap<RoutingScope, Vec<RoutableWebhook>>> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT w.id, w.events, w.filter_actor, w.filter_team, array_agg(e.id ORDER BY e.position)
+            "SELECT w.id, w.events, w.filter_actor, w.filter_team, array_agg(e.id ORDER BY e.position),
+                    w.organization_id, w.environment
              FROM webhooks w JOIN endpoints e ON e.webhook_id = w.id AND e.removed_at IS NULL
-             WHERE w.organization_id = $1 AND w.environment = $2 AND w.active AND w.deleted_at IS NULL
+             WHERE (w.organization_id, w.environment) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+               AND w.active AND w.deleted_at IS NULL
              GROUP BY w.id",
         )
         .await
         .context("preparing the routing query")?;
-    let rows = client
-        .query(&statement, &[&organization.as_str(), &environment.as_str()])
-        .await
-        .context("loading routable webhooks")?;
-    rows.into_iter()
-        .map(|row| {
-            let events: Vec<String> = row.get(1);
-            let endpoints: Vec<String> = row.get(4);
-            Ok(RoutableWebhook {
-                id: parse_id(row.get(0))?,
-                subscription: Subscription {
-                    selectors: events.iter().filter_map(|e| e.parse().ok()).collect(),
-                    environment,
-                    actor: row.get(2),
-                    team: row.get(3),
-                },
-                endpoints: endpoints.iter().map(|e| parse_id(e)).collect::<Result<_>>()?,
-            })
-        })
-        .collect()
+    let organizations: Vec<&str> = scopes.iter().map(|(organization, _)| organization.as_str()).collect();
+    let environments: Vec<&str> = scopes.iter().map(|(_, environment)| environment.as_str()).collect();
+    let rows = client.query(&statement, &[&organizations, &environments]).await.context("loading routable webhooks")?;
+    let mut found: std::collections::HashMap<RoutingScope, Vec<RoutableWebhook>> =
+        scopes.iter().map(|scope| (scope.clone(), Vec::new())).collect();
+    for row in rows {
+        let events: Vec<String> = row.get(1);
+        let endpoints: Vec<String> = row.get(4);
+        let environment: Environment =
+            row.get::<_, &str>(6).parse().map_err(|_| Error::Corrupt("webhook environment".into()))?;
+        let webhook = RoutableWebhook {
+            id: parse_id(row.get(0))?,
+            subscription: Subscription {
+                selectors: events.iter().filter_map(|e| e.parse().ok()).collect(),
+                environment,
+                actor: row.get(2),
+                team: row.get(3),
+            },
+            endpoints: endpoints.iter().map(|e| parse_id(e)).collect::<Result<_>>()?,
+        };
+        found.entry((parse_id(row.get(5))?, environment)).or_default().push(webhook);
+    }
+    Ok(found)
 }
 
 /// A webhook's own retry delays as stored (milliseconds).

@@ -1,0 +1,198 @@
+//! Group commit: many callers' statements of one kind, run as one statement.
+//!
+//! Every message a service handles costs a round trip and, for a write, a commit (a WAL
+//! flush). Under load that, not the work itself, is what PostgreSQL spends its time on.
+//! A [`Batcher`] lets each handler keep its one-message-at-a-time shape while the rows
+//! of all handlers waiting at the same moment go to the database together: the first
+//! caller's row goes at once, and whoever arrives while a statement runs joins the next
+//! one. Nothing waits for a timer, so a quiet system sees no added latency.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::error::{Error, Result};
+
+/// Rows one statement takes at most: enough that a busy service commits rarely, few
+/// enough that a batch of large events stays a modest statement.
+pub const MAX_ROWS: usize = 128;
+
+/// Statements of one kind running at once, each on its own pool connection.
+pub const MAX_RUNNING: usize = 4;
+
+type Reply<O> = oneshot::Sender<Result<O>>;
+
+/// Runs submitted items in batches through one function.
+///
+/// Cheap to clone; clones share the batches. The background task ends when the last
+/// clone is dropped.
+pub struct Batcher<I, O> {
+    queue: mpsc::UnboundedSender<(I, Reply<O>)>,
+}
+
+impl<I, O> Clone for Batcher<I, O> {
+    fn clone(&self) -> Self {
+        Self { queue: self.queue.clone() }
+    }
+}
+
+impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
+    /// A batcher passing up to `max_batch` items at a time to `run`, with at most
+    /// `max_running` batches running at once (each holds a pool connection).
+    ///
+    /// `run` must answer every item, in order: a result of another length is an error.
+    /// When a batch of several fails, each of its items is run again on its own, so one
+    /// item the database refuses fails alone instead of taking its batch-mates with it.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn new<F, Fut>(max_batch: usize, max_running: usize, run: F) -> Self
+    where
+        F: Fn(Arc<Vec<I>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>>> + Send + 'static,
+    {
+        let (queue, mut waiting) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        let run = Arc::new(run);
+        let running = Arc::new(Semaphore::new(max_running.max(1)));
+        let max_batch = max_batch.max(1);
+        tokio::spawn(async move {
+            while let Some(first) = waiting.recv().await {
+                // Wait for a free slot first: items arriving meanwhile join this batch.
+                let Ok(permit) = running.clone().acquire_owned().await else { return };
+                let mut batch = vec![first];
+                while batch.len() < max_batch {
+                    match waiting.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let run = run.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
+                    let items = Arc::new(items);
+                    let error = match answer(&*run, items.clone()).await {
+                        Ok(outputs) => {
+                            for (reply, output) in replies.into_iter().zip(outputs) {
+                                let _ = reply.send(Ok(output));
+                            }
+                            return;
+                        }
+                        Err(error) => error,
+                    };
+                    match Arc::try_unwrap(items) {
+                        Ok(items) if items.len() > 1 => {
+                            tracing::debug!(error = %error, size = items.len(), "a batch failed; running its items one by one");
+                            for (item, reply) in items.into_iter().zip(replies) {
+                                let _ =
+                                    reply.send(answer(&*run, Arc::new(vec![item])).await.map(|mut one| one.remove(0)));
+                            }
+                        }
+                        _ => {
+                            let error = Arc::new(error);
+                            for reply in replies {
+                                let _ = reply.send(Err(Error::Batch(error.clone())));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { queue }
+    }
+
+    /// Runs `item` with whatever else is waiting, and returns its own result.
+    pub async fn submit(&self, item: I) -> Result<O> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((item, reply)).map_err(|_| Error::Corrupt("the batcher has stopped".into()))?;
+        // A dropped reply means the batch's task panicked or the runtime is shutting down.
+        answer.await.map_err(|_| Error::Corrupt("a batch ended without an answer".into()))?
+    }
+}
+
+/// Runs one batch and checks that every item got its answer.
+async fn answer<I, O, F, Fut>(run: &F, items: Arc<Vec<I>>) -> Result<Vec<O>>
+where
+    F: Fn(Arc<Vec<I>>) -> Fut,
+    Fut: Future<Output = Result<Vec<O>>>,
+{
+    let expected = items.len();
+    let outputs = run(items).await?;
+    if outputs.len() == expected {
+        Ok(outputs)
+    } else {
+        Err(Error::Corrupt(format!("a batch of {expected} answered {} results", outputs.len())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn callers_waiting_together_share_a_batch_and_each_gets_its_own_answer() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Batcher::new(100, 1, move |items: Arc<Vec<u32>>| {
+            seen.lock().unwrap().push(items.len());
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(items.iter().map(|i| i * 2).collect())
+            }
+        });
+        let answers = submit_all(&batcher, 0..50).await;
+        assert_eq!(answers, (0..50).map(|i| Ok(i * 2)).collect::<Vec<_>>());
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 50);
+        assert!(sizes.len() < 50, "50 callers waiting together ran one by one: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn batches_never_exceed_the_limit() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Batcher::new(7, 2, move |items: Arc<Vec<u32>>| {
+            seen.lock().unwrap().push(items.len());
+            async move { Ok(items.to_vec()) }
+        });
+        let answers = submit_all(&batcher, 0..40).await;
+        assert_eq!(answers, (0..40).map(Ok).collect::<Vec<_>>());
+        assert!(sizes.lock().unwrap().iter().all(|&size| size <= 7));
+    }
+
+    #[tokio::test]
+    async fn an_item_the_database_refuses_fails_alone() {
+        // Refuses any batch holding 13, as a statement fails as a whole on one bad row.
+        let batcher = Batcher::new(100, 1, |items: Arc<Vec<u32>>| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            if items.contains(&13) { Err(Error::Corrupt("13 refused".into())) } else { Ok(items.to_vec()) }
+        });
+        let answers = submit_all(&batcher, 0..30).await;
+        for (item, answer) in (0..30).zip(answers) {
+            match answer {
+                Ok(value) => assert_eq!(value, item),
+                Err(error) => assert!(item == 13 && error.contains("13 refused"), "{item}: {error}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_answer_is_an_error() {
+        let short = Batcher::new(10, 1, |_: Arc<Vec<u32>>| async { Ok(Vec::<u32>::new()) });
+        let error = short.submit(1).await.unwrap_err();
+        assert!(error.to_string().contains("answered 0 results"), "{error}");
+    }
+
+    async fn submit_all(batcher: &Batcher<u32, u32>, items: std::ops::Range<u32>) -> Vec<Result<u32, String>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for item in items {
+            let batcher = batcher.clone();
+            tasks.spawn(async move { (item, batcher.submit(item).await.map_err(|e| e.to_string())) });
+        }
+        let mut answers = tasks.join_all().await;
+        answers.sort_by_key(|(item, _)| *item);
+        answers.into_iter().map(|(_, answer)| answer).collect()
+    }
+}
