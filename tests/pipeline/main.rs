@@ -2,6 +2,7 @@
 //! delay queues, rejects, against the real broker and database.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod batching;
 mod delivery;
 mod http_ingest;
 mod metrics;

@@ -58,12 +58,16 @@ const PUBLISHERS: u64 = 64;
 
 /// Runs `scenario` and cleans up after it; gives up after `deadline`.
 pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outcome> {
-    let env = TestEnv::with(&[
+    // `HOOKLINE__…` variables given to the bench override these, to measure a setting.
+    let from_environment: Vec<(String, String)> =
+        std::env::vars().filter(|(k, _)| k.starts_with("HOOKLINE__")).collect();
+    let mut settings = vec![
         ("HOOKLINE__DATABASE__POOL_SIZE", "16"),
         ("HOOKLINE__DELIVERY__TIMEOUT", "10s"),
         ("HOOKLINE__RETRY__DELAYS", "1s,2s"),
-    ])
-    .await;
+    ];
+    settings.extend(from_environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let env = TestEnv::with(&settings).await;
     let clock = Instant::now();
     let sink = Sink::start(clock, scenario.fail_every).await?;
     let org = env.organization().await;

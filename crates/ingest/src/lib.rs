@@ -76,9 +76,10 @@ impl Ingestor {
         metrics: Metrics,
     ) -> Self {
         let store = {
-            let pool = pool.clone();
+            let metrics = metrics.clone();
             Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |batch: Arc<Vec<UpstreamEvent>>| {
                 let pool = pool.clone();
+                metrics.batch_ran("store_events", batch.len());
                 async move { events::insert_all(&pool, &batch, "upstream").await }
             })
         };

@@ -92,9 +92,10 @@ impl Router {
     /// runtime.
     pub fn new(pool: Pool, publisher: Publisher, topology: Topology, metrics: Metrics) -> Self {
         let create = {
-            let pool = pool.clone();
+            let (pool, metrics) = (pool.clone(), metrics.clone());
             Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |events: Arc<Vec<Routing>>| {
                 let pool = pool.clone();
+                metrics.batch_ran("create_deliveries", events.len());
                 async move { create_deliveries(&pool, &events).await }
             })
         };

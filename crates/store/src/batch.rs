@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 pub const MAX_ROWS: usize = 128;
 
 /// Statements of one kind running at once, each on its own pool connection.
-pub const MAX_RUNNING: usize = 4;
+pub const MAX_RUNNING: usize = 1;
 
 type Reply<O> = oneshot::Sender<Result<O>>;
 

@@ -63,6 +63,15 @@ struct DelayLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatementLabels {
+    statement: &'static str,
+}
+
+fn batch_rows_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 8))
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
     queue: String,
 }
@@ -92,6 +101,7 @@ struct Inner {
     attempts_in_flight: Gauge,
     retries_scheduled: Family<DelayLabels, Counter>,
     queue_messages: Family<QueueLabels, Gauge>,
+    batch_rows: Family<StatementLabels, Histogram, fn() -> Histogram>,
     queue_depths: OnceLock<Arc<dyn QueueDepths>>,
 }
 
@@ -163,6 +173,14 @@ impl Metrics {
             "Messages waiting in each queue (delivery, delay queues, rejected, ...) at scrape time",
             queue_messages.clone(),
         );
+        let batch_rows = Family::<StatementLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            batch_rows_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "batch_rows",
+            "Messages whose database work ran in one statement, by statement (group commit at work)",
+            batch_rows.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             events_ingested,
@@ -175,8 +193,14 @@ impl Metrics {
             attempts_in_flight,
             retries_scheduled,
             queue_messages,
+            batch_rows,
             queue_depths: OnceLock::new(),
         }))
+    }
+
+    /// Notes that `rows` messages' work of one kind (`statement`) ran as one statement.
+    pub fn batch_ran(&self, statement: &'static str, rows: usize) {
+        self.0.batch_rows.get_or_create(&StatementLabels { statement }).observe(rows as f64);
     }
 
     /// Counts an accepted event.

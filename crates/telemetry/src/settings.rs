@@ -86,6 +86,8 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     pub concurrency: usize,
     pub max_in_flight_per_endpoint: usize,
+    #[serde(with = "humantime_serde")]
+    pub endpoint_slot_wait: Duration,
     pub allow_http: bool,
     pub allow_private_networks: bool,
     pub allowed_networks: Vec<String>,

@@ -127,9 +127,9 @@ impl Worker {
             tracing::info!("webhook is inactive or deleted; delivery closed without an attempt");
             return Ok(Outcome::Ack);
         }
-        // Over the endpoint's cap: wait in the short delay queue instead of holding a slot
-        // other endpoints could use.
-        let Some(_slot) = self.slots.try_take(context.endpoint_id.as_str()) else {
+        // Over the endpoint's cap for longer than a healthy endpoint would be: wait in the
+        // short delay queue instead of holding a place other endpoints could use.
+        let Some(slot) = self.slots.take(context.endpoint_id.as_str()).await else {
             let job = proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt, manual };
             self.publisher.send_to_queue(&self.topology.delay_queue(DEFER_DELAY), &job).await?;
             return Ok(Outcome::Ack);
@@ -146,6 +146,8 @@ impl Worker {
             let _in_flight = self.metrics.attempt_in_flight();
             attempt::perform(&context, &event_name, attempt, manual, &settings).await
         };
+        // The cap is on requests to the endpoint: recording the attempt holds no slot.
+        drop(slot);
         self.metrics
             .attempt_finished(record.status_code, std::time::Duration::from_millis(u64::from(record.duration_ms)));
         if let Some(code) = record.status_code {
@@ -218,16 +220,18 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         shutdown_grace: settings.shutdown.grace,
     };
     let load = {
-        let (pool, secrets) = (pool.clone(), secrets.clone());
+        let (pool, secrets, metrics) = (pool.clone(), secrets.clone(), metrics.clone());
         Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |ids: Arc<Vec<DeliveryId>>| {
             let (pool, secrets) = (pool.clone(), secrets.clone());
+            metrics.batch_ran("load_jobs", ids.len());
             async move { deliveries::job_contexts(&pool, &secrets, &ids).await }
         })
     };
     let record = {
-        let pool = pool.clone();
+        let (pool, metrics) = (pool.clone(), metrics.clone());
         Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |attempts: Arc<Vec<AttemptRecord>>| {
             let pool = pool.clone();
+            metrics.batch_ran("record_attempts", attempts.len());
             async move { deliveries::record_attempts(&pool, &attempts).await }
         })
     };
@@ -240,7 +244,10 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         topology: bus.topology.clone(),
         client,
         address_policy,
-        slots: slots::EndpointSlots::new(settings.delivery.max_in_flight_per_endpoint),
+        slots: slots::EndpointSlots::new(
+            settings.delivery.max_in_flight_per_endpoint,
+            settings.delivery.endpoint_slot_wait,
+        ),
         settings: Arc::new(settings),
         metrics,
     };

@@ -1,48 +1,64 @@
 //! Per-endpoint in-flight caps.
+//!
+//! A job whose endpoint is at its cap waits a little for a slot: a healthy endpoint
+//! frees one within milliseconds, so a burst to one busy endpoint is delivered at the
+//! rate the cap allows instead of being sent round the deferral queue. Only a job that
+//! waited the whole bound (its endpoint is slow or hanging) gives up its place.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+type Endpoints = Arc<Mutex<HashMap<String, Arc<Semaphore>>>>;
 
 /// Counts the attempts in flight to each endpoint in this worker.
 #[derive(Debug, Clone)]
 pub struct EndpointSlots {
     cap: usize,
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    wait: Duration,
+    endpoints: Endpoints,
 }
 
 /// One attempt's place in its endpoint's count, given back when dropped.
 pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
     endpoint: String,
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
+    endpoints: Endpoints,
 }
 
 impl EndpointSlots {
-    /// At most `cap` attempts to one endpoint at a time.
-    pub fn new(cap: usize) -> Self {
-        Self { cap: cap.max(1), in_flight: Arc::default() }
+    /// At most `cap` attempts to one endpoint at a time; a job waits up to `wait` for
+    /// its turn.
+    pub fn new(cap: usize, wait: Duration) -> Self {
+        Self { cap: cap.max(1), wait, endpoints: Arc::default() }
     }
 
-    /// A slot for `endpoint`, or `None` when it already has `cap` attempts in flight.
-    pub fn try_take(&self, endpoint: &str) -> Option<Slot> {
-        let mut in_flight = self.in_flight.lock().ok()?;
-        let count = in_flight.entry(endpoint.to_owned()).or_default();
-        if *count >= self.cap {
-            return None;
-        }
-        *count += 1;
-        Some(Slot { endpoint: endpoint.to_owned(), in_flight: self.in_flight.clone() })
+    /// A slot for `endpoint`, or `None` when it stayed at its cap for the whole wait.
+    pub async fn take(&self, endpoint: &str) -> Option<Slot> {
+        let semaphore = {
+            let mut endpoints = self.endpoints.lock().ok()?;
+            endpoints.entry(endpoint.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(self.cap))).clone()
+        };
+        let permit = match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(self.wait, semaphore.acquire_owned()).await.ok()?.ok()?,
+        };
+        Some(Slot { permit: Some(permit), endpoint: endpoint.to_owned(), endpoints: self.endpoints.clone() })
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut in_flight) = self.in_flight.lock()
-            && let Some(count) = in_flight.get_mut(&self.endpoint)
+        drop(self.permit.take());
+        // Forget an endpoint nobody holds or waits for, so the map does not grow with
+        // every endpoint ever delivered to. Clones are made under this lock, so the
+        // count cannot rise while it is held.
+        if let Ok(mut endpoints) = self.endpoints.lock()
+            && endpoints.get(&self.endpoint).is_some_and(|semaphore| Arc::strong_count(semaphore) == 1)
         {
-            *count -= 1;
-            if *count == 0 {
-                in_flight.remove(&self.endpoint);
-            }
+            endpoints.remove(&self.endpoint);
         }
     }
 }
@@ -51,14 +67,37 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn slots_are_capped_per_endpoint_and_returned_on_drop() {
-        let slots = EndpointSlots::new(2);
-        let a1 = slots.try_take("a").unwrap();
-        let _a2 = slots.try_take("a").unwrap();
-        assert!(slots.try_take("a").is_none());
-        assert!(slots.try_take("b").is_some(), "another endpoint is not affected");
+    const NO_WAIT: Duration = Duration::ZERO;
+
+    #[tokio::test]
+    async fn slots_are_capped_per_endpoint_and_returned_on_drop() {
+        let slots = EndpointSlots::new(2, NO_WAIT);
+        let a1 = slots.take("a").await.unwrap();
+        let _a2 = slots.take("a").await.unwrap();
+        assert!(slots.take("a").await.is_none());
+        assert!(slots.take("b").await.is_some(), "another endpoint is not affected");
         drop(a1);
-        assert!(slots.try_take("a").is_some());
+        assert!(slots.take("a").await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_job_at_the_cap_gets_the_slot_freed_during_its_wait() {
+        let slots = EndpointSlots::new(1, Duration::from_secs(30));
+        let first = slots.take("a").await.unwrap();
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.take("a").await.is_some() }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the second job waits while the first holds the slot");
+        drop(first);
+        assert!(waiting.await.unwrap(), "the freed slot goes to the waiting job");
+    }
+
+    #[tokio::test]
+    async fn endpoints_no_one_uses_are_forgotten() {
+        let slots = EndpointSlots::new(1, NO_WAIT);
+        drop(slots.take("a").await.unwrap());
+        assert!(slots.endpoints.lock().unwrap().is_empty());
     }
 }

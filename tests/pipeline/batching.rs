@@ -1,0 +1,146 @@
+//! The statements that store, route and record many messages at once (group commit),
+//! against the real database: each item gets its own answer, as if stored alone.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use hookline_core::Environment;
+use hookline_core::envelope::UpstreamEvent;
+use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
+use hookline_store::repo::deliveries::{self, AttemptRecord};
+use hookline_store::repo::events::{self, Stored};
+use hookline_store::repo::webhooks;
+use hookline_tests::TestEnv;
+use serde_json::json;
+
+fn event(organization: &OrganizationId, key: Option<&str>) -> UpstreamEvent {
+    UpstreamEvent {
+        message_id: key.map(str::to_owned),
+        event_type: "job.created".into(),
+        organization: organization.clone(),
+        environment: Environment::Live,
+        occurred_at: Utc::now(),
+        actor: None,
+        team: None,
+        data: json!({"key": key}),
+    }
+}
+
+fn attempt(delivery: &DeliveryId, number: u32, status: u16) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: delivery.clone(),
+        attempt_number: number,
+        manual: false,
+        started_at: Utc::now(),
+        duration_ms: 3,
+        request_method: "POST".into(),
+        request_url: "http://127.0.0.1:9/hook".into(),
+        request_headers: BTreeMap::from([("content-type".to_owned(), "application/json".to_owned())]),
+        status_code: Some(status),
+        response_headers: Some(BTreeMap::new()),
+        response_body: Some(String::new()),
+        response_body_truncated: false,
+        error_kind: (status >= 300).then_some(hookline_core::delivery::ErrorKind::HttpStatus),
+        error_message: (status >= 300).then(|| format!("receiver answered {status}")),
+    }
+}
+
+fn inserted(stored: &Stored) -> EventId {
+    match stored {
+        Stored::Inserted(id) => id.clone(),
+        other => panic!("expected a new event, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_together_each_get_their_own_answer() {
+    let env = TestEnv::new().await;
+    let org = env.organization().await;
+    let stranger = OrganizationId::generate();
+    let batch = [event(&org.id, Some("k1")), event(&org.id, Some("k1")), event(&stranger, None), event(&org.id, None)];
+
+    let stored = events::insert_all(&env.pool, &batch, "upstream").await.unwrap();
+
+    let first = inserted(&stored[0]);
+    assert_eq!(stored[1], Stored::Duplicate { id: first, routed: false }, "the same key twice in one batch");
+    assert_eq!(stored[2], Stored::UnknownOrganization);
+    inserted(&stored[3]);
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM events", &[]).await, 2);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_created_together_mark_every_event_routed_once() {
+    let env = TestEnv::new().await;
+    let org = env.organization().await;
+    let urls = ["http://127.0.0.1:9/a".to_owned(), "http://127.0.0.1:9/b".to_owned()];
+    env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
+    let stored =
+        events::insert_all(&env.pool, &[event(&org.id, None), event(&org.id, None)], "upstream").await.unwrap();
+    let (first, second) = (inserted(&stored[0]), inserted(&stored[1]));
+
+    let live = (org.id.clone(), Environment::Live);
+    let test = (org.id.clone(), Environment::Test);
+    let mut routable = webhooks::routable(&env.pool, &[live.clone(), test.clone()]).await.unwrap();
+    assert!(routable[&test].is_empty(), "the organisation has no test webhooks");
+    let webhook = routable.remove(&live).unwrap().remove(0);
+    let targets: Vec<_> = webhook.endpoints.iter().map(|endpoint| (webhook.id.clone(), endpoint.clone())).collect();
+    let plan = [(first.clone(), org.id.clone(), targets.clone()), (second.clone(), org.id.clone(), Vec::new())];
+
+    let created = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
+    assert_eq!(created.iter().map(Vec::len).collect::<Vec<_>>(), [2, 0]);
+    let unrouted: i64 = env.scalar("SELECT count(*) FROM events WHERE routed_at IS NULL", &[]).await;
+    assert_eq!(unrouted, 0, "an event with no targets is routed too");
+    let again = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
+    assert_eq!(again, [Vec::<DeliveryId>::new(), Vec::new()], "a repeated route creates nothing");
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM deliveries", &[]).await, 2);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_loaded_and_attempts_recorded_together_each_answer_for_their_delivery() {
+    let env = TestEnv::new().await;
+    let org = env.organization().await;
+    let urls = ["http://127.0.0.1:9/a".to_owned(), "http://127.0.0.1:9/b".to_owned()];
+    env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
+    let stored = events::insert(&env.pool, &event(&org.id, None)).await.unwrap();
+    let live = (org.id.clone(), Environment::Live);
+    let webhook =
+        webhooks::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0);
+    let targets: Vec<_> = webhook.endpoints.iter().map(|endpoint| (webhook.id.clone(), endpoint.clone())).collect();
+    let created = deliveries::create_for_event(&env.pool, &inserted(&stored), &org.id, &targets).await.unwrap();
+    let (a, b) = (created[0].clone(), created[1].clone());
+
+    let contexts = deliveries::job_contexts(&env.pool, &env.secrets, &[b.clone(), DeliveryId::generate(), a.clone()])
+        .await
+        .unwrap();
+    let ids: Vec<_> = contexts.iter().map(|c| c.as_ref().map(|c| c.delivery_id.clone())).collect();
+    assert_eq!(ids, [Some(b.clone()), None, Some(a.clone())]);
+
+    // Two attempts of `a` in one call (an UPDATE changes a row once per statement), and
+    // a repeat of an attempt already in the call.
+    let batch = [attempt(&a, 1, 500), attempt(&b, 1, 200), attempt(&a, 2, 200), attempt(&b, 1, 200)];
+    let recorded = deliveries::record_attempts(&env.pool, &batch).await.unwrap();
+    assert_eq!(recorded, [true, true, true, false]);
+    for (delivery, count) in [(&a, 2), (&b, 1)] {
+        let (status, attempts): (String, i32) = {
+            let client = env.pool.get().await.unwrap();
+            let row = client
+                .query_one("SELECT status, attempt_count FROM deliveries WHERE id = $1", &[&delivery.as_str()])
+                .await
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        assert_eq!((status.as_str(), attempts), ("succeeded", count), "delivery {delivery}");
+    }
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 3);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connection_plans_statements_for_their_own_arguments() {
+    let env = TestEnv::new().await;
+    let mode: String = env.pool.get().await.unwrap().query_one("SHOW plan_cache_mode", &[]).await.unwrap().get(0);
+    assert_eq!(mode, "force_custom_plan");
+    env.cleanup().await;
+}
