@@ -77,7 +77,15 @@ fn install(service: &'static str, settings: &TelemetrySettings, export: Export) 
         let span_filter = Targets::new().with_default(Level::WARN).with_target("hookline", Level::INFO);
         let _ = tracing_subscriber::registry()
             .with(fmt)
-            .with(tracing_opentelemetry::layer().with_tracer(tracer).with_threads(false).with_filter(span_filter))
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_threads(false)
+                    // Busy and idle time per span would cost work on every poll of every
+                    // instrumented future; the span's own start and end say enough.
+                    .with_tracked_inactivity(false)
+                    .with_filter(span_filter),
+            )
             .try_init();
     });
 }

@@ -57,7 +57,7 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "WITH routed AS (UPDATE events SET routed_at = now() WHERE id = ANY($6::text[]) AND routed_at IS NULL)
+            "WITH routed AS (UPDATE events SET routed_at = coalesce(routed_at, now()) WHERE id = ANY($6::text[]))
              INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
              SELECT d.id, d.event_id, d.endpoint_id, d.webhook_id, d.organization_id
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
