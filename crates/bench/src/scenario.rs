@@ -127,7 +127,7 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
     Ok(Outcome {
         events_per_second: scenario.events as f64 / (stored_at - started).as_secs_f64(),
         deliveries_per_second: expected as f64 / (recorded_at - started).as_secs_f64(),
-        latency: Latency::of(sink.take_latencies()),
+        latency: sink.latency(),
         cpu_per_thousand: CpuTimes {
             bench: cpu.bench * per_thousand,
             broker: cpu.broker * per_thousand,

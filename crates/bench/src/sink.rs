@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
+use hdrhistogram::Histogram;
+
+use crate::usage::Latency;
 
 /// What the bench puts in each event's data, so the sink can time it.
 #[derive(serde::Deserialize)]
@@ -24,10 +27,10 @@ struct Payload {
     sent: u64,
 }
 
-#[derive(Default)]
 struct Inner {
-    /// Publish → receipt of each successful delivery.
-    latencies: Mutex<Vec<Duration>>,
+    /// Publish → receipt of each successful delivery, in microseconds. A histogram
+    /// rather than a list, so a long soak's memory figure is hookline's alone.
+    latencies: Mutex<Histogram<u64>>,
     /// (path, seq) already failed once.
     failed_once: Mutex<HashSet<(String, u64)>>,
     succeeded: AtomicU64,
@@ -58,7 +61,7 @@ async fn receive(State(sink): State<Sink>, uri: Uri, body: Bytes) -> StatusCode 
     }
     let latency = arrived.saturating_sub(Duration::from_nanos(delivered.payload.sent));
     if let Ok(mut latencies) = sink.inner.latencies.lock() {
-        latencies.push(latency);
+        latencies.saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
     }
     sink.inner.succeeded.fetch_add(1, Ordering::Relaxed);
     StatusCode::OK
@@ -69,7 +72,13 @@ impl Sink {
     /// of every `fail_every`-th event (0: never).
     pub async fn start(clock: Instant, fail_every: u64) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let sink = Sink { address: listener.local_addr()?, clock, fail_every, inner: Arc::default() };
+        let inner = Inner {
+            // 1 µs to 1 hour, to three significant digits.
+            latencies: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3)?),
+            failed_once: Mutex::default(),
+            succeeded: AtomicU64::default(),
+        };
+        let sink = Sink { address: listener.local_addr()?, clock, fail_every, inner: Arc::new(inner) };
         let app = axum::Router::new().fallback(receive).with_state(sink.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(sink)
@@ -85,8 +94,8 @@ impl Sink {
         self.inner.succeeded.load(Ordering::Relaxed)
     }
 
-    /// Takes the latencies recorded so far.
-    pub fn take_latencies(&self) -> Vec<Duration> {
-        self.inner.latencies.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    /// Percentiles of the latencies recorded so far.
+    pub fn latency(&self) -> Latency {
+        self.inner.latencies.lock().map(|histogram| Latency::of(&histogram)).unwrap_or_default()
     }
 }

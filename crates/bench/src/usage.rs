@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
+
 /// Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux this runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -95,17 +97,13 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// Nearest-rank percentiles of `samples` (sorted here).
-    pub fn of(mut samples: Vec<Duration>) -> Self {
-        if samples.is_empty() {
+    /// Percentiles of a histogram of microseconds.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
             return Self::default();
         }
-        samples.sort_unstable();
-        let rank = |p: f64| {
-            let index = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
-            samples[index]
-        };
-        Self { p50: rank(0.50), p95: rank(0.95), p99: rank(0.99), max: samples[samples.len() - 1] }
+        let at = |quantile: f64| Duration::from_micros(histogram.value_at_quantile(quantile));
+        Self { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: Duration::from_micros(histogram.max()) }
     }
 }
 
@@ -114,19 +112,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let samples = (1..=100).map(Duration::from_millis).collect();
-        let latency = Latency::of(samples);
-        assert_eq!(latency.p50, Duration::from_millis(50));
-        assert_eq!(latency.p99, Duration::from_millis(99));
-        assert_eq!(latency.max, Duration::from_millis(100));
+    fn percentiles_come_from_the_histogram_to_three_digits() {
+        let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for ms in 1..=100 {
+            histogram.record(ms * 1000).unwrap();
+        }
+        let latency = Latency::of(&histogram);
+        let close = |actual: Duration, ms: u64| actual.abs_diff(Duration::from_millis(ms)) <= Duration::from_micros(ms);
+        assert!(close(latency.p50, 50), "{:?}", latency.p50);
+        assert!(close(latency.p99, 99), "{:?}", latency.p99);
+        assert!(close(latency.max, 100), "{:?}", latency.max);
+        assert_eq!(Latency::of(&Histogram::new(3).unwrap()).max, Duration::ZERO);
     }
 
     #[test]
     fn this_process_can_be_read_from_proc() {
         assert!(process_seconds("self").is_some(), "/proc/self/stat did not parse");
         assert!(process_seconds("not-a-pid").is_none());
-        assert!(rss_mib() > 1.0, "VmRSS did not parse");
-        assert!(peak_rss_mib() >= rss_mib(), "VmHWM did not parse");
+        let rss = rss_mib();
+        assert!(rss > 1.0, "VmRSS did not parse");
+        // Read after the current size: the peak can only have grown since.
+        assert!(peak_rss_mib() >= rss, "VmHWM did not parse");
     }
 }

@@ -104,9 +104,9 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     /// Runs `item` with whatever else is waiting, and returns its own result.
     pub async fn submit(&self, item: I) -> Result<O> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((item, reply)).map_err(|_| Error::Corrupt("the batcher has stopped".into()))?;
+        self.queue.send((item, reply)).map_err(|_| Error::BatcherGone("the batcher has stopped"))?;
         // A dropped reply means the batch's task panicked or the runtime is shutting down.
-        answer.await.map_err(|_| Error::Corrupt("a batch ended without an answer".into()))?
+        answer.await.map_err(|_| Error::BatcherGone("a batch ended without an answer"))?
     }
 }
 

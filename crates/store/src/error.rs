@@ -23,6 +23,10 @@ pub enum Error {
     /// A stored secret could not be decrypted with the configured key.
     #[error(transparent)]
     Crypto(#[from] hookline_core::crypto::CryptoError),
+    /// A [`crate::batch::Batcher`] could not take or answer the call: its task is gone
+    /// (the runtime is shutting down, or a batch panicked).
+    #[error("batched database work: {0}")]
+    BatcherGone(&'static str),
     /// The batch this call's statement ran in failed (see [`crate::batch`]).
     #[error(transparent)]
     Batch(std::sync::Arc<Error>),
