@@ -5,6 +5,7 @@
 //! floor in the same run, and prints every hookline figure with its ratio to the floor.
 //! See BENCHMARKS.md for the method and the figures.
 
+mod deployment;
 mod floor;
 mod scenario;
 mod sink;
@@ -12,6 +13,7 @@ mod usage;
 
 use clap::Parser;
 
+use crate::deployment::Target;
 use crate::scenario::{Outcome, Scenario};
 
 #[derive(Parser)]
@@ -29,6 +31,14 @@ struct Args {
     /// Share of traces recorded (telemetry.sampling_ratio); spans are never exported.
     #[arg(long, default_value_t = 1.0)]
     sampling_ratio: f64,
+    /// Measure a deployment that is already running instead of starting one per
+    /// scenario: the one its settings describe (`--config`, and `HOOKLINE__…`
+    /// variables). Its services must run on this machine and may deliver to 127.0.0.1.
+    #[arg(long)]
+    connect: bool,
+    /// The running deployment's configuration file, for `--connect`.
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    config: Option<std::path::PathBuf>,
     /// Give up on a scenario whose deliveries have not all succeeded after this long.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     deadline: std::time::Duration,
@@ -67,6 +77,11 @@ async fn main() -> anyhow::Result<()> {
         ],
     )?;
     hookline_telemetry::init_tracing("hookline-bench", &defaults.telemetry);
+    let target = if args.connect {
+        Target::Running(Box::new(hookline_telemetry::Settings::load(args.config.as_deref())?))
+    } else {
+        Target::InProcess
+    };
     println!("machine: {} cores, {}", cores(), memory());
     let floor = if args.no_floor {
         None
@@ -91,13 +106,13 @@ async fn main() -> anyhow::Result<()> {
     };
     for scenario in scenarios {
         eprintln!("scenario {}", scenario.name);
-        let outcome = scenario::run(scenario, args.deadline).await?;
-        report(&outcome, floor.as_ref());
+        let outcome = scenario::run(scenario, &target, args.deadline).await?;
+        report(&outcome, &target, floor.as_ref());
     }
     Ok(())
 }
 
-fn report(outcome: &Outcome, floor: Option<&floor::Floor>) {
+fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>) {
     let s = &outcome.scenario;
     let rate = s.rate.map_or("max".to_owned(), |r| format!("{r:.0}/s"));
     println!(
@@ -129,7 +144,8 @@ fn report(outcome: &Outcome, floor: Option<&floor::Floor>) {
         c.broker,
         c.database
     );
-    println!("  peak RSS (this process)   {:.0} MiB", outcome.peak_rss_mib);
+    let whose = if matches!(target, Target::Running(_)) { "hookline processes" } else { "this process" };
+    println!("  peak RSS ({whose})   {:.0} MiB", outcome.peak_rss_mib);
     let samples = &outcome.rss_samples;
     if samples.len() > 2 {
         let line: Vec<String> = samples.iter().map(|mib| format!("{mib:.0}")).collect();

@@ -1,16 +1,19 @@
-//! One hookline scenario: a throwaway deployment (its own database and broker prefix,
-//! every service in this process), webhooks to the sink, N events published over AMQP,
-//! timed until every delivery is recorded as succeeded.
+//! One hookline scenario: a deployment (a throwaway one with every service in this
+//! process, or a running one), an organisation with webhooks to the sink, N events
+//! published over AMQP, timed until every delivery is recorded as succeeded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hookline_tests::TestEnv;
+use hookline_bus::Bus;
+use hookline_core::ids::OrganizationId;
+use hookline_store::Pool;
 use lapin::BasicProperties;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
+use crate::deployment::{Deployment, Target};
 use crate::sink::Sink;
 use crate::usage::{CpuTimes, Latency, peak_rss_mib, rss_mib};
 
@@ -57,7 +60,7 @@ const RSS_EVERY: Duration = Duration::from_secs(10);
 const PUBLISHERS: u64 = 64;
 
 /// Runs `scenario` and cleans up after it; gives up after `deadline`.
-pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outcome> {
+pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> anyhow::Result<Outcome> {
     // `HOOKLINE__…` variables given to the bench override these, to measure a setting.
     let from_environment: Vec<(String, String)> =
         std::env::vars().filter(|(k, _)| k.starts_with("HOOKLINE__")).collect();
@@ -67,42 +70,51 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
         ("HOOKLINE__RETRY__DELAYS", "1s,2s"),
     ];
     settings.extend(from_environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let env = TestEnv::with(&settings).await;
+    let deployment = Deployment::open(target, &settings).await?;
     let clock = Instant::now();
     let sink = Sink::start(clock, scenario.fail_every).await?;
-    let org = env.organization().await;
+    let org = deployment.organization().await?;
     for n in 0..scenario.fan_out {
-        env.create_webhook(TestEnv::webhook(&org.id, &[sink.url(&format!("/w{n}"))], &["job.created"])).await;
+        deployment.create_webhook(&org, sink.url(&format!("/w{n}"))).await?;
     }
-    let services = env.start();
-    consumers_attached(&env).await?;
+    consumers_attached(deployment.bus()).await?;
     let expected = scenario.events * scenario.fan_out;
-    let cpu_before = CpuTimes::now();
+    let services_apart = deployment.is_running();
+    let cpu_before = CpuTimes::now(services_apart);
     let started = clock.elapsed();
-    let publishing = tokio::spawn(publish(env_publisher(&env), org.id.to_string(), scenario.clone(), clock));
+    let target = Arc::new(EventPublisher {
+        publisher: deployment.bus().publisher.clone(),
+        exchange: deployment.bus().topology.events_exchange(),
+        organization: org.to_string(),
+        environment: deployment.event_environment(),
+    });
+    let publishing = tokio::spawn(publish(target, scenario.clone(), clock));
     let (mut stored_at, mut recorded_at) = (None, None);
     let give_up = Instant::now() + deadline;
     let mut failed: i64 = 0;
-    let mut rss_samples = vec![rss_mib()];
+    let mut rss_samples = vec![rss_mib(services_apart)];
     let mut next_sample = Instant::now() + RSS_EVERY;
     while recorded_at.is_none() && failed == 0 && Instant::now() < give_up {
         if Instant::now() >= next_sample {
-            rss_samples.push(rss_mib());
+            rss_samples.push(rss_mib(services_apart));
             next_sample += RSS_EVERY;
         }
         // Each poll is a count over the run's rows: often enough to time the run to a
         // fraction of a percent, rarely enough not to load the database it measures.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if stored_at.is_none() && env.scalar::<i64>("SELECT count(*) FROM events", &[]).await as u64 >= scenario.events
-        {
-            stored_at = Some(clock.elapsed());
+        let client = deployment.pool().get().await?;
+        if stored_at.is_none() {
+            let stored =
+                client.query_one("SELECT count(*) FROM events WHERE organization_id = $1", &[&org.as_str()]).await?;
+            if stored.get::<_, i64>(0) as u64 >= scenario.events {
+                stored_at = Some(clock.elapsed());
+            }
         }
-        let client = env.pool.get().await?;
         let counts = client
             .query_one(
                 "SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed')
-                 FROM deliveries",
-                &[],
+                 FROM deliveries WHERE organization_id = $1",
+                &[&org.as_str()],
             )
             .await?;
         if sink.succeeded() >= expected && counts.get::<_, i64>(0) as u64 >= expected {
@@ -111,11 +123,11 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
         // Every scenario's deliveries succeed in the end; one that failed for good never will.
         failed = counts.get::<_, i64>(1);
     }
-    let statuses = delivery_statuses(&env).await;
+    let statuses = delivery_statuses(deployment.pool(), &org).await;
     publishing.await??;
-    let cpu = CpuTimes::now().since(&cpu_before);
-    services.stop().await;
-    env.cleanup().await;
+    let cpu = CpuTimes::now(services_apart).since(&cpu_before);
+    let peak_rss_mib = peak_rss_mib(services_apart);
+    deployment.finish().await;
     let (Some(stored_at), Some(recorded_at)) = (stored_at, recorded_at) else {
         anyhow::bail!(
             "{}: not every delivery succeeded within {deadline:?}: sink received {} of {expected}; deliveries {statuses}",
@@ -133,19 +145,19 @@ pub async fn run(scenario: Scenario, deadline: Duration) -> anyhow::Result<Outco
             broker: cpu.broker * per_thousand,
             database: cpu.database * per_thousand,
         },
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib,
         rss_samples,
         scenario,
     })
 }
 
 /// Waits until every service consumes its queue, so the clock starts on a running
-/// pipeline rather than on services still starting.
-async fn consumers_attached(env: &TestEnv) -> anyhow::Result<()> {
-    let topology = &env.bus.topology;
+/// pipeline rather than on services still starting (or never started).
+async fn consumers_attached(bus: &Bus) -> anyhow::Result<()> {
+    let topology = &bus.topology;
     let consumed =
         [topology.ingest_queue(), topology.route_queue(), topology.delivery_queue(), topology.failed_queue()];
-    let channel = env.bus.connection.create_channel().await?;
+    let channel = bus.connection.create_channel().await?;
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let give_up = Instant::now() + Duration::from_secs(60);
     loop {
@@ -163,13 +175,15 @@ async fn consumers_attached(env: &TestEnv) -> anyhow::Result<()> {
     }
 }
 
-/// How many deliveries are in each status, and what their last errors were.
-async fn delivery_statuses(env: &TestEnv) -> String {
-    let Ok(client) = env.pool.get().await else { return "unknown (no database connection)".into() };
+/// How many of `organization`'s deliveries are in each status, and what their last
+/// errors were.
+async fn delivery_statuses(pool: &Pool, organization: &OrganizationId) -> String {
+    let Ok(client) = pool.get().await else { return "unknown (no database connection)".into() };
     let rows = client
         .query(
-            "SELECT status, coalesce(last_error_kind, '-'), count(*) FROM deliveries GROUP BY 1, 2 ORDER BY 1, 2",
-            &[],
+            "SELECT status, coalesce(last_error_kind, '-'), count(*) FROM deliveries WHERE organization_id = $1
+             GROUP BY 1, 2 ORDER BY 1, 2",
+            &[&organization.as_str()],
         )
         .await
         .unwrap_or_default();
@@ -186,27 +200,20 @@ async fn delivery_statuses(env: &TestEnv) -> String {
 struct EventPublisher {
     publisher: hookline_bus::Publisher,
     exchange: String,
-}
-
-fn env_publisher(env: &TestEnv) -> Arc<EventPublisher> {
-    Arc::new(EventPublisher { publisher: env.bus.publisher.clone(), exchange: env.bus.topology.events_exchange() })
+    organization: String,
+    /// `live` or `test`, as the scenario's webhooks.
+    environment: &'static str,
 }
 
 /// Publishes the scenario's events from several tasks, each waiting for its confirms,
 /// paced to `scenario.rate` when set.
-async fn publish(
-    target: Arc<EventPublisher>,
-    organization: String,
-    scenario: Scenario,
-    clock: Instant,
-) -> anyhow::Result<()> {
+async fn publish(target: Arc<EventPublisher>, scenario: Scenario, clock: Instant) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let padding: Arc<str> = "x".repeat(scenario.payload_bytes).into();
     let start = clock.elapsed();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..PUBLISHERS {
-        let (target, next, padding, organization) =
-            (target.clone(), next.clone(), padding.clone(), organization.clone());
+        let (target, next, padding) = (target.clone(), next.clone(), padding.clone());
         let (events, rate) = (scenario.events, scenario.rate);
         tasks.spawn(async move {
             loop {
@@ -221,7 +228,8 @@ async fn publish(
                 let sent = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 let body = serde_json::json!({
                     "type": "job.created",
-                    "organization": organization,
+                    "organization": target.organization,
+                    "environment": target.environment,
                     "data": {"seq": seq, "sent": sent, "pad": &*padding},
                 });
                 let properties = BasicProperties::default().with_content_type("application/json".into());

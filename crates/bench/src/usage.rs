@@ -11,7 +11,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// CPU seconds used so far by the processes a run involves.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuTimes {
-    /// This process: the publisher, the sink and (in-process) every hookline service.
+    /// This process (the publisher, the sink and, in-process, every hookline service),
+    /// and every `hookline` process when the services run apart.
     pub bench: f64,
     /// Every RabbitMQ (beam.smp) process.
     pub broker: f64,
@@ -20,8 +21,8 @@ pub struct CpuTimes {
 }
 
 impl CpuTimes {
-    /// Reads the CPU time used so far.
-    pub fn now() -> Self {
+    /// Reads the CPU time used so far; `services_apart` counts `hookline` processes too.
+    pub fn now(services_apart: bool) -> Self {
         let mut times = Self { bench: process_seconds("self").unwrap_or_default(), ..Self::default() };
         let Ok(entries) = std::fs::read_dir("/proc") else { return times };
         for entry in entries.flatten() {
@@ -33,6 +34,7 @@ impl CpuTimes {
             let seconds = || process_seconds(&pid).unwrap_or_default();
             match command.trim() {
                 "beam.smp" => times.broker += seconds(),
+                "hookline" if services_apart => times.bench += seconds(),
                 name if name.starts_with("postgres") => times.database += seconds(),
                 _ => {}
             }
@@ -65,18 +67,34 @@ fn process_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
-/// The most resident memory this process has had (VmHWM), in MiB.
-pub fn peak_rss_mib() -> f64 {
-    status_kib("VmHWM") / 1024.0
+/// The most resident memory the services have had (VmHWM), in MiB: this process's, or
+/// the sum over `hookline` processes when the services run apart.
+pub fn peak_rss_mib(services_apart: bool) -> f64 {
+    services_kib("VmHWM", services_apart) / 1024.0
 }
 
-/// The resident memory this process has now (VmRSS), in MiB.
-pub fn rss_mib() -> f64 {
-    status_kib("VmRSS") / 1024.0
+/// The resident memory the services have now (VmRSS), in MiB: this process's, or the
+/// sum over `hookline` processes when the services run apart.
+pub fn rss_mib(services_apart: bool) -> f64 {
+    services_kib("VmRSS", services_apart) / 1024.0
 }
 
-fn status_kib(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+fn services_kib(field: &str, services_apart: bool) -> f64 {
+    if !services_apart {
+        return status_kib("self", field);
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "hookline"))
+        .map(|pid| status_kib(&pid, field))
+        .sum()
+}
+
+fn status_kib(pid: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
@@ -129,9 +147,9 @@ mod tests {
     fn this_process_can_be_read_from_proc() {
         assert!(process_seconds("self").is_some(), "/proc/self/stat did not parse");
         assert!(process_seconds("not-a-pid").is_none());
-        let rss = rss_mib();
+        let rss = rss_mib(false);
         assert!(rss > 1.0, "VmRSS did not parse");
         // Read after the current size: the peak can only have grown since.
-        assert!(peak_rss_mib() >= rss, "VmHWM did not parse");
+        assert!(peak_rss_mib(false) >= rss, "VmHWM did not parse");
     }
 }

@@ -29,3 +29,30 @@ fn a_smoke_run_reports_every_figure() {
     assert!(stdout.contains("% of the bare pipeline"), "{stdout}");
     assert!(stdout.contains("p99") && stdout.contains("CPU per 1,000 deliveries"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smoke_run_against_a_running_deployment_measures_that_deployment() {
+    // The deployment runs here, apart from the bench, which finds it from its settings.
+    let env = hookline_tests::TestEnv::new().await;
+    let services = env.start();
+    let environment = env.environment.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_hookline-bench"))
+            .args(["--connect", "--events", "100", "--scenarios", "one", "--no-floor", "--deadline", "90s"])
+            .envs(environment)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("one: 100 events × 1 webhooks"), "{stdout}");
+    for label in ["events ingested", "deliveries"] {
+        assert!(figure(&stdout, label) > 0.0, "{label} in:\n{stdout}");
+    }
+    let delivered: i64 = env.scalar("SELECT count(*) FROM deliveries WHERE status = 'succeeded'", &[]).await;
+    assert_eq!(delivered, 100, "the running deployment made the deliveries");
+    services.stop().await;
+    env.cleanup().await;
+}
