@@ -138,9 +138,64 @@ async fn jobs_loaded_and_attempts_recorded_together_each_answer_for_their_delive
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_connection_plans_statements_for_their_own_arguments() {
+async fn batch_statements_planned_while_the_tables_were_empty_use_indexes_once_they_grow() {
     let env = TestEnv::new().await;
-    let mode: String = env.pool.get().await.unwrap().query_one("SHOW plan_cache_mode", &[]).await.unwrap().get(0);
-    assert_eq!(mode, "force_custom_plan");
+    let org = env.organization().await;
+    let urls = ["http://127.0.0.1:9/a".to_owned()];
+    env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
+    let stored = events::insert(&env.pool, &event(&org.id, None)).await.unwrap();
+    let live = (org.id.clone(), Environment::Live);
+    let webhook =
+        webhooks::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0);
+    let target = [(webhook.id.clone(), webhook.endpoints[0].clone())];
+    let delivery =
+        deliveries::create_for_event(&env.pool, &inserted(&stored), &org.id, &target).await.unwrap().remove(0);
+    // A batch as a busy worker loads it: the delivery and 99 others (that do not exist).
+    let batch: Vec<DeliveryId> =
+        std::iter::once(delivery.clone()).chain((0..99).map(|_| DeliveryId::generate())).collect();
+    // One connection, so the statements it has cached are the ones measured below.
+    let pool = hookline_store::connect(env.settings.database_url(), 1).unwrap();
+    for _ in 0..10 {
+        deliveries::job_contexts(&pool, &env.secrets, &batch).await.unwrap();
+    }
+    // The tables grow by 20,000 events and deliveries, and nothing analyses them (as
+    // with autovacuum off, or before it comes round).
+    env.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, data)
+                 SELECT 'evt_bulk_' || g, '{org}', 'bulk-' || g, 'job.created', 'live', now(), '{{}}'
+                 FROM generate_series(1, 20000) g;
+             INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
+                 SELECT 'dlv_bulk_' || g, 'evt_bulk_' || g, '{endpoint}', '{webhook}', '{org}'
+                 FROM generate_series(1, 20000) g;",
+            org = org.id,
+            endpoint = webhook.endpoints[0],
+            webhook = webhook.id,
+        ))
+        .await
+        .unwrap();
+    let sequential_scans = || async {
+        let client = pool.get().await.unwrap();
+        // This connection's counts reach the shared statistics when its next statement ends.
+        client.execute("SELECT pg_stat_force_next_flush()", &[]).await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT pg_stat_get_numscans('deliveries'::regclass), pg_stat_get_numscans('events'::regclass)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+    };
+    let before = sequential_scans().await;
+    // Ten deliveries of 20,000: an index lookup each, for deliveries and their events.
+    for _ in 0..10 {
+        let loaded = deliveries::job_contexts(&pool, &env.secrets, &batch[..10]).await.unwrap();
+        assert_eq!(loaded[0].as_ref().map(|job| &job.delivery_id), Some(&delivery));
+    }
+    assert_eq!(sequential_scans().await, before, "sequential scans of deliveries and events");
     env.cleanup().await;
 }

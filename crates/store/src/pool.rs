@@ -14,22 +14,9 @@ mod embedded {
 /// Lock key that serialises migrations when several services start at once.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_6c69_6e65; // "hookline"
 
-/// Session setting for every connection: plan each statement for the arguments it is
-/// run with. hookline's hot statements take arrays of 1 to [`crate::batch::MAX_ROWS`]
-/// rows against tables that may have been empty when the connection first ran them; a
-/// plan cached then (a sequential scan and a hash join) stays wrong as the tables grow,
-/// while planning per run costs little next to a batch's work.
-const SESSION_OPTIONS: &str = "-c plan_cache_mode=force_custom_plan";
-
 /// A pool of up to `max_size` connections to `url`.
 pub fn connect(url: &str, max_size: usize) -> Result<Pool> {
-    let mut config =
-        tokio_postgres::Config::from_str(url).map_err(|err| Error::Config(format!("database.url: {err}")))?;
-    let options = match config.get_options() {
-        Some(given) if !given.is_empty() => format!("{given} {SESSION_OPTIONS}"),
-        _ => SESSION_OPTIONS.to_owned(),
-    };
-    config.options(options);
+    let config = tokio_postgres::Config::from_str(url).map_err(|err| Error::Config(format!("database.url: {err}")))?;
     let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager).max_size(max_size).build().map_err(|err| Error::Config(err.to_string()))
 }

@@ -11,6 +11,7 @@ use hookline_core::environment::Environment;
 use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId, WebhookId};
 use hookline_core::signing::SigningSecret;
 use hookline_core::webhook::HttpMethod;
+use tokio_postgres::types::Type;
 
 use crate::error::{Error, QueryContext as _, Result};
 use crate::repo::credentials;
@@ -55,8 +56,8 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
     }
     let routed: Vec<&str> = events.iter().map(|(event, _, _)| event.as_str()).collect();
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
+    let rows = client
+        .query_typed(
             "WITH routed AS (UPDATE events SET routed_at = coalesce(routed_at, now()) WHERE id = ANY($6::text[]))
              INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
              SELECT d.id, d.event_id, d.endpoint_id, d.webhook_id, d.organization_id
@@ -64,11 +65,15 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
                  AS d (id, event_id, endpoint_id, webhook_id, organization_id)
              ON CONFLICT (event_id, endpoint_id) DO NOTHING
              RETURNING id, event_id",
+            &[
+                (&ids, Type::TEXT_ARRAY),
+                (&event_ids, Type::TEXT_ARRAY),
+                (&endpoints, Type::TEXT_ARRAY),
+                (&webhooks, Type::TEXT_ARRAY),
+                (&organizations, Type::TEXT_ARRAY),
+                (&routed, Type::TEXT_ARRAY),
+            ],
         )
-        .await
-        .context("preparing delivery insert")?;
-    let rows = client
-        .query(&statement, &[&ids, &event_ids, &endpoints, &webhooks, &organizations, &routed])
         .await
         .context("creating deliveries")?;
     let mut created: std::collections::HashMap<String, Vec<DeliveryId>> = std::collections::HashMap::new();
@@ -144,8 +149,9 @@ pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> R
 /// (`None` for one that does not exist).
 pub async fn job_contexts(pool: &Pool, secrets: &SecretBox, ids: &[DeliveryId]) -> Result<Vec<Option<JobContext>>> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
+    let wanted: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
+    let rows = client
+        .query_typed(
             "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
                     d.organization_id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
                     ep.url, ep.method, ep.headers, c.secret, ep.credential_id IS NOT NULL,
@@ -157,11 +163,10 @@ pub async fn job_contexts(pool: &Pool, secrets: &SecretBox, ids: &[DeliveryId]) 
              JOIN webhooks w ON w.id = d.webhook_id
              LEFT JOIN credentials c ON c.id = ep.credential_id AND c.deleted_at IS NULL
              WHERE d.id = ANY($1::text[])",
+            &[(&wanted, Type::TEXT_ARRAY)],
         )
         .await
-        .context("preparing job context query")?;
-    let wanted: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
-    let rows = client.query(&statement, &[&wanted]).await.context("loading deliveries")?;
+        .context("loading deliveries")?;
     let mut found = std::collections::HashMap::with_capacity(rows.len());
     for row in rows {
         let context = job_context_from(&row, secrets)?;
@@ -284,8 +289,24 @@ pub async fn record_attempts(pool: &Pool, attempts: &[AttemptRecord]) -> Result<
 /// failure-count reset of the endpoints that answered.
 async fn insert_attempts(client: &deadpool_postgres::Client, attempts: &[&AttemptRecord]) -> Result<Vec<bool>> {
     let to_json = |value: &BTreeMap<String, String>| serde_json::to_value(value).unwrap_or_default();
-    let statement = client
-        .prepare_cached(
+    let column = |get: fn(&AttemptRecord) -> &str| attempts.iter().map(|a| get(a)).collect::<Vec<_>>();
+    let delivery_ids = column(|a| a.delivery_id.as_str());
+    let attempt_numbers =
+        attempts.iter().map(|a| i32::try_from(a.attempt_number).unwrap_or(i32::MAX)).collect::<Vec<_>>();
+    let triggers = column(|a| if a.manual { "manual" } else { "scheduled" });
+    let started_at = attempts.iter().map(|a| a.started_at).collect::<Vec<_>>();
+    let durations = attempts.iter().map(|a| i32::try_from(a.duration_ms).unwrap_or(i32::MAX)).collect::<Vec<_>>();
+    let methods = column(|a| a.request_method.as_str());
+    let urls = column(|a| a.request_url.as_str());
+    let request_headers = attempts.iter().map(|a| to_json(&a.request_headers)).collect::<Vec<_>>();
+    let status_codes = attempts.iter().map(|a| a.status_code.map(i32::from)).collect::<Vec<_>>();
+    let response_headers = attempts.iter().map(|a| a.response_headers.as_ref().map(to_json)).collect::<Vec<_>>();
+    let response_bodies = attempts.iter().map(|a| a.response_body.as_deref()).collect::<Vec<_>>();
+    let truncated = attempts.iter().map(|a| a.response_body_truncated).collect::<Vec<_>>();
+    let error_kinds = attempts.iter().map(|a| a.error_kind.map(|k| k.as_str())).collect::<Vec<_>>();
+    let error_messages = attempts.iter().map(|a| a.error_message.as_deref()).collect::<Vec<_>>();
+    let rows = client
+        .query_typed(
             "WITH a AS (
                  INSERT INTO attempts (delivery_id, attempt_number, trigger, started_at, duration_ms, request_method,
                      request_url, request_headers, status_code, response_headers, response_body,
@@ -305,28 +326,21 @@ async fn insert_attempts(client: &deadpool_postgres::Client, attempts: &[&Attemp
              FROM a WHERE d.id = a.delivery_id
              RETURNING d.id, d.endpoint_id, a.error_kind IS NULL,
                        (SELECT e.consecutive_failures FROM endpoints e WHERE e.id = d.endpoint_id)",
-        )
-        .await
-        .context("preparing attempt insert")?;
-    let column = |get: fn(&AttemptRecord) -> &str| attempts.iter().map(|a| get(a)).collect::<Vec<_>>();
-    let rows = client
-        .query(
-            &statement,
             &[
-                &column(|a| a.delivery_id.as_str()),
-                &attempts.iter().map(|a| i32::try_from(a.attempt_number).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
-                &column(|a| if a.manual { "manual" } else { "scheduled" }),
-                &attempts.iter().map(|a| a.started_at).collect::<Vec<_>>(),
-                &attempts.iter().map(|a| i32::try_from(a.duration_ms).unwrap_or(i32::MAX)).collect::<Vec<_>>(),
-                &column(|a| a.request_method.as_str()),
-                &column(|a| a.request_url.as_str()),
-                &attempts.iter().map(|a| to_json(&a.request_headers)).collect::<Vec<_>>(),
-                &attempts.iter().map(|a| a.status_code.map(i32::from)).collect::<Vec<_>>(),
-                &attempts.iter().map(|a| a.response_headers.as_ref().map(to_json)).collect::<Vec<_>>(),
-                &attempts.iter().map(|a| a.response_body.as_deref()).collect::<Vec<_>>(),
-                &attempts.iter().map(|a| a.response_body_truncated).collect::<Vec<_>>(),
-                &attempts.iter().map(|a| a.error_kind.map(|k| k.as_str())).collect::<Vec<_>>(),
-                &attempts.iter().map(|a| a.error_message.as_deref()).collect::<Vec<_>>(),
+                (&delivery_ids, Type::TEXT_ARRAY),
+                (&attempt_numbers, Type::INT4_ARRAY),
+                (&triggers, Type::TEXT_ARRAY),
+                (&started_at, Type::TIMESTAMPTZ_ARRAY),
+                (&durations, Type::INT4_ARRAY),
+                (&methods, Type::TEXT_ARRAY),
+                (&urls, Type::TEXT_ARRAY),
+                (&request_headers, Type::JSONB_ARRAY),
+                (&status_codes, Type::INT4_ARRAY),
+                (&response_headers, Type::JSONB_ARRAY),
+                (&response_bodies, Type::TEXT_ARRAY),
+                (&truncated, Type::BOOL_ARRAY),
+                (&error_kinds, Type::TEXT_ARRAY),
+                (&error_messages, Type::TEXT_ARRAY),
             ],
         )
         .await

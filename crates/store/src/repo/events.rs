@@ -3,6 +3,7 @@
 use deadpool_postgres::Pool;
 use hookline_core::envelope::UpstreamEvent;
 use hookline_core::ids::EventId;
+use tokio_postgres::types::Type;
 
 use crate::error::{QueryContext as _, Result};
 use crate::repo::webhooks::parse_id;
@@ -43,9 +44,7 @@ pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: &str) 
 /// answers for each in order.
 pub async fn insert_all(pool: &Pool, events: &[UpstreamEvent], origin: &str) -> Result<Vec<Stored>> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "WITH input AS (
+    const STORE_EVENTS: &str = "WITH input AS (
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
                                       $7::text[], $8::text[], $9::jsonb[])
                      WITH ORDINALITY AS i (id, organization_id, message_id, event_type, environment, occurred_at,
@@ -64,10 +63,7 @@ pub async fn insert_all(pool: &Pool, events: &[UpstreamEvent], origin: &str) -> 
              LEFT JOIN organizations o ON o.id = i.organization_id
              LEFT JOIN ins ON ins.id = i.id
              LEFT JOIN events prior ON prior.organization_id = i.organization_id AND prior.message_id = i.message_id
-             ORDER BY i.n",
-        )
-        .await
-        .context("preparing event insert")?;
+             ORDER BY i.n";
     let mut answers: Vec<Option<Stored>> = vec![None; events.len()];
     // The same key twice in one statement, or a concurrent insert of a key, can leave a
     // row seeing neither its own insert nor the other one; the next pass sees the
@@ -81,20 +77,27 @@ pub async fn insert_all(pool: &Pool, events: &[UpstreamEvent], origin: &str) -> 
         let message_ids: Vec<String> =
             open.iter().zip(&ids).map(|(&i, id)| events[i].message_id.clone().unwrap_or_else(|| id.clone())).collect();
         let column = |get: fn(&UpstreamEvent) -> &str| open.iter().map(|&i| get(&events[i])).collect::<Vec<_>>();
+        let organizations = column(|e| e.organization.as_str());
+        let event_types = column(|e| e.event_type.as_str());
+        let environments = column(|e| e.environment.as_str());
+        let occurred_at = open.iter().map(|&i| events[i].occurred_at).collect::<Vec<_>>();
+        let actors = open.iter().map(|&i| events[i].actor.as_deref()).collect::<Vec<_>>();
+        let teams = open.iter().map(|&i| events[i].team.as_deref()).collect::<Vec<_>>();
+        let data = open.iter().map(|&i| &events[i].data).collect::<Vec<_>>();
         let rows = client
-            .query(
-                &statement,
+            .query_typed(
+                STORE_EVENTS,
                 &[
-                    &ids,
-                    &column(|e| e.organization.as_str()),
-                    &message_ids,
-                    &column(|e| e.event_type.as_str()),
-                    &column(|e| e.environment.as_str()),
-                    &open.iter().map(|&i| events[i].occurred_at).collect::<Vec<_>>(),
-                    &open.iter().map(|&i| events[i].actor.as_deref()).collect::<Vec<_>>(),
-                    &open.iter().map(|&i| events[i].team.as_deref()).collect::<Vec<_>>(),
-                    &open.iter().map(|&i| &events[i].data).collect::<Vec<_>>(),
-                    &origin,
+                    (&ids, Type::TEXT_ARRAY),
+                    (&organizations, Type::TEXT_ARRAY),
+                    (&message_ids, Type::TEXT_ARRAY),
+                    (&event_types, Type::TEXT_ARRAY),
+                    (&environments, Type::TEXT_ARRAY),
+                    (&occurred_at, Type::TIMESTAMPTZ_ARRAY),
+                    (&actors, Type::TEXT_ARRAY),
+                    (&teams, Type::TEXT_ARRAY),
+                    (&data, Type::JSONB_ARRAY),
+                    (&origin, Type::TEXT),
                 ],
             )
             .await

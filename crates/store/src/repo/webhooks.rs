@@ -9,6 +9,7 @@ use hookline_core::environment::Environment;
 use hookline_core::ids::{CredentialId, EndpointId, OrganizationId, WebhookId};
 use hookline_core::signing::SigningSecret;
 use hookline_core::webhook::{HttpMethod, Subscription};
+use tokio_postgres::types::Type;
 
 use crate::error::{Error, QueryContext as _, Result};
 
@@ -176,20 +177,20 @@ pub async fn routable(
     scopes: &[RoutingScope],
 ) -> Result<std::collections::HashMap<RoutingScope, Vec<RoutableWebhook>>> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
+    let organizations: Vec<&str> = scopes.iter().map(|(organization, _)| organization.as_str()).collect();
+    let environments: Vec<&str> = scopes.iter().map(|(_, environment)| environment.as_str()).collect();
+    let rows = client
+        .query_typed(
             "SELECT w.id, w.events, w.filter_actor, w.filter_team, array_agg(e.id ORDER BY e.position),
                     w.organization_id, w.environment
              FROM webhooks w JOIN endpoints e ON e.webhook_id = w.id AND e.removed_at IS NULL
              WHERE (w.organization_id, w.environment) IN (SELECT * FROM unnest($1::text[], $2::text[]))
                AND w.active AND w.deleted_at IS NULL
              GROUP BY w.id",
+            &[(&organizations, Type::TEXT_ARRAY), (&environments, Type::TEXT_ARRAY)],
         )
         .await
-        .context("preparing the routing query")?;
-    let organizations: Vec<&str> = scopes.iter().map(|(organization, _)| organization.as_str()).collect();
-    let environments: Vec<&str> = scopes.iter().map(|(_, environment)| environment.as_str()).collect();
-    let rows = client.query(&statement, &[&organizations, &environments]).await.context("loading routable webhooks")?;
+        .context("loading routable webhooks")?;
     let mut found: std::collections::HashMap<RoutingScope, Vec<RoutableWebhook>> =
         scopes.iter().map(|scope| (scope.clone(), Vec::new())).collect();
     for row in rows {
