@@ -88,12 +88,55 @@ async fn deliveries_created_together_mark_every_event_routed_once() {
     let plan = [(first.clone(), org.id.clone(), targets.clone()), (second.clone(), org.id.clone(), Vec::new())];
 
     let created = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
-    assert_eq!(created.iter().map(Vec::len).collect::<Vec<_>>(), [2, 0]);
+    assert_eq!(created.iter().map(|c| c.as_ref().map(Vec::len)).collect::<Vec<_>>(), [Some(2), Some(0)]);
     let unrouted: i64 = env.scalar("SELECT count(*) FROM events WHERE routed_at IS NULL", &[]).await;
     assert_eq!(unrouted, 0, "an event with no targets is routed too");
     let again = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
-    assert_eq!(again, [Vec::<DeliveryId>::new(), Vec::new()], "a repeated route creates nothing");
+    assert_eq!(again, [Some(Vec::<DeliveryId>::new()), Some(Vec::new())], "a repeated route creates nothing");
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM deliveries", &[]).await, 2);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_created_only_for_events_stored_under_the_organisation_named() {
+    let env = TestEnv::new().await;
+    let (org, other) = (env.organization().await, env.organization().await);
+    let urls = ["http://127.0.0.1:9/a".to_owned()];
+    env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
+    env.create_webhook(TestEnv::webhook(&other.id, &urls, &["job.created"])).await;
+    let stored = events::insert(&env.pool, &event(&org.id, None)).await.unwrap();
+    let known = inserted(&stored);
+    let scopes = [(org.id.clone(), Environment::Live), (other.id.clone(), Environment::Live)];
+    let mut routable = webhooks::routable(&env.pool, &scopes).await.unwrap();
+    let targets_of = |webhook: webhooks::RoutableWebhook| vec![(webhook.id.clone(), webhook.endpoints[0].clone())];
+    let ours = targets_of(routable.remove(&scopes[0]).unwrap().remove(0));
+    let theirs = targets_of(routable.remove(&scopes[1]).unwrap().remove(0));
+    let plan = [
+        // An event that was never stored.
+        (EventId::generate(), org.id.clone(), ours.clone()),
+        // Our event, named as the other organisation's, to its webhook.
+        (known.clone(), other.id.clone(), theirs),
+        // Our event, twice in one call.
+        (known.clone(), org.id.clone(), ours.clone()),
+        (known.clone(), org.id.clone(), ours),
+    ];
+
+    let created = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
+    assert_eq!(created.iter().map(|c| c.as_ref().map(Vec::len)).collect::<Vec<_>>(), [None, None, Some(1), Some(0)]);
+    let made: Vec<String> = env
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query("SELECT organization_id FROM deliveries WHERE event_id = $1", &[&known.as_str()])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(made, [org.id.to_string()], "one delivery, to our own webhook");
+    let error = deliveries::create_for_event(&env.pool, &EventId::generate(), &org.id, &[]).await.unwrap_err();
+    assert!(matches!(error, hookline_store::Error::UnknownEvent(_)), "{error}");
     env.cleanup().await;
 }
 

@@ -1,6 +1,7 @@
 use std::collections::BTreeSet;
 
-use hookline_core::ids::OrganizationId;
+use hookline_bus::codec::proto;
+use hookline_core::ids::{EventId, OrganizationId};
 use hookline_tests::{Receiver, TestEnv, eventually};
 use serde_json::json;
 
@@ -23,6 +24,16 @@ async fn bad_messages_go_to_the_rejected_queue_with_their_reason_and_good_ones_s
     env.publish(json!({"type": "job.created", "organization": org.id, "data": {"jobId": "after"}})).await;
     // Garbage on an internal queue is rejected by the worker, not crashed on.
     env.bus.publisher.publish("", &env.bus.topology.delivery_queue(), b"\xff\xfe", Default::default()).await.unwrap();
+    // A well-formed route message for an event the organisation does not have.
+    let phantom = proto::RouteEvent {
+        event_id: EventId::generate().to_string(),
+        organization_id: org.id.to_string(),
+        event_type: "job.created".into(),
+        environment: "live".into(),
+        actor: None,
+        team: None,
+    };
+    env.bus.publisher.send_to_queue(&env.bus.topology.route_queue(), &phantom).await.unwrap();
 
     let request = receiver.wait_for("/hook", 1, WAIT).await.remove(0);
     assert_eq!(request.json()["payload"]["jobId"], "after");
@@ -32,17 +43,24 @@ async fn bad_messages_go_to_the_rejected_queue_with_their_reason_and_good_ones_s
         let taken = env.drain_rejected().await;
         let mut reasons = reasons.lock().unwrap();
         reasons.extend(taken.into_iter().map(|(reason, _)| reason));
-        reasons.len() >= 7
+        reasons.len() >= 8
     })
     .await;
     let reasons = reasons.into_inner().unwrap();
     assert!(all_there, "rejected: {reasons:?}");
     let reasons: BTreeSet<String> = reasons.into_iter().collect();
-    let expected: BTreeSet<String> =
-        ["malformed", "missing_type", "unknown_type", "unknown_organization", "too_large", "unsupported_content_type"]
-            .into_iter()
-            .map(String::from)
-            .collect();
+    let expected: BTreeSet<String> = [
+        "malformed",
+        "missing_type",
+        "unknown_type",
+        "unknown_organization",
+        "too_large",
+        "unsupported_content_type",
+        "unknown_event",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     assert_eq!(reasons, expected);
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM events", &[]).await, 1, "nothing bad was stored");
     services.stop().await;

@@ -99,7 +99,7 @@ pub async fn consume<H, F>(
     handler: H,
 ) -> Result<()>
 where
-    H: Fn(Incoming) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Arc<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Outcome> + Send + 'static,
 {
     let channel = connection.create_channel().await.context("opening a consuming channel")?;
@@ -128,12 +128,14 @@ where
             None => break Err(Error::ConsumerCancelled(options.queue.clone())),
         };
         let Ok(permit) = slots.clone().acquire_owned().await else { break Ok(()) };
-        let incoming = Incoming {
+        // Shared with the handler, so a rejected message can be moved to the rejected
+        // queue as it came without copying every message in case.
+        let incoming = Arc::new(Incoming {
             data: delivery.data,
             properties: delivery.properties,
             redelivered: delivery.redelivered,
             routing_key: delivery.routing_key.to_string(),
-        };
+        });
         let span = tracing::info_span!(
             "consume",
             otel.name = %format!("process {}", options.queue),
@@ -148,15 +150,14 @@ where
         let metrics = options.metrics.clone();
         let queue = options.queue.clone();
         let acker = delivery.acker;
-        tasks.spawn(
-            async move {
-                let _permit = permit;
-                let original = (incoming.data.clone(), incoming.properties.clone());
-                let outcome = handler(incoming).await;
-                settle(&acker, outcome, original, &queue, &rejects, &metrics).await;
-            }
-            .instrument(span),
-        );
+        // Boxed: a handler's future runs to kilobytes, and the runtime moves a task's
+        // future (and later its output slot) several times; a box moves as a pointer.
+        let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            let _permit = permit;
+            let outcome = handler(incoming.clone()).await;
+            settle(&acker, outcome, &incoming, &queue, &rejects, &metrics).await;
+        });
+        tasks.spawn(task.instrument(span));
         while tasks.try_join_next().is_some() {}
     };
     // Stop receiving, let in-flight messages finish for a while, then hand the rest back.
@@ -174,7 +175,7 @@ where
 async fn settle(
     acker: &Acker,
     outcome: Outcome,
-    (body, properties): (Vec<u8>, BasicProperties),
+    original: &Incoming,
     queue: &str,
     (publisher, rejected_queue): &(Publisher, String),
     metrics: &Metrics,
@@ -186,11 +187,12 @@ async fn settle(
             acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
         }
         Outcome::Reject { reason, detail } => {
-            let mut headers = properties.headers().clone().unwrap_or_default();
+            let mut headers = original.properties.headers().clone().unwrap_or_default();
             headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.clone().into()));
             headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.clone().into()));
             headers.insert(REJECT_QUEUE_HEADER.into(), AMQPValue::LongString(queue.to_owned().into()));
-            match publisher.publish("", rejected_queue, &body, properties.with_headers(headers)).await {
+            let properties = original.properties.clone().with_headers(headers);
+            match publisher.publish("", rejected_queue, &original.data, properties).await {
                 Ok(()) => {
                     let total = metrics.message_rejected(queue, &reason);
                     tracing::warn!(%queue, %reason, %detail, total, "message moved to the rejected queue");

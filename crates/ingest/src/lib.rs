@@ -156,7 +156,7 @@ impl Ingestor {
     }
 
     /// What the consumer does with one message from the ingest queue.
-    async fn handle(&self, message: Incoming) -> Outcome {
+    async fn handle(&self, message: Arc<Incoming>) -> Outcome {
         match self.accept(&message.data, message.content_type(), None, message.redelivered).await {
             Ok(_) => Outcome::Ack,
             Err(AcceptError::Rejected(rejection)) => {

@@ -27,6 +27,9 @@ pub enum Error {
     /// RabbitMQ failed.
     #[error(transparent)]
     Bus(#[from] hookline_bus::Error),
+    /// The route message names an event its organisation does not have.
+    #[error("event {0} is not stored for the organisation the route message names")]
+    UnknownEvent(EventId),
 }
 
 /// Turns route messages into deliveries and delivery jobs.
@@ -38,7 +41,7 @@ pub struct Router {
     metrics: Metrics,
     /// Finds the webhooks and creates the deliveries of all events being routed at the
     /// same moment, in one query and one statement.
-    create: Batcher<Routing, Vec<DeliveryId>>,
+    create: Batcher<Routing, Option<Vec<DeliveryId>>>,
 }
 
 /// One event to route, as its route message describes it.
@@ -53,7 +56,10 @@ struct Routing {
 
 /// Creates the deliveries of several events: one query for their webhooks, one
 /// statement for their deliveries.
-async fn create_deliveries(pool: &Pool, events: &[Routing]) -> Result<Vec<Vec<DeliveryId>>, hookline_store::Error> {
+async fn create_deliveries(
+    pool: &Pool,
+    events: &[Routing],
+) -> Result<Vec<Option<Vec<DeliveryId>>>, hookline_store::Error> {
     let mut scopes: Vec<webhooks::RoutingScope> =
         events.iter().map(|event| (event.organization.clone(), event.environment)).collect();
     scopes.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
@@ -102,7 +108,7 @@ impl Router {
         Self { pool, publisher, topology, metrics, create }
     }
 
-    async fn handle(&self, message: Incoming) -> Outcome {
+    async fn handle(&self, message: Arc<Incoming>) -> Outcome {
         let route: proto::RouteEvent = match codec::decode(&message.data) {
             Ok(route) => route,
             Err(rejection) => return malformed(rejection.message),
@@ -129,6 +135,9 @@ impl Router {
                 tracing::debug!(%event_id, deliveries = published, "event routed");
                 Outcome::Ack
             }
+            Err(err @ Error::UnknownEvent(_)) => {
+                Outcome::Reject { reason: "unknown_event".into(), detail: err.to_string() }
+            }
             Err(err) => {
                 tracing::warn!(%event_id, error = %err, "could not route an event; it will be retried");
                 Outcome::Retry
@@ -148,7 +157,7 @@ impl Router {
     )]
     async fn route(&self, routing: Routing, redelivered: bool) -> Result<usize, Error> {
         let event_id = routing.event_id.clone();
-        let created = self.create.submit(routing).await?;
+        let created = self.create.submit(routing).await?.ok_or_else(|| Error::UnknownEvent(event_id.clone()))?;
         self.metrics.deliveries_created(created.len());
         // A redelivered route message means an earlier run may have created deliveries
         // and died before publishing them: publish every one not yet attempted.

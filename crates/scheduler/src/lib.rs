@@ -52,7 +52,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    async fn handle(&self, message: Incoming) -> Outcome {
+    async fn handle(&self, message: Arc<Incoming>) -> Outcome {
         let failed: proto::FailedAttempt = match codec::decode(&message.data) {
             Ok(failed) => failed,
             Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },

@@ -30,6 +30,9 @@ pub enum Error {
     /// The batch this call's statement ran in failed (see [`crate::batch`]).
     #[error(transparent)]
     Batch(std::sync::Arc<Error>),
+    /// The organisation has no stored event with this id.
+    #[error("event {0} is not stored for its organisation")]
+    UnknownEvent(String),
     /// A stored value does not have the shape hookline writes.
     #[error("corrupt row: {0}")]
     Corrupt(String),

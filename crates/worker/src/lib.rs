@@ -60,7 +60,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    async fn handle(&self, message: Incoming) -> Outcome {
+    async fn handle(&self, message: Arc<Incoming>) -> Outcome {
         let job: proto::DeliveryJob = match codec::decode(&message.data) {
             Ok(job) => job,
             Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },
