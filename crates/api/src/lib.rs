@@ -157,6 +157,7 @@ pub async fn run(
         catalog.clone(),
         (bus.publisher.clone(), bus.topology.clone()),
         settings.ingest.max_event_size,
+        settings.database.batch_linger,
         metrics,
     );
     let limits = Limits {

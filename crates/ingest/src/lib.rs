@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use hookline_bus::codec::{self, proto};
@@ -73,11 +74,12 @@ impl Ingestor {
         catalog: Arc<Catalog>,
         (publisher, topology): (Publisher, Topology),
         max_event_size: usize,
+        batch_linger: Duration,
         metrics: Metrics,
     ) -> Self {
         let store = {
             let metrics = metrics.clone();
-            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |batch: Arc<Vec<UpstreamEvent>>| {
+            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |batch: Arc<Vec<UpstreamEvent>>| {
                 let pool = pool.clone();
                 metrics.batch_ran("store_events", batch.len());
                 async move { events::insert_all(&pool, &batch, "upstream").await }
@@ -195,6 +197,7 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         catalog,
         (bus.publisher.clone(), bus.topology.clone()),
         settings.ingest.max_event_size,
+        settings.database.batch_linger,
         metrics.clone(),
     );
     let options = ConsumerOptions {

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hookline_bus::codec::{self, proto};
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
@@ -96,10 +97,10 @@ impl Router {
     /// A router reading webhooks from `pool`, publishing jobs through `publisher` and
     /// counting the deliveries it creates in `metrics`. Must be made inside a tokio
     /// runtime.
-    pub fn new(pool: Pool, publisher: Publisher, topology: Topology, metrics: Metrics) -> Self {
+    pub fn new(pool: Pool, publisher: Publisher, topology: Topology, batch_linger: Duration, metrics: Metrics) -> Self {
         let create = {
             let (pool, metrics) = (pool.clone(), metrics.clone());
-            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |events: Arc<Vec<Routing>>| {
+            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |events: Arc<Vec<Routing>>| {
                 let pool = pool.clone();
                 metrics.batch_ran("create_deliveries", events.len());
                 async move { create_deliveries(&pool, &events).await }
@@ -179,7 +180,8 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-router", &delays).await?;
     bus.report_queue_depths(&metrics);
-    let router = Router::new(pool, bus.publisher.clone(), bus.topology.clone(), metrics.clone());
+    let router =
+        Router::new(pool, bus.publisher.clone(), bus.topology.clone(), settings.database.batch_linger, metrics.clone());
     let options = ConsumerOptions {
         service: "hookline-router",
         metrics,

@@ -5,10 +5,13 @@
 //! A [`Batcher`] lets each handler keep its one-message-at-a-time shape while the rows
 //! of all handlers waiting at the same moment go to the database together: the first
 //! caller's row goes at once, and whoever arrives while a statement runs joins the next
-//! one. Nothing waits for a timer, so a quiet system sees no added latency.
+//! one. Under a steady stream that alone makes batches of one or two; so when items
+//! have been coming at least one per `linger` (2 ms by default), a batch also waits that
+//! long for company. A quiet system never waits.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -22,6 +25,23 @@ pub const MAX_ROWS: usize = 128;
 pub const MAX_RUNNING: usize = 1;
 
 type Reply<O> = oneshot::Sender<Result<O>>;
+
+/// When the previous batch started and how many items it took: the arrival rate a
+/// batcher decides to linger on.
+#[derive(Debug, Clone, Copy)]
+struct LastBatch {
+    started: tokio::time::Instant,
+    size: usize,
+}
+
+impl LastBatch {
+    /// Items to expect within `window`, at the rate they came since this batch began
+    /// to gather.
+    fn expected_within(self, window: Duration) -> f64 {
+        let cycle = self.started.elapsed().as_secs_f64().max(1e-6);
+        self.size as f64 * window.as_secs_f64() / cycle
+    }
+}
 
 /// Runs submitted items in batches through one function.
 ///
@@ -41,12 +61,17 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     /// A batcher passing up to `max_batch` items at a time to `run`, with at most
     /// `max_running` batches running at once (each holds a pool connection).
     ///
+    /// When items came at least one per `linger` over the last batch's cycle, a batch
+    /// waits `linger` for more before it runs: a steady stream then makes fewer, larger
+    /// statements, while an item arriving at a quiet moment goes at once. A zero
+    /// `linger` never waits.
+    ///
     /// `run` must answer every item, in order: a result of another length is an error.
     /// When a batch of several fails, each of its items is run again on its own, so one
     /// item the database refuses fails alone instead of taking its batch-mates with it.
     ///
     /// Must be called inside a tokio runtime.
-    pub fn new<F, Fut>(max_batch: usize, max_running: usize, run: F) -> Self
+    pub fn new<F, Fut>(max_batch: usize, max_running: usize, linger: Duration, run: F) -> Self
     where
         F: Fn(Arc<Vec<I>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>>> + Send + 'static,
@@ -56,16 +81,23 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
         let running = Arc::new(Semaphore::new(max_running.max(1)));
         let max_batch = max_batch.max(1);
         tokio::spawn(async move {
+            let mut last: Option<LastBatch> = None;
             while let Some(first) = waiting.recv().await {
                 // Wait for a free slot first: items arriving meanwhile join this batch.
                 let Ok(permit) = running.clone().acquire_owned().await else { return };
                 let mut batch = vec![first];
+                let full = waiting.len() + 1 >= max_batch;
+                if !full && !linger.is_zero() && last.is_some_and(|last| last.expected_within(linger) >= 1.0) {
+                    tokio::time::sleep(linger).await;
+                }
+                let started = tokio::time::Instant::now();
                 while batch.len() < max_batch {
                     match waiting.try_recv() {
                         Ok(next) => batch.push(next),
                         Err(_) => break,
                     }
                 }
+                last = Some(LastBatch { started, size: batch.len() });
                 let run = run.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
@@ -135,7 +167,7 @@ mod tests {
     async fn callers_waiting_together_share_a_batch_and_each_gets_its_own_answer() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Batcher::new(100, 1, move |items: Arc<Vec<u32>>| {
+        let batcher = Batcher::new(100, 1, Duration::ZERO, move |items: Arc<Vec<u32>>| {
             seen.lock().unwrap().push(items.len());
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -149,11 +181,55 @@ mod tests {
         assert!(sizes.len() < 50, "50 callers waiting together ran one by one: {sizes:?}");
     }
 
+    /// A batcher with a 2 ms linger whose statement takes no time, recording batch sizes.
+    fn lingering() -> (Batcher<u32, u32>, Arc<Mutex<Vec<usize>>>) {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Batcher::new(100, 1, Duration::from_millis(2), move |items: Arc<Vec<u32>>| {
+            seen.lock().unwrap().push(items.len());
+            async move { Ok(items.to_vec()) }
+        });
+        (batcher, sizes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_lingers_into_larger_batches() {
+        let (batcher, sizes) = lingering();
+        // One item per millisecond: without lingering each would run alone.
+        let mut callers = Vec::new();
+        for i in 0..40 {
+            let batcher = batcher.clone();
+            callers.push(tokio::spawn(async move { batcher.submit(i).await }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for (i, caller) in callers.into_iter().enumerate() {
+            assert_eq!(caller.await.unwrap().unwrap(), i as u32);
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 40);
+        // Each batch waits 2 ms, so takes about two items.
+        assert!(sizes.len() <= 25, "40 items a millisecond apart made {} batches: {sizes:?}", sizes.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_at_a_quiet_moment_does_not_wait() {
+        let (batcher, sizes) = lingering();
+        // The first item ever, then one after a quiet second: neither waits (time is
+        // virtual here, so the clock moves only when something waits).
+        for i in 0..2 {
+            let asked = tokio::time::Instant::now();
+            assert_eq!(batcher.submit(i).await.unwrap(), i);
+            assert_eq!(asked.elapsed(), Duration::ZERO, "item {i} waited");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(*sizes.lock().unwrap(), [1, 1]);
+    }
+
     #[tokio::test]
     async fn batches_never_exceed_the_limit() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Batcher::new(7, 2, move |items: Arc<Vec<u32>>| {
+        let batcher = Batcher::new(7, 2, Duration::ZERO, move |items: Arc<Vec<u32>>| {
             seen.lock().unwrap().push(items.len());
             async move { Ok(items.to_vec()) }
         });
@@ -165,7 +241,7 @@ mod tests {
     #[tokio::test]
     async fn an_item_the_database_refuses_fails_alone() {
         // Refuses any batch holding 13, as a statement fails as a whole on one bad row.
-        let batcher = Batcher::new(100, 1, |items: Arc<Vec<u32>>| async move {
+        let batcher = Batcher::new(100, 1, Duration::ZERO, |items: Arc<Vec<u32>>| async move {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             if items.contains(&13) { Err(Error::Corrupt("13 refused".into())) } else { Ok(items.to_vec()) }
         });
@@ -180,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_short_answer_is_an_error() {
-        let short = Batcher::new(10, 1, |_: Arc<Vec<u32>>| async { Ok(Vec::<u32>::new()) });
+        let short = Batcher::new(10, 1, Duration::ZERO, |_: Arc<Vec<u32>>| async { Ok(Vec::<u32>::new()) });
         let error = short.submit(1).await.unwrap_err();
         assert!(error.to_string().contains("answered 0 results"), "{error}");
     }

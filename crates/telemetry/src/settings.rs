@@ -58,6 +58,8 @@ pub struct Settings {
 pub struct DatabaseSettings {
     pub url: SecretString,
     pub pool_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub batch_linger: Duration,
 }
 
 /// `[amqp]`
@@ -248,6 +250,11 @@ impl Settings {
         if self.delivery.timeout.is_zero() || self.delivery.timeout > Duration::from_secs(600) {
             return Err(invalid("delivery.timeout", "must be more than 0 and at most 10 minutes"));
         }
+        if self.database.batch_linger > Duration::from_millis(100) {
+            // Every batched statement can wait this long: beyond a few milliseconds it is
+            // added latency, not saved work.
+            return Err(invalid("database.batch_linger", "must be at most 100ms"));
+        }
         if self.ingest.max_event_size < 1024 {
             return Err(invalid("ingest.max_event_size", "must be at least 1024 bytes"));
         }
@@ -380,6 +387,7 @@ mod tests {
             ("HOOKLINE__RETRY__DELAYS", "0s", "retry.delays"),
             ("HOOKLINE__DELIVERY__TIMEOUT", "soon", "timeout"),
             ("HOOKLINE__DELIVERY__CONCURRENCY", "0", "delivery.concurrency"),
+            ("HOOKLINE__DATABASE__BATCH_LINGER", "1s", "database.batch_linger"),
             ("HOOKLINE__AMQP__PREFIX", "a b", "amqp.prefix"),
             ("HOOKLINE__SECRETS__KEY", "short", "secrets.key"),
             ("HOOKLINE__CATALOG__PATH", "/nonexistent/catalog.toml", "catalog.path"),

@@ -221,19 +221,29 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     };
     let load = {
         let (pool, secrets, metrics) = (pool.clone(), secrets.clone(), metrics.clone());
-        Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |ids: Arc<Vec<DeliveryId>>| {
-            let (pool, secrets) = (pool.clone(), secrets.clone());
-            metrics.batch_ran("load_jobs", ids.len());
-            async move { deliveries::job_contexts(&pool, &secrets, &ids).await }
-        })
+        Batcher::new(
+            batch::MAX_ROWS,
+            batch::MAX_RUNNING,
+            settings.database.batch_linger,
+            move |ids: Arc<Vec<DeliveryId>>| {
+                let (pool, secrets) = (pool.clone(), secrets.clone());
+                metrics.batch_ran("load_jobs", ids.len());
+                async move { deliveries::job_contexts(&pool, &secrets, &ids).await }
+            },
+        )
     };
     let record = {
         let (pool, metrics) = (pool.clone(), metrics.clone());
-        Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, move |attempts: Arc<Vec<AttemptRecord>>| {
-            let pool = pool.clone();
-            metrics.batch_ran("record_attempts", attempts.len());
-            async move { deliveries::record_attempts(&pool, &attempts).await }
-        })
+        Batcher::new(
+            batch::MAX_ROWS,
+            batch::MAX_RUNNING,
+            settings.database.batch_linger,
+            move |attempts: Arc<Vec<AttemptRecord>>| {
+                let pool = pool.clone();
+                metrics.batch_ran("record_attempts", attempts.len());
+                async move { deliveries::record_attempts(&pool, &attempts).await }
+            },
+        )
     };
     let worker = Worker {
         load,
