@@ -45,6 +45,12 @@ fn attempt(delivery: &DeliveryId, number: u32, status: u16) -> AttemptRecord {
     }
 }
 
+/// The organisation's one live webhook, as the router reads it.
+async fn live_webhook(env: &TestEnv, organization: &OrganizationId) -> webhooks::RoutableWebhook {
+    let live = (organization.clone(), Environment::Live);
+    webhooks::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0)
+}
+
 fn inserted(stored: &Stored) -> EventId {
     match stored {
         Stored::Inserted(id) => id.clone(),
@@ -147,9 +153,7 @@ async fn jobs_loaded_and_attempts_recorded_together_each_answer_for_their_delive
     let urls = ["http://127.0.0.1:9/a".to_owned(), "http://127.0.0.1:9/b".to_owned()];
     env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
     let stored = events::insert(&env.pool, &event(&org.id, None)).await.unwrap();
-    let live = (org.id.clone(), Environment::Live);
-    let webhook =
-        webhooks::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0);
+    let webhook = live_webhook(&env, &org.id).await;
     let targets: Vec<_> = webhook.endpoints.iter().map(|endpoint| (webhook.id.clone(), endpoint.clone())).collect();
     let created = deliveries::create_for_event(&env.pool, &inserted(&stored), &org.id, &targets).await.unwrap();
     let (a, b) = (created[0].clone(), created[1].clone());
@@ -187,9 +191,7 @@ async fn batch_statements_planned_while_the_tables_were_empty_use_indexes_once_t
     let urls = ["http://127.0.0.1:9/a".to_owned()];
     env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
     let stored = events::insert(&env.pool, &event(&org.id, None)).await.unwrap();
-    let live = (org.id.clone(), Environment::Live);
-    let webhook =
-        webhooks::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0);
+    let webhook = live_webhook(&env, &org.id).await;
     let target = [(webhook.id.clone(), webhook.endpoints[0].clone())];
     let delivery =
         deliveries::create_for_event(&env.pool, &inserted(&stored), &org.id, &target).await.unwrap().remove(0);

@@ -181,15 +181,25 @@ mod tests {
         assert!(sizes.len() < 50, "50 callers waiting together ran one by one: {sizes:?}");
     }
 
-    /// A batcher with a 2 ms linger whose statement takes no time, recording batch sizes.
-    fn lingering() -> (Batcher<u32, u32>, Arc<Mutex<Vec<usize>>>) {
+    /// A batcher whose statement takes no time and answers each item with itself,
+    /// recording the size of every batch.
+    fn recording(
+        max_batch: usize,
+        max_running: usize,
+        linger: Duration,
+    ) -> (Batcher<u32, u32>, Arc<Mutex<Vec<usize>>>) {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Batcher::new(100, 1, Duration::from_millis(2), move |items: Arc<Vec<u32>>| {
+        let batcher = Batcher::new(max_batch, max_running, linger, move |items: Arc<Vec<u32>>| {
             seen.lock().unwrap().push(items.len());
             async move { Ok(items.to_vec()) }
         });
         (batcher, sizes)
+    }
+
+    /// A batcher with a 2 ms linger.
+    fn lingering() -> (Batcher<u32, u32>, Arc<Mutex<Vec<usize>>>) {
+        recording(100, 1, Duration::from_millis(2))
     }
 
     #[tokio::test(start_paused = true)]
@@ -227,12 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_never_exceed_the_limit() {
-        let sizes = Arc::new(Mutex::new(Vec::new()));
-        let seen = sizes.clone();
-        let batcher = Batcher::new(7, 2, Duration::ZERO, move |items: Arc<Vec<u32>>| {
-            seen.lock().unwrap().push(items.len());
-            async move { Ok(items.to_vec()) }
-        });
+        let (batcher, sizes) = recording(7, 2, Duration::ZERO);
         let answers = submit_all(&batcher, 0..40).await;
         assert_eq!(answers, (0..40).map(Ok).collect::<Vec<_>>());
         assert!(sizes.lock().unwrap().iter().all(|&size| size <= 7));
