@@ -1,7 +1,11 @@
 use std::collections::BTreeSet;
 
 use hookline_bus::codec::proto;
+use hookline_bus::route;
+use hookline_core::Environment;
+use hookline_core::envelope::UpstreamEvent;
 use hookline_core::ids::{EventId, OrganizationId};
+use hookline_store::repo::events;
 use hookline_tests::{Receiver, TestEnv, eventually};
 use serde_json::json;
 
@@ -30,9 +34,9 @@ async fn bad_messages_go_to_the_rejected_queue_with_their_reason_and_good_ones_s
         organization_id: org.id.to_string(),
         event_type: "job.created".into(),
         environment: "live".into(),
-        actor: None,
-        team: None,
+        ..Default::default()
     };
+    // As earlier versions sent them: one event, untyped.
     env.bus.publisher.send_to_queue(&env.bus.topology.route_queue(), &phantom).await.unwrap();
 
     let request = receiver.wait_for("/hook", 1, WAIT).await.remove(0);
@@ -63,6 +67,59 @@ async fn bad_messages_go_to_the_rejected_queue_with_their_reason_and_good_ones_s
     .collect();
     assert_eq!(reasons, expected);
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM events", &[]).await, 1, "nothing bad was stored");
+    services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_of_a_route_message_that_cannot_be_routed_is_rejected_alone() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    let services = env.start();
+    let stored = UpstreamEvent {
+        message_id: None,
+        event_type: "job.created".into(),
+        organization: org.id.clone(),
+        environment: Environment::Live,
+        occurred_at: chrono::Utc::now(),
+        actor: None,
+        team: None,
+        data: json!({"jobId": "stored"}),
+    };
+    let stored_id = events::insert_synthetic(&env.pool, &stored, "system").await.unwrap();
+    let route_event = |event_id: String| proto::RouteEvent {
+        event_id,
+        organization_id: org.id.to_string(),
+        event_type: "job.created".into(),
+        environment: "live".into(),
+        ..Default::default()
+    };
+    let phantom = route_event(EventId::generate().to_string());
+    let garbled = route_event("not an event id".into());
+    let batch = vec![phantom.clone(), route_event(stored_id.to_string()), garbled.clone()];
+    route::send(&env.bus.publisher, &env.bus.topology, batch).await.unwrap();
+
+    let request = receiver.wait_for("/hook", 1, WAIT).await.remove(0);
+    assert_eq!(request.json()["payload"]["jobId"], "stored", "the routable event of the batch is delivered");
+    let rejected = std::sync::Mutex::new(Vec::new());
+    let both = eventually(WAIT, || async {
+        let taken = env.drain_rejected().await;
+        let mut rejected = rejected.lock().unwrap();
+        rejected.extend(taken);
+        rejected.len() >= 2
+    })
+    .await;
+    let mut rejected = rejected.into_inner().unwrap();
+    assert!(both, "rejected: {rejected:?}");
+    rejected.sort();
+    let parts: Vec<(String, Vec<proto::RouteEvent>)> = rejected
+        .into_iter()
+        .map(|(reason, body)| (reason, hookline_bus::codec::decode::<proto::RouteEvents>(&body).unwrap().events))
+        .collect();
+    assert_eq!(parts, [("malformed".to_owned(), vec![garbled]), ("unknown_event".to_owned(), vec![phantom])]);
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM deliveries", &[]).await, 1);
     services.stop().await;
     env.cleanup().await;
 }

@@ -59,9 +59,25 @@ pub enum Outcome {
         /// Human explanation.
         detail: String,
     },
+    /// Processed, except for parts of it that can never be (events of a batch naming
+    /// no stored event, say): each part goes to the rejected queue as a message of its
+    /// own, with the original's properties and its own reason, then the message is
+    /// acked.
+    AckRejecting(Vec<RejectedPart>),
     /// A transient failure (database unreachable, say): returned to the queue to be
     /// tried again after a pause.
     Retry,
+}
+
+/// One part of a message that can never be processed, as a message of its own.
+#[derive(Debug)]
+pub struct RejectedPart {
+    /// The part's body, in the original message's encoding.
+    pub body: Vec<u8>,
+    /// Stable reason code.
+    pub reason: String,
+    /// Human explanation.
+    pub detail: String,
 }
 
 /// How one consumer runs.
@@ -177,35 +193,49 @@ async fn settle(
     outcome: Outcome,
     original: &Incoming,
     queue: &str,
-    (publisher, rejected_queue): &(Publisher, String),
+    rejects: &(Publisher, String),
     metrics: &Metrics,
 ) {
-    let settled = match outcome {
-        Outcome::Ack => acker.ack(BasicAckOptions::default()).await,
+    let parts = match outcome {
+        Outcome::Ack => Vec::new(),
         Outcome::Retry => {
             tokio::time::sleep(RETRY_PAUSE).await;
-            acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+            return report(acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await, queue);
         }
-        Outcome::Reject { reason, detail } => {
-            let mut headers = original.properties.headers().clone().unwrap_or_default();
-            headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.clone().into()));
-            headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.clone().into()));
-            headers.insert(REJECT_QUEUE_HEADER.into(), AMQPValue::LongString(queue.to_owned().into()));
-            let properties = original.properties.clone().with_headers(headers);
-            match publisher.publish("", rejected_queue, &original.data, properties).await {
-                Ok(()) => {
-                    let total = metrics.message_rejected(queue, &reason);
-                    tracing::warn!(%queue, %reason, %detail, total, "message moved to the rejected queue");
-                    acker.ack(BasicAckOptions::default()).await
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "could not move a message to the rejected queue; returning it");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
-                }
-            }
-        }
+        Outcome::Reject { reason, detail } => vec![RejectedPart { body: original.data.clone(), reason, detail }],
+        Outcome::AckRejecting(parts) => parts,
     };
+    for part in parts {
+        if let Err(err) = move_to_rejected(part, original, queue, rejects, metrics).await {
+            tracing::error!(error = %err, "could not move a message to the rejected queue; returning it");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            return report(acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await, queue);
+        }
+    }
+    report(acker.ack(BasicAckOptions::default()).await, queue);
+}
+
+/// Publishes `part` (with confirm) to the rejected queue, its reason in the headers.
+async fn move_to_rejected(
+    part: RejectedPart,
+    original: &Incoming,
+    queue: &str,
+    (publisher, rejected_queue): &(Publisher, String),
+    metrics: &Metrics,
+) -> Result<()> {
+    let RejectedPart { body, reason, detail } = part;
+    let mut headers = original.properties.headers().clone().unwrap_or_default();
+    headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.clone().into()));
+    headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.clone().into()));
+    headers.insert(REJECT_QUEUE_HEADER.into(), AMQPValue::LongString(queue.to_owned().into()));
+    let properties = original.properties.clone().with_headers(headers);
+    publisher.publish("", rejected_queue, &body, properties).await?;
+    let total = metrics.message_rejected(queue, &reason);
+    tracing::warn!(%queue, %reason, %detail, total, "message moved to the rejected queue");
+    Ok(())
+}
+
+fn report(settled: lapin::Result<bool>, queue: &str) {
     if let Err(err) = settled {
         // The channel is gone; the broker returns the message to the queue by itself.
         tracing::warn!(error = %err, %queue, "could not settle a message");

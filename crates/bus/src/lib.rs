@@ -4,15 +4,17 @@ pub mod codec;
 pub mod consumer;
 pub mod depths;
 pub mod publisher;
+pub mod route;
 pub mod topology;
 pub mod trace;
 
-pub use consumer::{ConsumerOptions, Incoming, Outcome};
+pub use consumer::{ConsumerOptions, Incoming, Outcome, RejectedPart};
 pub use publisher::Publisher;
 pub use topology::Topology;
 
-/// What can go wrong talking to the broker.
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong talking to the broker. Cloneable, so one failed publish can answer
+/// every caller whose work it carried.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The connection, a channel or an operation on it failed.
     #[error("RabbitMQ: {context}: {source}")]

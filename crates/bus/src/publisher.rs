@@ -51,7 +51,8 @@ impl Publisher {
         routing_key: &str,
         message: &M,
     ) -> Result<()> {
-        self.publish(exchange, routing_key, &message.encode_to_vec(), message_properties()).await
+        self.publish(exchange, routing_key, &message.encode_to_vec(), message_properties(&tracing::Span::current()))
+            .await
     }
 
     /// Publishes several protobuf messages and then waits for all their confirms, which
@@ -62,9 +63,31 @@ impl Publisher {
         routing_key: &str,
         messages: &[M],
     ) -> Result<()> {
-        let mut confirms = Vec::with_capacity(messages.len());
-        for message in messages {
-            confirms.push(self.send(exchange, routing_key, &message.encode_to_vec(), message_properties()).await?);
+        let properties = message_properties(&tracing::Span::current());
+        self.publish_each(exchange, routing_key, messages.iter().map(|message| (message, properties.clone()))).await
+    }
+
+    /// Like [`Self::publish_all`], each message carrying the trace context of the span
+    /// given with it: for messages caused by different items of one batch.
+    pub async fn publish_all_traced<M: prost::Message>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        messages: &[(M, tracing::Span)],
+    ) -> Result<()> {
+        let messages = messages.iter().map(|(message, span)| (message, message_properties(span)));
+        self.publish_each(exchange, routing_key, messages).await
+    }
+
+    async fn publish_each<'m, M: prost::Message + 'm>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        messages: impl Iterator<Item = (&'m M, BasicProperties)>,
+    ) -> Result<()> {
+        let mut confirms = Vec::new();
+        for (message, properties) in messages {
+            confirms.push(self.send(exchange, routing_key, &message.encode_to_vec(), properties).await?);
         }
         let mut first_error = None;
         for confirm in confirms {
@@ -100,9 +123,10 @@ impl Publisher {
     }
 }
 
-fn message_properties() -> BasicProperties {
+/// Properties of one of hookline's protobuf messages, carrying `span`'s trace context.
+fn message_properties(span: &tracing::Span) -> BasicProperties {
     let mut headers = FieldTable::default();
-    trace::inject_current(&mut headers);
+    trace::inject(&mut headers, span);
     BasicProperties::default().with_content_type(PROTOBUF.into()).with_headers(headers)
 }
 

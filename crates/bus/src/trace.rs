@@ -8,7 +8,12 @@ use lapin::types::{AMQPValue, FieldTable};
 
 /// Writes the current span's context into message headers.
 pub fn inject_current(headers: &mut FieldTable) {
-    for (name, value) in trace_headers(&tracing::Span::current()) {
+    inject(headers, &tracing::Span::current());
+}
+
+/// Writes `span`'s context into message headers.
+pub fn inject(headers: &mut FieldTable, span: &tracing::Span) {
+    for (name, value) in trace_headers(span) {
         headers.insert(name.into(), AMQPValue::LongString(value.into()));
     }
 }

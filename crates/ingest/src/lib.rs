@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Utc;
 use hookline_bus::codec::{self, proto};
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
-use hookline_bus::{Bus, Publisher, Topology};
+use hookline_bus::{Bus, Publisher, Topology, route};
 use hookline_core::envelope::{RejectReason, Rejection};
 use hookline_core::ids::{EventId, OrganizationId};
 use hookline_core::{Catalog, UpstreamEvent};
@@ -58,12 +58,12 @@ pub struct Accepted {
 #[derive(Clone)]
 pub struct Ingestor {
     catalog: Arc<Catalog>,
-    publisher: Publisher,
-    topology: Topology,
     max_event_size: usize,
     metrics: Metrics,
     /// Stores the events of all handlers waiting at the same moment in one statement.
     store: Batcher<UpstreamEvent, events::Stored>,
+    /// Forwards the events stored at the same moment to the router in one message.
+    forward: Batcher<proto::RouteEvent, Result<(), hookline_bus::Error>>,
 }
 
 impl Ingestor {
@@ -85,7 +85,26 @@ impl Ingestor {
                 async move { events::insert_all(&pool, &batch, "upstream").await }
             })
         };
-        Self { catalog, publisher, topology, max_event_size, metrics, store }
+        // The events of one store batch reach this batcher together, so no linger: it
+        // would only delay them.
+        let forward = {
+            let metrics = metrics.clone();
+            Batcher::new(
+                batch::MAX_ROWS,
+                batch::MAX_RUNNING,
+                Duration::ZERO,
+                move |batch: Arc<Vec<proto::RouteEvent>>| {
+                    let (publisher, topology) = (publisher.clone(), topology.clone());
+                    metrics.batch_ran("route_message", batch.len());
+                    async move {
+                        // One publish carries every event, so its outcome is each event's.
+                        let sent = route::send(&publisher, &topology, batch.to_vec()).await;
+                        Ok(vec![sent; batch.len()])
+                    }
+                },
+            )
+        };
+        Self { catalog, max_event_size, metrics, store, forward }
     }
 
     /// Decodes, validates, stores and forwards one event.
@@ -152,9 +171,10 @@ impl Ingestor {
         Ok(accepted)
     }
 
-    async fn forward(&self, event_id: &EventId, mut route: proto::RouteEvent) -> Result<(), hookline_bus::Error> {
-        route.event_id = event_id.to_string();
-        self.publisher.send_to_queue(&self.topology.route_queue(), &route).await
+    /// Sends the event on to the router, with the events stored alongside it.
+    async fn forward(&self, event_id: &EventId, mut event: proto::RouteEvent) -> Result<(), AcceptError> {
+        event.event_id = event_id.to_string();
+        Ok(self.forward.submit(route::traced(event)).await??)
     }
 
     /// What the consumer does with one message from the ingest queue.
@@ -181,6 +201,8 @@ fn route_message(event: &UpstreamEvent) -> proto::RouteEvent {
         environment: event.environment.as_str().to_owned(),
         actor: event.actor.clone(),
         team: event.team.clone(),
+        traceparent: None,
+        tracestate: None,
     }
 }
 

@@ -3,16 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_bus::codec::{self, proto};
-use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
+use hookline_bus::codec::proto;
+use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome, RejectedPart};
 use hookline_bus::topology::JOB_ROUTING_KEY;
-use hookline_bus::{Bus, Publisher, Topology};
+use hookline_bus::{Bus, Publisher, Topology, route};
 use hookline_core::Environment;
 use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
 use hookline_core::webhook::EventFacts;
 use hookline_store::Pool;
 use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::{deliveries, webhooks};
+use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -88,9 +89,42 @@ async fn create_deliveries(
     deliveries::create_for_events(pool, &targets).await
 }
 
-/// A route message that does not describe an event.
-fn malformed(detail: String) -> Outcome {
-    Outcome::Reject { reason: "malformed".into(), detail }
+/// Reads the parts of a route message's event the router works with.
+fn routing(event: &proto::RouteEvent) -> Result<Routing, String> {
+    match (
+        event.event_id.parse::<EventId>(),
+        event.organization_id.parse::<OrganizationId>(),
+        event.environment.parse::<Environment>(),
+    ) {
+        (Ok(event_id), Ok(organization), Ok(environment)) => Ok(Routing {
+            event_id,
+            organization,
+            environment,
+            event_type: event.event_type.clone(),
+            actor: event.actor.clone(),
+            team: event.team.clone(),
+        }),
+        _ => Err(format!(
+            "route message with unusable ids: event `{}`, organization `{}`, environment `{}`",
+            event.event_id, event.organization_id, event.environment
+        )),
+    }
+}
+
+/// The span of one event's routing: a child of the span that accepted the event, linked
+/// to the route message it came in.
+fn route_span(event: &proto::RouteEvent) -> tracing::Span {
+    let span = tracing::info_span!(
+        "route",
+        service.name = "hookline-router",
+        event_id = %event.event_id,
+        organization = %event.organization_id,
+        event_type = %event.event_type,
+        deliveries = tracing::field::Empty,
+    );
+    route::continue_trace(&span, event);
+    link_to_current(&span);
+    span
 }
 
 impl Router {
@@ -109,68 +143,80 @@ impl Router {
         Self { pool, publisher, topology, metrics, create }
     }
 
+    /// What the consumer does with one route message: routes each of its events. An
+    /// event that can never be routed goes to the rejected queue alone; a transient
+    /// failure returns the whole message (routing again is idempotent).
     async fn handle(&self, message: Arc<Incoming>) -> Outcome {
-        let route: proto::RouteEvent = match codec::decode(&message.data) {
-            Ok(route) => route,
-            Err(rejection) => return malformed(rejection.message),
+        let events = match route::decode(&message) {
+            Ok(events) => events,
+            Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },
         };
-        let (event_id, organization, environment) = match (
-            route.event_id.parse::<EventId>(),
-            route.organization_id.parse::<OrganizationId>(),
-            route.environment.parse::<Environment>(),
-        ) {
-            (Ok(e), Ok(o), Ok(env)) => (e, o, env),
-            _ => return malformed(format!("route message with unusable ids: {route:?}")),
-        };
-        let routing = Routing {
-            event_id,
-            organization,
-            environment,
-            event_type: route.event_type,
-            actor: route.actor,
-            team: route.team,
-        };
-        let event_id = routing.event_id.clone();
-        match self.route(routing, message.redelivered).await {
-            Ok(published) => {
-                tracing::debug!(%event_id, deliveries = published, "event routed");
-                Outcome::Ack
+        let whole = events.len() == 1;
+        let mut rejected = Vec::new();
+        let mut routable = Vec::with_capacity(events.len());
+        for event in events {
+            match routing(&event) {
+                Ok(routing) => routable.push((event, routing)),
+                Err(detail) => rejected.push(("malformed", detail, event)),
             }
-            Err(err @ Error::UnknownEvent(_)) => {
-                Outcome::Reject { reason: "unknown_event".into(), detail: err.to_string() }
+        }
+        match self.route(routable, message.redelivered).await {
+            Ok(unknown) => {
+                rejected.extend(unknown.into_iter().map(|(err, event)| ("unknown_event", err.to_string(), event)))
             }
             Err(err) => {
-                tracing::warn!(%event_id, error = %err, "could not route an event; it will be retried");
-                Outcome::Retry
+                tracing::warn!(error = %err, "could not route a route message's events; they will be retried");
+                return Outcome::Retry;
             }
+        }
+        if rejected.is_empty() {
+            Outcome::Ack
+        } else if whole {
+            // The message as it came, in whichever encoding it came.
+            let (reason, detail, _) = rejected.remove(0);
+            Outcome::Reject { reason: reason.into(), detail }
+        } else {
+            let parts = rejected.into_iter().map(|(reason, detail, event)| RejectedPart {
+                body: route::encode(vec![event]),
+                reason: reason.into(),
+                detail,
+            });
+            Outcome::AckRejecting(parts.collect())
         }
     }
 
-    #[tracing::instrument(
-        name = "route",
-        skip_all,
-        fields(
-            event_id = %routing.event_id,
-            organization = %routing.organization,
-            event_type = %routing.event_type,
-            deliveries,
-        )
-    )]
-    async fn route(&self, routing: Routing, redelivered: bool) -> Result<usize, Error> {
-        let event_id = routing.event_id.clone();
-        let created = self.create.submit(routing).await?.ok_or_else(|| Error::UnknownEvent(event_id.clone()))?;
-        self.metrics.deliveries_created(created.len());
-        // A redelivered route message means an earlier run may have created deliveries
-        // and died before publishing them: publish every one not yet attempted.
-        let to_publish =
-            if redelivered { deliveries::unattempted_for_event(&self.pool, &event_id).await? } else { created };
-        let jobs: Vec<proto::DeliveryJob> = to_publish
-            .iter()
-            .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false })
-            .collect();
-        self.publisher.publish_all(&self.topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs).await?;
-        tracing::Span::current().record("deliveries", jobs.len());
-        Ok(jobs.len())
+    /// Creates the deliveries of `events` and publishes their jobs; returns the events
+    /// their organisations do not have.
+    async fn route(
+        &self,
+        events: Vec<(proto::RouteEvent, Routing)>,
+        redelivered: bool,
+    ) -> Result<Vec<(Error, proto::RouteEvent)>, Error> {
+        let spans: Vec<tracing::Span> = events.iter().map(|(event, _)| route_span(event)).collect();
+        let (events, routings): (Vec<_>, Vec<_>) = events.into_iter().unzip();
+        let event_ids: Vec<EventId> = routings.iter().map(|routing| routing.event_id.clone()).collect();
+        let created = self.create.submit_all(routings).await;
+        let mut jobs = Vec::new();
+        let mut unknown = Vec::new();
+        for (((event, event_id), span), created) in events.into_iter().zip(event_ids).zip(spans).zip(created) {
+            let Some(created) = created? else {
+                unknown.push((Error::UnknownEvent(event_id), event));
+                continue;
+            };
+            self.metrics.deliveries_created(created.len());
+            // A redelivered route message means an earlier run may have created
+            // deliveries and died before publishing them: publish every one not yet
+            // attempted.
+            let to_publish =
+                if redelivered { deliveries::unattempted_for_event(&self.pool, &event_id).await? } else { created };
+            span.record("deliveries", to_publish.len());
+            span.in_scope(|| tracing::debug!(%event_id, deliveries = to_publish.len(), "event routed"));
+            jobs.extend(to_publish.iter().map(|id| {
+                (proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false }, span.clone())
+            }));
+        }
+        self.publisher.publish_all_traced(&self.topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs).await?;
+        Ok(unknown)
     }
 }
 

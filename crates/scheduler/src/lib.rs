@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hookline_bus::codec::{self, proto};
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
-use hookline_bus::{Bus, Publisher, Topology};
+use hookline_bus::{Bus, Publisher, Topology, route};
 use hookline_core::RetryPolicy;
 use hookline_core::envelope::UpstreamEvent;
 use hookline_core::ids::DeliveryId;
@@ -169,10 +169,9 @@ impl Scheduler {
             organization_id: failures.organization_id.to_string(),
             event_type: event.event_type,
             environment: failures.environment.as_str().to_owned(),
-            actor: None,
-            team: None,
+            ..Default::default()
         };
-        self.publisher.send_to_queue(&self.topology.route_queue(), &route).await?;
+        route::send(&self.publisher, &self.topology, vec![route::traced(route)]).await?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use hookline_bus::codec::proto;
 use hookline_bus::topology::JOB_ROUTING_KEY;
-use hookline_bus::{Publisher, Topology};
+use hookline_bus::{Publisher, Topology, route};
 use hookline_core::delivery::DeliveryStatus;
 use hookline_store::Pool;
 use hookline_store::repo::{deliveries, events};
@@ -49,17 +49,24 @@ pub async fn sweep(
     after: Duration,
 ) -> Result<usize, crate::Error> {
     let mut republished = 0;
-    for event in events::unrouted(pool, after, BATCH).await? {
-        let route = proto::RouteEvent {
-            event_id: event.id.to_string(),
-            organization_id: event.organization_id,
-            event_type: event.event_type,
-            environment: event.environment,
-            actor: event.actor,
-            team: event.team,
-        };
-        publisher.send_to_queue(&topology.route_queue(), &route).await?;
-        republished += 1;
+    let unrouted: Vec<proto::RouteEvent> = events::unrouted(pool, after, BATCH)
+        .await?
+        .into_iter()
+        .map(|event| {
+            route::traced(proto::RouteEvent {
+                event_id: event.id.to_string(),
+                organization_id: event.organization_id,
+                event_type: event.event_type,
+                environment: event.environment,
+                actor: event.actor,
+                team: event.team,
+                ..Default::default()
+            })
+        })
+        .collect();
+    if !unrouted.is_empty() {
+        republished += unrouted.len();
+        route::send(publisher, topology, unrouted).await?;
     }
     for overdue in deliveries::claim_overdue(pool, after, BATCH).await? {
         let delivery_id = overdue.id.to_string();

@@ -140,6 +140,32 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
         // A dropped reply means the batch's task panicked or the runtime is shutting down.
         answer.await.map_err(|_| Error::BatcherGone("a batch ended without an answer"))?
     }
+
+    /// Runs `items` with whatever else is waiting, and returns their results in order.
+    /// Every item is queued before any is waited for, so they share a batch (up to the
+    /// batcher's limit) rather than the first going alone.
+    pub async fn submit_all(&self, items: impl IntoIterator<Item = I>) -> Vec<Result<O>> {
+        let answers: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let (reply, answer) = oneshot::channel();
+                self.queue
+                    .send((item, reply))
+                    .map(|()| answer)
+                    .map_err(|_| Error::BatcherGone("the batcher has stopped"))
+            })
+            .collect();
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(match answer {
+                Ok(answer) => {
+                    answer.await.unwrap_or_else(|_| Err(Error::BatcherGone("a batch ended without an answer")))
+                }
+                Err(error) => Err(error),
+            });
+        }
+        results
+    }
 }
 
 /// Runs one batch and checks that every item got its answer.
@@ -233,6 +259,14 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         assert_eq!(*sizes.lock().unwrap(), [1, 1]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn items_submitted_together_share_one_batch_and_answer_in_order() {
+        let (batcher, sizes) = recording(100, 1, Duration::ZERO);
+        let answers: Vec<u32> = batcher.submit_all(0..30).await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(answers, (0..30).collect::<Vec<_>>());
+        assert_eq!(*sizes.lock().unwrap(), [30]);
     }
 
     #[tokio::test]

@@ -27,6 +27,17 @@ pub fn continue_trace_from(span: &tracing::Span, carried: &HashMap<String, Strin
     }
 }
 
+/// Links `span` to the span current now. For work on one item of a batch: its parent is
+/// the item's own producer, and the link leads to the batch it was handled in.
+pub fn link_to_current(span: &tracing::Span) {
+    use opentelemetry::trace::TraceContextExt as _;
+    let current = tracing::Span::current().context();
+    let batch = current.span().span_context().clone();
+    if batch.is_valid() {
+        span.add_link(batch);
+    }
+}
+
 /// Makes `span` a child of the trace context in HTTP `headers`, if they carry one.
 pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
     let carried = TRACE_HEADERS
