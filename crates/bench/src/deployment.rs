@@ -114,6 +114,14 @@ impl Deployment {
         if self.is_running() { "test" } else { "live" }
     }
 
+    /// Mean rows per batch of each batched statement (and per route message), as
+    /// `name rows` pairs, from an in-process deployment's metrics: how much group
+    /// commit gathered. None for a running deployment (read its `/metrics`).
+    pub async fn batch_sizes(&self) -> Option<Vec<(String, f64)>> {
+        let Self::InProcess { env, .. } = self else { return None };
+        Some(mean_batch_rows(&env.metrics.render().await))
+    }
+
     /// Stops and removes an in-process deployment; leaves a running one as it is (the
     /// scenario's organisation and its rows stay).
     pub async fn finish(self) {
@@ -126,5 +134,42 @@ impl Deployment {
                 let _ = bus.connection.close(200, "benchmark done".into()).await;
             }
         }
+    }
+}
+
+/// Mean of each `hookline_batch_rows` histogram in an OpenMetrics text rendering.
+fn mean_batch_rows(rendered: &str) -> Vec<(String, f64)> {
+    let value = |suffix: &str| -> Vec<(String, f64)> {
+        rendered
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("hookline_batch_rows_")?.strip_prefix(suffix)?;
+                let (labels, number) = rest.split_once("} ")?;
+                let name = labels.strip_prefix("{statement=\"")?.strip_suffix('"')?;
+                Some((name.to_owned(), number.trim().parse().ok()?))
+            })
+            .collect()
+    };
+    let counts = value("count");
+    value("sum")
+        .into_iter()
+        .filter_map(|(name, sum)| {
+            let count = counts.iter().find(|(counted, _)| *counted == name)?.1;
+            (count > 0.0).then(|| (name, sum / count))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batch_means_are_read_from_the_histograms() {
+        let rendered = "# HELP hookline_batch_rows Messages ...\n\
+            hookline_batch_rows_sum{statement=\"store_events\"} 300.0\n\
+            hookline_batch_rows_count{statement=\"store_events\"} 8\n\
+            hookline_batch_rows_bucket{le=\"1.0\",statement=\"store_events\"} 0\n\
+            hookline_batch_rows_sum{statement=\"load_jobs\"} 0.0\n\
+            hookline_batch_rows_count{statement=\"load_jobs\"} 0\n";
+        assert_eq!(super::mean_batch_rows(rendered), [("store_events".to_owned(), 37.5)]);
     }
 }

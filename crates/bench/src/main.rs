@@ -146,6 +146,10 @@ fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>) {
     );
     let whose = if matches!(target, Target::Running(_)) { "hookline processes" } else { "this process" };
     println!("  peak RSS ({whose})   {:.0} MiB", outcome.peak_rss_mib);
+    if let Some(sizes) = &outcome.batch_sizes {
+        let line: Vec<String> = sizes.iter().map(|(name, rows)| format!("{name} {rows:.1}")).collect();
+        println!("  rows per batch            {}", line.join(" · "));
+    }
     let samples = &outcome.rss_samples;
     if samples.len() > 2 {
         let line: Vec<String> = samples.iter().map(|mib| format!("{mib:.0}")).collect();

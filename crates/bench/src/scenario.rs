@@ -51,6 +51,8 @@ pub struct Outcome {
     pub peak_rss_mib: f64,
     /// Resident memory sampled every 10 s during the run, MiB (flat means no leak).
     pub rss_samples: Vec<f64>,
+    /// Mean rows per batch, by batched statement (in-process deployments only).
+    pub batch_sizes: Option<Vec<(String, f64)>>,
 }
 
 /// How often resident memory is sampled during a run.
@@ -131,6 +133,7 @@ pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> any
     publishing.await??;
     let cpu = CpuTimes::now(services_apart).since(&cpu_before);
     let peak_rss_mib = peak_rss_mib(services_apart);
+    let batch_sizes = deployment.batch_sizes().await;
     deployment.finish().await;
     let (Some(stored_at), Some(recorded_at)) = (stored_at, recorded_at) else {
         anyhow::bail!(
@@ -151,6 +154,7 @@ pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> any
         },
         peak_rss_mib,
         rss_samples,
+        batch_sizes,
         scenario,
     })
 }
