@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod batching;
+mod consumer;
 mod delivery;
 mod http_ingest;
 mod metrics;

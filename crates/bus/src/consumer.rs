@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_lite::StreamExt as _;
 use hookline_telemetry::Metrics;
 use lapin::Acker;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
 use tokio::sync::Semaphore;
@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::acks::Acks;
 use crate::{AmqpContext as _, Error, Publisher, Result, trace};
 
 /// Header of a rejected message holding the reason code.
@@ -105,7 +106,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 /// Consumes `options.queue` until `shutdown` is cancelled, running `handler` on up to
 /// `options.concurrency` messages at once. Messages are acked only after the handler
-/// returns [`Outcome::Ack`]; rejected ones are first published (with confirm) to
+/// returns [`Outcome::Ack`], many at a time where they finish together (see
+/// [`crate::acks`]); rejected ones are first published (with confirm) to
 /// `rejected_queue`. Returns an error only when the broker connection fails.
 pub async fn consume<H, F>(
     connection: &Connection,
@@ -132,6 +134,7 @@ where
         .context(format!("consuming {}", options.queue))?;
     let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let rejects = Arc::new(rejects);
+    let (acks, acking) = Acks::start(options.queue.clone());
     let mut tasks = JoinSet::new();
     let result = loop {
         let next = tokio::select! {
@@ -144,6 +147,8 @@ where
             None => break Err(Error::ConsumerCancelled(options.queue.clone())),
         };
         let Ok(permit) = slots.clone().acquire_owned().await else { break Ok(()) };
+        let tag = delivery.delivery_tag;
+        acks.delivered(tag);
         // Shared with the handler, so a rejected message can be moved to the rejected
         // queue as it came without copying every message in case.
         let incoming = Arc::new(Incoming {
@@ -165,13 +170,13 @@ where
         let rejects = rejects.clone();
         let metrics = options.metrics.clone();
         let queue = options.queue.clone();
-        let acker = delivery.acker;
+        let (acker, acks) = (delivery.acker, acks.clone());
         // Boxed: a handler's future runs to kilobytes, and the runtime moves a task's
         // future (and later its output slot) several times; a box moves as a pointer.
         let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             let _permit = permit;
             let outcome = handler(incoming.clone()).await;
-            settle(&acker, outcome, &incoming, &queue, &rejects, &metrics).await;
+            settle(Settling { acks: &acks, tag, acker }, outcome, &incoming, &queue, &rejects, &metrics).await;
         });
         tasks.spawn(task.instrument(span));
         while tasks.try_join_next().is_some() {}
@@ -183,13 +188,38 @@ where
     if drained.is_err() {
         tracing::warn!(queue = %options.queue, in_flight = tasks.len(), "shutdown grace over; returning unfinished messages to the queue");
         tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
+    // Every handler is done or gone: ack what finished before closing the channel.
+    drop(acks);
+    acking.finish().await;
     let _ = channel.close(200, "shutdown".into()).await;
     result
 }
 
+/// One delivered message's ways to be settled.
+struct Settling<'a> {
+    acks: &'a Acks,
+    tag: u64,
+    acker: Acker,
+}
+
+impl Settling<'_> {
+    fn ack(self) {
+        self.acks.finished(self.tag, self.acker);
+    }
+
+    /// Returns the message to the queue after a pause, so a failing dependency does not
+    /// turn into a hot loop.
+    async fn retry(self, queue: &str) {
+        tokio::time::sleep(RETRY_PAUSE).await;
+        report(self.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await, queue);
+        self.acks.settled(self.tag);
+    }
+}
+
 async fn settle(
-    acker: &Acker,
+    settling: Settling<'_>,
     outcome: Outcome,
     original: &Incoming,
     queue: &str,
@@ -198,21 +228,17 @@ async fn settle(
 ) {
     let parts = match outcome {
         Outcome::Ack => Vec::new(),
-        Outcome::Retry => {
-            tokio::time::sleep(RETRY_PAUSE).await;
-            return report(acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await, queue);
-        }
+        Outcome::Retry => return settling.retry(queue).await,
         Outcome::Reject { reason, detail } => vec![RejectedPart { body: original.data.clone(), reason, detail }],
         Outcome::AckRejecting(parts) => parts,
     };
     for part in parts {
         if let Err(err) = move_to_rejected(part, original, queue, rejects, metrics).await {
             tracing::error!(error = %err, "could not move a message to the rejected queue; returning it");
-            tokio::time::sleep(RETRY_PAUSE).await;
-            return report(acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await, queue);
+            return settling.retry(queue).await;
         }
     }
-    report(acker.ack(BasicAckOptions::default()).await, queue);
+    settling.ack();
 }
 
 /// Publishes `part` (with confirm) to the rejected queue, its reason in the headers.

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod acks;
 pub mod codec;
 pub mod consumer;
 pub mod depths;
