@@ -136,6 +136,10 @@ fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>) {
         ms(l.p99),
         ms(l.max)
     );
+    if outcome.latency_by_minute.len() > 2 {
+        let line: Vec<String> = outcome.latency_by_minute.iter().map(|l| format!("{:.0}", ms(l.p99))).collect();
+        println!("  p99 by minute (ms)        {}", line.join(" "));
+    }
     let c = &outcome.cpu_per_thousand;
     println!(
         "  CPU per 1,000 deliveries  {:.2} s (hookline+bench {:.2}, RabbitMQ {:.2}, PostgreSQL {:.2})",

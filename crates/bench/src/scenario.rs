@@ -45,6 +45,8 @@ pub struct Outcome {
     pub deliveries_per_second: f64,
     /// Publish → receipt at the sink, successful deliveries.
     pub latency: Latency,
+    /// Publish → receipt by minute of receipt.
+    pub latency_by_minute: Vec<Latency>,
     /// CPU used by the run, per 1,000 deliveries.
     pub cpu_per_thousand: CpuTimes,
     /// This process's peak resident memory after the run, MiB.
@@ -144,6 +146,7 @@ pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> any
         events_per_second: scenario.events as f64 / stored_at.saturating_sub(started).as_secs_f64(),
         deliveries_per_second: expected as f64 / (recorded_at - started).as_secs_f64(),
         latency: sink.latency(),
+        latency_by_minute: sink.latency_by_minute(),
         cpu_per_thousand: CpuTimes {
             bench: cpu.bench * per_thousand,
             broker: cpu.broker * per_thousand,

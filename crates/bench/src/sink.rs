@@ -31,9 +31,34 @@ struct Inner {
     /// Publish → receipt of each successful delivery, in microseconds. A histogram
     /// rather than a list, so a long soak's memory figure is hookline's alone.
     latencies: Mutex<Histogram<u64>>,
+    /// The current minute's latencies, and the percentiles of each finished minute: how
+    /// a long run's latency moves over time, in memory that does not grow with it.
+    minutes: Mutex<Minutes>,
     /// (path, seq) already failed once.
     failed_once: Mutex<HashSet<(String, u64)>>,
     succeeded: AtomicU64,
+}
+
+/// Latency by minute of arrival.
+struct Minutes {
+    /// Minutes since the clock started of the latencies in `current`.
+    minute: u64,
+    current: Histogram<u64>,
+    finished: Vec<Latency>,
+}
+
+impl Minutes {
+    fn record(&mut self, arrived: Duration, micros: u64) {
+        let minute = arrived.as_secs() / 60;
+        if minute != self.minute {
+            if !self.current.is_empty() {
+                self.finished.push(Latency::of(&self.current));
+            }
+            self.current.reset();
+            self.minute = minute;
+        }
+        self.current.saturating_record(micros);
+    }
 }
 
 /// A sink on 127.0.0.1.
@@ -60,8 +85,12 @@ async fn receive(State(sink): State<Sink>, uri: Uri, body: Bytes) -> StatusCode 
         }
     }
     let latency = arrived.saturating_sub(Duration::from_nanos(delivered.payload.sent));
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     if let Ok(mut latencies) = sink.inner.latencies.lock() {
-        latencies.saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX));
+        latencies.saturating_record(micros);
+    }
+    if let Ok(mut minutes) = sink.inner.minutes.lock() {
+        minutes.record(arrived, micros);
     }
     sink.inner.succeeded.fetch_add(1, Ordering::Relaxed);
     StatusCode::OK
@@ -75,6 +104,11 @@ impl Sink {
         let inner = Inner {
             // 1 µs to 1 hour, to three significant digits.
             latencies: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3)?),
+            minutes: Mutex::new(Minutes {
+                minute: 0,
+                current: Histogram::new_with_bounds(1, 3_600_000_000, 3)?,
+                finished: Vec::new(),
+            }),
             failed_once: Mutex::default(),
             succeeded: AtomicU64::default(),
         };
@@ -97,5 +131,34 @@ impl Sink {
     /// Percentiles of the latencies recorded so far.
     pub fn latency(&self) -> Latency {
         self.inner.latencies.lock().map(|histogram| Latency::of(&histogram)).unwrap_or_default()
+    }
+
+    /// Percentiles of each minute of arrivals so far (the last one possibly partial).
+    pub fn latency_by_minute(&self) -> Vec<Latency> {
+        let Ok(minutes) = self.inner.minutes.lock() else { return Vec::new() };
+        let mut all = minutes.finished.clone();
+        if !minutes.current.is_empty() {
+            all.push(Latency::of(&minutes.current));
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_are_summed_up_by_minute_of_arrival() {
+        let mut minutes =
+            Minutes { minute: 0, current: Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap(), finished: vec![] };
+        minutes.record(Duration::from_secs(10), 1_000);
+        minutes.record(Duration::from_secs(59), 2_000);
+        minutes.record(Duration::from_secs(61), 1_500);
+        minutes.record(Duration::from_secs(190), 700);
+        let maxima: Vec<u128> = minutes.finished.iter().map(|l| l.max.as_micros()).collect();
+        assert_eq!(maxima, vec![2_000, 1_500], "minutes 0 and 1 are finished; minute 2 had no arrivals");
+        assert_eq!(minutes.minute, 3);
+        assert_eq!(minutes.current.max(), 700);
     }
 }
