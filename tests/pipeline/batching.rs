@@ -9,11 +9,13 @@ use hookline_core::envelope::UpstreamEvent;
 use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
 use hookline_store::repo::deliveries::{self, AttemptRecord};
 use hookline_store::repo::events::{self, Stored};
+use hookline_store::repo::jobs::{self, TargetCache};
 use hookline_store::repo::webhooks;
+use hookline_store::{ConfigWatch, config_watch};
 use hookline_tests::TestEnv;
 use serde_json::json;
 
-fn event(organization: &OrganizationId, key: Option<&str>) -> UpstreamEvent {
+pub(crate) fn event(organization: &OrganizationId, key: Option<&str>) -> UpstreamEvent {
     UpstreamEvent {
         message_id: key.map(str::to_owned),
         event_type: "job.created".into(),
@@ -46,12 +48,17 @@ fn attempt(delivery: &DeliveryId, number: u32, status: u16) -> AttemptRecord {
 }
 
 /// The organisation's one live webhook, as the router reads it.
-async fn live_webhook(env: &TestEnv, organization: &OrganizationId) -> webhooks::RoutableWebhook {
+pub(crate) async fn live_webhook(env: &TestEnv, organization: &OrganizationId) -> webhooks::RoutableWebhook {
     let live = (organization.clone(), Environment::Live);
     webhooks::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0)
 }
 
-fn inserted(stored: &Stored) -> EventId {
+/// A cache that never keeps anything: every load reads the tables.
+fn uncached() -> TargetCache {
+    TargetCache::new(ConfigWatch::unwatched(), config_watch::MAX_AGE, config_watch::CAPACITY)
+}
+
+pub(crate) fn inserted(stored: &Stored) -> EventId {
     match stored {
         Stored::Inserted(id) => id.clone(),
         other => panic!("expected a new event, got {other:?}"),
@@ -158,7 +165,7 @@ async fn jobs_loaded_and_attempts_recorded_together_each_answer_for_their_delive
     let created = deliveries::create_for_event(&env.pool, &inserted(&stored), &org.id, &targets).await.unwrap();
     let (a, b) = (created[0].clone(), created[1].clone());
 
-    let contexts = deliveries::job_contexts(&env.pool, &env.secrets, &[b.clone(), DeliveryId::generate(), a.clone()])
+    let contexts = jobs::job_contexts(&env.pool, &env.secrets, &uncached(), &[b.clone(), DeliveryId::generate(), a.clone()])
         .await
         .unwrap();
     let ids: Vec<_> = contexts.iter().map(|c| c.as_ref().map(|c| c.delivery_id.clone())).collect();
@@ -201,7 +208,7 @@ async fn batch_statements_planned_while_the_tables_were_empty_use_indexes_once_t
     // One connection, so the statements it has cached are the ones measured below.
     let pool = hookline_store::connect(env.settings.database_url(), 1).unwrap();
     for _ in 0..10 {
-        deliveries::job_contexts(&pool, &env.secrets, &batch).await.unwrap();
+        jobs::job_contexts(&pool, &env.secrets, &uncached(), &batch).await.unwrap();
     }
     // The tables grow by 20,000 events and deliveries, and nothing analyses them (as
     // with autovacuum off, or before it comes round).
@@ -238,7 +245,7 @@ async fn batch_statements_planned_while_the_tables_were_empty_use_indexes_once_t
     let before = sequential_scans().await;
     // Ten deliveries of 20,000: an index lookup each, for deliveries and their events.
     for _ in 0..10 {
-        let loaded = deliveries::job_contexts(&pool, &env.secrets, &batch[..10]).await.unwrap();
+        let loaded = jobs::job_contexts(&pool, &env.secrets, &uncached(), &batch[..10]).await.unwrap();
         assert_eq!(loaded[0].as_ref().map(|job| &job.delivery_id), Some(&delivery));
     }
     assert_eq!(sequential_scans().await, before, "sequential scans of deliveries and events");

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod batching;
+mod config_cache;
 mod consumer;
 mod delivery;
 mod http_ingest;

@@ -10,8 +10,9 @@ use hookline_bus::{Bus, Publisher, Topology, route};
 use hookline_core::Environment;
 use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
 use hookline_core::webhook::EventFacts;
-use hookline_store::Pool;
+use hookline_store::{ConfigWatch, Pool, config_watch};
 use hookline_store::batch::{self, Batcher};
+use hookline_store::repo::webhooks::RoutableCache;
 use hookline_store::repo::{deliveries, webhooks};
 use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
@@ -60,13 +61,14 @@ struct Routing {
 /// statement for their deliveries.
 async fn create_deliveries(
     pool: &Pool,
+    cache: &RoutableCache,
     events: &[Routing],
 ) -> Result<Vec<Option<Vec<DeliveryId>>>, hookline_store::Error> {
     let mut scopes: Vec<webhooks::RoutingScope> =
         events.iter().map(|event| (event.organization.clone(), event.environment)).collect();
     scopes.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
     scopes.dedup();
-    let routable = webhooks::routable(pool, &scopes).await?;
+    let routable = webhooks::routable_cached(pool, cache, &scopes).await?;
     let targets: Vec<deliveries::EventTargets> = events
         .iter()
         .map(|event| {
@@ -79,7 +81,7 @@ async fn create_deliveries(
             let targets = routable
                 .get(&(event.organization.clone(), event.environment))
                 .into_iter()
-                .flatten()
+                .flat_map(|webhooks| webhooks.iter())
                 .filter(|webhook| webhook.subscription.matches(&facts))
                 .flat_map(|webhook| webhook.endpoints.iter().map(|endpoint| (webhook.id.clone(), endpoint.clone())))
                 .collect();
@@ -131,13 +133,21 @@ impl Router {
     /// A router reading webhooks from `pool`, publishing jobs through `publisher` and
     /// counting the deliveries it creates in `metrics`. Must be made inside a tokio
     /// runtime.
-    pub fn new(pool: Pool, publisher: Publisher, topology: Topology, batch_linger: Duration, metrics: Metrics) -> Self {
+    pub fn new(
+        pool: Pool,
+        watch: ConfigWatch,
+        publisher: Publisher,
+        topology: Topology,
+        batch_linger: Duration,
+        metrics: Metrics,
+    ) -> Self {
+        let cache = Arc::new(RoutableCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY));
         let create = {
             let (pool, metrics) = (pool.clone(), metrics.clone());
             Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |events: Arc<Vec<Routing>>| {
-                let pool = pool.clone();
+                let (pool, cache) = (pool.clone(), cache.clone());
                 metrics.batch_ran("create_deliveries", events.len());
-                async move { create_deliveries(&pool, &events).await }
+                async move { create_deliveries(&pool, &cache, &events).await }
             })
         };
         Self { pool, publisher, topology, metrics, create }
@@ -226,8 +236,15 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-router", &delays).await?;
     bus.report_queue_depths(&metrics);
-    let router =
-        Router::new(pool, bus.publisher.clone(), bus.topology.clone(), settings.database.batch_linger, metrics.clone());
+    let watch = ConfigWatch::listen(settings.database_url()).await?;
+    let router = Router::new(
+        pool,
+        watch,
+        bus.publisher.clone(),
+        bus.topology.clone(),
+        settings.database.batch_linger,
+        metrics.clone(),
+    );
     let options = ConsumerOptions {
         service: "hookline-router",
         metrics,

@@ -17,6 +17,9 @@ pub enum Error {
     /// The database URL or pool settings are unusable.
     #[error("database configuration: {0}")]
     Config(String),
+    /// The connection listening for configuration changes ended before it listened.
+    #[error("listening for webhook changes: {0}")]
+    Listen(&'static str),
     /// Applying migrations failed.
     #[error("migrating the database: {0}")]
     Migration(String),

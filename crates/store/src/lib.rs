@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod batch;
+pub mod config_watch;
 mod error;
 mod pool;
 pub mod repo;
 
+pub use config_watch::{ConfigCache, ConfigWatch};
 pub use deadpool_postgres::Pool;
 pub use error::{Error, Result};
 pub use pool::{connect, migrate, open};

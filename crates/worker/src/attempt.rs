@@ -11,7 +11,8 @@ use hookline_core::receiver_auth::{
     HMAC_CLIENT_ID_HEADER, HMAC_SIGNATURE_HEADER, HMAC_TIMESTAMP_HEADER, hmac_sha256_signature,
 };
 use hookline_core::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use hookline_store::repo::deliveries::{AttemptRecord, JobContext};
+use hookline_store::repo::deliveries::AttemptRecord;
+use hookline_store::repo::jobs::JobContext;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument as _;
 
@@ -71,15 +72,15 @@ pub async fn perform(
     headers.insert("content-type".to_owned(), "application/json".to_owned());
     headers.insert(HEADER_ID.to_owned(), message_id.to_owned());
     headers.insert(HEADER_TIMESTAMP.to_owned(), timestamp.to_string());
-    let mut signature = context.signing_secret.sign(message_id, timestamp, &body);
-    if let Some(previous) = &context.previous_signing_secret {
+    let mut signature = context.target.signing_secret.sign(message_id, timestamp, &body);
+    if let Some(previous) = context.target.previous_signing_secret(started_at) {
         signature.push(' ');
         signature.push_str(&previous.sign(message_id, timestamp, &body));
     }
     headers.insert(HEADER_SIGNATURE.to_owned(), signature);
     // The request's own client span, so a receiver that joins the trace (from
     // `traceparent`) hangs its work under this very attempt.
-    let method = context.method.as_str();
+    let method = context.target.method.as_str();
     let request_span = tracing::info_span!(
         "webhook request",
         otel.name = %method,
@@ -90,7 +91,7 @@ pub async fn perform(
         error.type = tracing::field::Empty,
     );
     headers.extend(hookline_telemetry::propagation::trace_headers(&request_span));
-    for (name, value) in &context.headers {
+    for (name, value) in &context.target.headers {
         let lower = name.to_ascii_lowercase();
         if !RESERVED_HEADERS.contains(&lower.as_str()) {
             headers.insert(lower, value.clone());
@@ -102,8 +103,8 @@ pub async fn perform(
         manual,
         started_at,
         duration_ms: 0,
-        request_method: context.method.as_str().to_owned(),
-        request_url: context.url.clone(),
+        request_method: context.target.method.as_str().to_owned(),
+        request_url: context.target.url.clone(),
         request_headers: headers.clone(),
         status_code: None,
         response_headers: None,
@@ -153,7 +154,7 @@ fn authenticate(
     headers: &mut BTreeMap<String, String>,
     recorded: &mut BTreeMap<String, String>,
 ) -> Result<(), String> {
-    let Some(values) = &context.credential else { return Ok(()) };
+    let Some(values) = &context.target.credential else { return Ok(()) };
     let values = values.as_ref().ok_or("the endpoint's credential no longer exists")?;
     let credential = values.for_organization(context.organization_id.as_str()).ok_or_else(|| {
         format!("the credential has no values for organisation {} and no default", context.organization_id)
@@ -179,7 +180,7 @@ fn authenticate(
         Credential::AwsSigv4 { access_key, secret_key, region, service, .. } => {
             let credential = SigV4 { access_key, secret_key, region, service };
             let signed =
-                sign_request(&credential, context.method.as_str(), &context.url, headers, body, SystemTime::now())?;
+                sign_request(&credential, context.target.method.as_str(), &context.target.url, headers, body, SystemTime::now())?;
             for (name, value) in signed {
                 if name == "authorization" || name == "x-amz-security-token" {
                     secret_headers.push((name, value));
@@ -215,7 +216,7 @@ async fn send(
     body: Vec<u8>,
     settings: &AttemptSettings<'_>,
 ) -> Result<Response, (ErrorKind, String)> {
-    let url = reqwest::Url::parse(&context.url)
+    let url = reqwest::Url::parse(&context.target.url)
         .map_err(|err| (ErrorKind::InvalidEndpoint, format!("endpoint URL is not valid: {err}")))?;
     match url.scheme() {
         "https" => {}
@@ -235,7 +236,7 @@ async fn send(
             .map_err(|_| (ErrorKind::InvalidEndpoint, format!("header `{name}` has a value that is not valid")))?;
         header_map.insert(name, value);
     }
-    let method = reqwest::Method::from_bytes(context.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    let method = reqwest::Method::from_bytes(context.target.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
     let mut response = settings
         .client
         .request(method, url)

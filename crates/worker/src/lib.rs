@@ -13,9 +13,10 @@ use hookline_bus::topology::DEFER_DELAY;
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::Catalog;
 use hookline_core::ids::DeliveryId;
-use hookline_store::Pool;
+use hookline_store::{Pool, config_watch};
 use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::deliveries::{self, AttemptRecord};
+use hookline_store::repo::jobs::{self, TargetCache};
 use hookline_store::repo::webhooks;
 use hookline_telemetry::metrics::DeliveryOutcome;
 use hookline_telemetry::{Metrics, Settings};
@@ -53,7 +54,7 @@ pub struct Worker {
     settings: Arc<Settings>,
     metrics: Metrics,
     /// Loads the jobs of all handlers starting at the same moment in one query.
-    load: Batcher<DeliveryId, Option<deliveries::JobContext>>,
+    load: Batcher<DeliveryId, Option<jobs::JobContext>>,
     /// Records the attempts of all handlers finishing at the same moment in one
     /// statement.
     record: Batcher<deliveries::AttemptRecord, bool>,
@@ -104,8 +105,8 @@ impl Worker {
         span.record("event_id", context.event_id.as_str());
         span.record("event_type", context.event_type.as_str());
         span.record("organization", context.organization_id.as_str());
-        span.record("webhook_id", context.webhook_id.as_str());
-        if let Ok(url) = url::Url::parse(&context.url) {
+        span.record("webhook_id", context.target.webhook_id.as_str());
+        if let Ok(url) = url::Url::parse(&context.target.url) {
             span.record("endpoint_host", url.host_str().unwrap_or_default());
         }
         // A duplicate job (redelivered, or published twice by a recovery path) for an
@@ -118,7 +119,7 @@ impl Worker {
             );
             return Ok(Outcome::Ack);
         }
-        if !context.webhook_enabled {
+        if !context.target.webhook_enabled {
             // Closing the delivery (rather than just dropping the job) keeps the
             // reconciliation sweep from republishing it forever.
             if deliveries::mark_failed(&self.pool, delivery_id).await? {
@@ -129,7 +130,7 @@ impl Worker {
         }
         // Over the endpoint's cap for longer than a healthy endpoint would be: wait in the
         // short delay queue instead of holding a place other endpoints could use.
-        let Some(slot) = self.slots.take(context.endpoint_id.as_str()).await else {
+        let Some(slot) = self.slots.take(context.target.endpoint_id.as_str()).await else {
             let job = proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt, manual };
             self.publisher.send_to_queue(&self.topology.delay_queue(DEFER_DELAY), &job).await?;
             return Ok(Outcome::Ack);
@@ -167,8 +168,8 @@ impl Worker {
             // 410 Gone: the receiver says this endpoint is gone for good.
             let gone = status_code == Some(410);
             if gone {
-                let reason = format!("{} answered 410 Gone at {}", context.url, started_at.to_rfc3339());
-                webhooks::disable(&self.pool, &context.webhook_id, &reason).await?;
+                let reason = format!("{} answered 410 Gone at {}", context.target.url, started_at.to_rfc3339());
+                webhooks::disable(&self.pool, &context.target.webhook_id, &reason).await?;
                 tracing::warn!(%reason, "webhook deactivated");
             }
             let failed = proto::FailedAttempt {
@@ -219,6 +220,8 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         concurrency: settings.delivery.concurrency,
         shutdown_grace: settings.shutdown.grace,
     };
+    let watch = hookline_store::ConfigWatch::listen(settings.database_url()).await?;
+    let targets = Arc::new(TargetCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY));
     let load = {
         let (pool, secrets, metrics) = (pool.clone(), secrets.clone(), metrics.clone());
         Batcher::new(
@@ -226,9 +229,9 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
             batch::MAX_RUNNING,
             settings.database.batch_linger,
             move |ids: Arc<Vec<DeliveryId>>| {
-                let (pool, secrets) = (pool.clone(), secrets.clone());
+                let (pool, secrets, targets) = (pool.clone(), secrets.clone(), targets.clone());
                 metrics.batch_ran("load_jobs", ids.len());
-                async move { deliveries::job_contexts(&pool, &secrets, &ids).await }
+                async move { jobs::job_contexts(&pool, &secrets, &targets, &ids).await }
             },
         )
     };

@@ -4,17 +4,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use hookline_core::credential::CredentialValues;
-use hookline_core::crypto::SecretBox;
 use hookline_core::delivery::{DeliveryStatus, ErrorKind};
 use hookline_core::environment::Environment;
 use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId, WebhookId};
-use hookline_core::signing::SigningSecret;
-use hookline_core::webhook::HttpMethod;
 use tokio_postgres::types::Type;
 
 use crate::error::{Error, QueryContext as _, Result};
-use crate::repo::credentials;
 use crate::repo::webhooks::parse_id;
 
 /// Where one event goes: the webhook and endpoint of each delivery to create.
@@ -120,126 +115,6 @@ pub async fn unattempted_for_event(pool: &Pool, event: &EventId) -> Result<Vec<D
         .await
         .context("loading unattempted deliveries")?;
     rows.into_iter().map(|row| parse_id(row.get(0))).collect()
-}
-
-/// Everything a worker needs to make one attempt.
-#[derive(Debug, Clone)]
-pub struct JobContext {
-    /// The delivery.
-    pub delivery_id: DeliveryId,
-    /// Where it stands now.
-    pub status: DeliveryStatus,
-    /// Attempts recorded so far.
-    pub attempt_count: u32,
-    /// The event: its id is the `messageId` and `webhook-id`.
-    pub event_id: EventId,
-    /// Catalog code.
-    pub event_type: String,
-    /// Live or test.
-    pub environment: Environment,
-    /// When it happened.
-    pub occurred_at: DateTime<Utc>,
-    /// Payload.
-    pub data: serde_json::Value,
-    /// Owner of event and webhook.
-    pub organization_id: OrganizationId,
-    /// The webhook.
-    pub webhook_id: WebhookId,
-    /// False once the webhook was deactivated or deleted: waiting jobs are then dropped.
-    pub webhook_enabled: bool,
-    /// Decrypted signing secret.
-    pub signing_secret: SigningSecret,
-    /// The secret before the last rotation, while its overlap lasts: deliveries are
-    /// signed with both.
-    pub previous_signing_secret: Option<SigningSecret>,
-    /// The endpoint.
-    pub endpoint_id: EndpointId,
-    /// Endpoint URL.
-    pub url: String,
-    /// Endpoint method.
-    pub method: HttpMethod,
-    /// Extra headers configured on the endpoint.
-    pub headers: BTreeMap<String, String>,
-    /// The endpoint's credential: `None` when it has none, `Some(None)` when it names
-    /// one that no longer exists (the attempt must then fail, not go out unauthenticated).
-    pub credential: Option<Option<CredentialValues>>,
-}
-
-/// Loads a delivery with its event, endpoint, webhook and credential in one round trip.
-pub async fn job_context(pool: &Pool, secrets: &SecretBox, id: &DeliveryId) -> Result<Option<JobContext>> {
-    Ok(job_contexts(pool, secrets, std::slice::from_ref(id)).await?.pop().flatten())
-}
-
-/// [`job_context`] for several deliveries in one query; answers for each id in order
-/// (`None` for one that does not exist).
-pub async fn job_contexts(pool: &Pool, secrets: &SecretBox, ids: &[DeliveryId]) -> Result<Vec<Option<JobContext>>> {
-    let client = pool.get().await?;
-    let wanted: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
-    let rows = client
-        .query_typed(
-            "SELECT d.status, d.attempt_count, e.id, e.event_type, e.environment, e.occurred_at, e.data,
-                    d.organization_id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
-                    ep.url, ep.method, ep.headers, c.secret, ep.credential_id IS NOT NULL,
-                    CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_signing_secret END, d.endpoint_id,
-                    d.id
-             FROM deliveries d
-             JOIN events e ON e.id = d.event_id
-             JOIN endpoints ep ON ep.id = d.endpoint_id
-             JOIN webhooks w ON w.id = d.webhook_id
-             LEFT JOIN credentials c ON c.id = ep.credential_id AND c.deleted_at IS NULL
-             WHERE d.id = ANY($1::text[])",
-            &[(&wanted, Type::TEXT_ARRAY)],
-        )
-        .await
-        .context("loading deliveries")?;
-    let mut found = std::collections::HashMap::with_capacity(rows.len());
-    for row in rows {
-        let context = job_context_from(&row, secrets)?;
-        found.insert(context.delivery_id.clone(), context);
-    }
-    // The same id twice gets the same context twice.
-    Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
-}
-
-fn job_context_from(row: &tokio_postgres::Row, secrets: &SecretBox) -> Result<JobContext> {
-    let id: DeliveryId = parse_id(row.get(18))?;
-    let corrupt = |what: &str| Error::Corrupt(format!("delivery {id}: {what}"));
-    let status: String = row.get(0);
-    let attempt_count: i32 = row.get(1);
-    let environment: String = row.get(4);
-    let sealed_secret: Vec<u8> = row.get(10);
-    let method: String = row.get(12);
-    let headers: serde_json::Value = row.get(13);
-    let credential: Option<Vec<u8>> = row.get(14);
-    Ok(JobContext {
-        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        attempt_count: u32::try_from(attempt_count).map_err(|_| corrupt("attempt count"))?,
-        event_id: parse_id(row.get(2))?,
-        event_type: row.get(3),
-        environment: environment.parse().map_err(|_| corrupt("environment"))?,
-        occurred_at: row.get(5),
-        data: row.get(6),
-        organization_id: parse_id(row.get(7))?,
-        webhook_id: parse_id(row.get(8))?,
-        webhook_enabled: row.get(9),
-        signing_secret: SigningSecret::parse(&secrets.open_string(&sealed_secret)?).map_err(|_| corrupt("secret"))?,
-        previous_signing_secret: row
-            .get::<_, Option<Vec<u8>>>(16)
-            .map(|sealed| -> Result<SigningSecret> {
-                SigningSecret::parse(&secrets.open_string(&sealed)?).map_err(|_| corrupt("previous secret"))
-            })
-            .transpose()?,
-        endpoint_id: parse_id(row.get(17))?,
-        url: row.get(11),
-        method: method.parse().map_err(|_| corrupt("method"))?,
-        headers: serde_json::from_value(headers).map_err(|_| corrupt("headers"))?,
-        credential: if row.get::<_, bool>(15) {
-            Some(credential.map(|sealed| credentials::open(secrets, &sealed)).transpose()?)
-        } else {
-            None
-        },
-        delivery_id: id,
-    })
 }
 
 /// One attempt, as recorded.

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod deliveries;
 pub mod delivery_log;
 pub mod events;
+pub mod jobs;
 pub mod key_check;
 pub mod organizations;
 pub mod webhook_views;

@@ -1,6 +1,7 @@
 //! Webhooks and their endpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -11,6 +12,7 @@ use hookline_core::signing::SigningSecret;
 use hookline_core::webhook::{HttpMethod, Subscription};
 use tokio_postgres::types::Type;
 
+use crate::config_watch::ConfigCache;
 use crate::error::{Error, QueryContext as _, Result};
 
 /// One endpoint of a webhook being created.
@@ -175,7 +177,7 @@ pub type RoutingScope = (OrganizationId, Environment);
 pub async fn routable(
     pool: &Pool,
     scopes: &[RoutingScope],
-) -> Result<std::collections::HashMap<RoutingScope, Vec<RoutableWebhook>>> {
+) -> Result<HashMap<RoutingScope, Vec<RoutableWebhook>>> {
     let client = pool.get().await?;
     let organizations: Vec<&str> = scopes.iter().map(|(organization, _)| organization.as_str()).collect();
     let environments: Vec<&str> = scopes.iter().map(|(_, environment)| environment.as_str()).collect();
@@ -191,7 +193,7 @@ pub async fn routable(
         )
         .await
         .context("loading routable webhooks")?;
-    let mut found: std::collections::HashMap<RoutingScope, Vec<RoutableWebhook>> =
+    let mut found: HashMap<RoutingScope, Vec<RoutableWebhook>> =
         scopes.iter().map(|scope| (scope.clone(), Vec::new())).collect();
     for row in rows {
         let events: Vec<String> = row.get(1);
@@ -209,6 +211,39 @@ pub async fn routable(
             endpoints: endpoints.iter().map(|e| parse_id(e)).collect::<Result<_>>()?,
         };
         found.entry((parse_id(row.get(5))?, environment)).or_default().push(webhook);
+    }
+    Ok(found)
+}
+
+/// The routable webhooks of each scope as last read, kept until a webhook, endpoint or
+/// credential changes.
+pub type RoutableCache = ConfigCache<RoutingScope, Arc<Vec<RoutableWebhook>>>;
+
+/// [`routable`], answered from `cache` where it can be: only the scopes it does not hold
+/// are read, in one query.
+pub async fn routable_cached(
+    pool: &Pool,
+    cache: &RoutableCache,
+    scopes: &[RoutingScope],
+) -> Result<HashMap<RoutingScope, Arc<Vec<RoutableWebhook>>>> {
+    let mut found = HashMap::with_capacity(scopes.len());
+    let mut missing = Vec::new();
+    for scope in scopes {
+        match cache.get(scope) {
+            Some(webhooks) => {
+                found.insert(scope.clone(), webhooks);
+            }
+            None => missing.push(scope.clone()),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let version = cache.version();
+    for (scope, webhooks) in routable(pool, &missing).await? {
+        let webhooks = Arc::new(webhooks);
+        cache.insert(version, scope.clone(), webhooks.clone());
+        found.insert(scope, webhooks);
     }
     Ok(found)
 }
