@@ -165,9 +165,10 @@ async fn jobs_loaded_and_attempts_recorded_together_each_answer_for_their_delive
     let created = deliveries::create_for_event(&env.pool, &inserted(&stored), &org.id, &targets).await.unwrap();
     let (a, b) = (created[0].clone(), created[1].clone());
 
-    let contexts = jobs::job_contexts(&env.pool, &env.secrets, &uncached(), &[b.clone(), DeliveryId::generate(), a.clone()])
-        .await
-        .unwrap();
+    let contexts =
+        jobs::job_contexts(&env.pool, &env.secrets, &uncached(), &[b.clone(), DeliveryId::generate(), a.clone()])
+            .await
+            .unwrap();
     let ids: Vec<_> = contexts.iter().map(|c| c.as_ref().map(|c| c.delivery_id.clone())).collect();
     assert_eq!(ids, [Some(b.clone()), None, Some(a.clone())]);
 

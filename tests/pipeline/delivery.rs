@@ -235,8 +235,9 @@ async fn a_duplicate_job_for_a_settled_delivery_sends_nothing() {
     assert!(settled);
     let delivery_id: String = env.scalar("SELECT id FROM deliveries", &[]).await;
     // A redelivered copy of the job, and a stray later attempt, as a recovery path might publish.
-    let jobs: Vec<DeliveryJob> =
-        (1..=2).map(|attempt| DeliveryJob { delivery_id: delivery_id.clone(), attempt, manual: false }).collect();
+    let jobs: Vec<DeliveryJob> = (1..=2)
+        .map(|attempt| DeliveryJob { delivery_id: delivery_id.clone(), attempt, manual: false, ..Default::default() })
+        .collect();
     let topology = &env.bus.topology;
     env.bus
         .publisher

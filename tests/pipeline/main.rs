@@ -7,6 +7,7 @@ mod config_cache;
 mod consumer;
 mod delivery;
 mod http_ingest;
+mod job_batches;
 mod metrics;
 mod outcomes;
 mod reconcile;

@@ -105,7 +105,8 @@ pub async fn redeliver(
         .await
         .map_err(|e| ApiError::internal(&e))?
         .ok_or_else(|| not_found("delivery"))?;
-    publish_manual(&state, &[DeliveryJob { delivery_id: id.to_string(), attempt, manual: true }]).await?;
+    publish_manual(&state, &[DeliveryJob { delivery_id: id.to_string(), attempt, manual: true, ..Default::default() }])
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"delivery_id": id, "attempt": attempt}))))
 }
 
@@ -138,7 +139,12 @@ pub async fn recover(
         .map_err(|e| ApiError::internal(&e))?;
     let jobs: Vec<_> = failed
         .iter()
-        .map(|(delivery, attempt)| DeliveryJob { delivery_id: delivery.to_string(), attempt: *attempt, manual: true })
+        .map(|(delivery, attempt)| DeliveryJob {
+            delivery_id: delivery.to_string(),
+            attempt: *attempt,
+            manual: true,
+            ..Default::default()
+        })
         .collect();
     publish_manual(&state, &jobs).await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"requeued": jobs.len()}))))

@@ -44,7 +44,7 @@ pub async fn send(
         deliveries::create_for_event(&state.pool, &event_id, organization, &targets).await.map_err(|e| internal(&e))?;
     let jobs: Vec<_> = created
         .iter()
-        .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false })
+        .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false, ..Default::default() })
         .collect();
     state
         .publisher

@@ -4,6 +4,7 @@ mod acks;
 pub mod codec;
 pub mod consumer;
 pub mod depths;
+pub mod jobs;
 pub mod publisher;
 pub mod route;
 pub mod topology;

@@ -85,9 +85,21 @@ impl Publisher {
         routing_key: &str,
         messages: impl Iterator<Item = (&'m M, BasicProperties)>,
     ) -> Result<()> {
+        let encoded: Vec<_> = messages.map(|(message, properties)| (message.encode_to_vec(), properties)).collect();
+        self.publish_encoded(exchange, routing_key, encoded).await
+    }
+
+    /// Publishes encoded bodies, each with its own properties, then waits for all their
+    /// confirms.
+    pub async fn publish_encoded(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        messages: Vec<(Vec<u8>, BasicProperties)>,
+    ) -> Result<()> {
         let mut confirms = Vec::new();
-        for (message, properties) in messages {
-            confirms.push(self.send(exchange, routing_key, &message.encode_to_vec(), properties).await?);
+        for (body, properties) in messages {
+            confirms.push(self.send(exchange, routing_key, &body, properties).await?);
         }
         let mut first_error = None;
         for confirm in confirms {
@@ -124,7 +136,7 @@ impl Publisher {
 }
 
 /// Properties of one of hookline's protobuf messages, carrying `span`'s trace context.
-fn message_properties(span: &tracing::Span) -> BasicProperties {
+pub(crate) fn message_properties(span: &tracing::Span) -> BasicProperties {
     let mut headers = FieldTable::default();
     trace::inject(&mut headers, span);
     BasicProperties::default().with_content_type(PROTOBUF.into()).with_headers(headers)

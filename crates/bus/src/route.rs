@@ -4,10 +4,7 @@
 //! pipeline's CPU. Each event carries its own trace context, so it stays in its own
 //! trace.
 
-use std::collections::HashMap;
-
 use hookline_core::envelope::{RejectReason, Rejection};
-use hookline_telemetry::propagation::{TRACE_HEADERS, continue_trace_from, trace_headers};
 use lapin::BasicProperties;
 use prost::Message as _;
 
@@ -22,9 +19,7 @@ pub const ROUTE_EVENTS_TYPE: &str = "hookline.v1.RouteEvents";
 /// `event`, stamped with the current span's trace context, so the router's work on it
 /// continues the trace of the span that accepted it.
 pub fn traced(mut event: proto::RouteEvent) -> proto::RouteEvent {
-    let mut carried = trace_headers(&tracing::Span::current());
-    event.traceparent = carried.remove("traceparent");
-    event.tracestate = carried.remove("tracestate");
+    (event.traceparent, event.tracestate) = trace::carried_fields(&tracing::Span::current());
     event
 }
 
@@ -65,12 +60,7 @@ pub fn decode(message: &Incoming) -> Result<Vec<proto::RouteEvent>, Rejection> {
 
 /// Makes `span` a child of the span that accepted `event`, when the event says which.
 pub fn continue_trace(span: &tracing::Span, event: &proto::RouteEvent) {
-    let carried: HashMap<String, String> = TRACE_HEADERS
-        .into_iter()
-        .zip([&event.traceparent, &event.tracestate])
-        .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
-        .collect();
-    continue_trace_from(span, &carried);
+    trace::continue_from_fields(span, &event.traceparent, &event.tracestate);
 }
 
 #[cfg(test)]

@@ -28,6 +28,23 @@ pub fn set_parent_from(span: &tracing::Span, headers: Option<&FieldTable>) {
     continue_trace_from(span, &carried);
 }
 
+/// `span`'s context as the `traceparent` and `tracestate` fields of a message that
+/// travels in a batch (each item keeps its own trace).
+pub fn carried_fields(span: &tracing::Span) -> (Option<String>, Option<String>) {
+    let mut carried = trace_headers(span);
+    (carried.remove("traceparent"), carried.remove("tracestate"))
+}
+
+/// Makes `span` a child of the context an item of a batch carries in its own fields.
+pub fn continue_from_fields(span: &tracing::Span, traceparent: &Option<String>, tracestate: &Option<String>) {
+    let carried: HashMap<String, String> = TRACE_HEADERS
+        .into_iter()
+        .zip([traceparent, tracestate])
+        .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+        .collect();
+    continue_trace_from(span, &carried);
+}
+
 /// A header's value as text, whichever string type the publisher used.
 pub fn header_string(value: &AMQPValue) -> Option<String> {
     match value {

@@ -5,15 +5,14 @@ use std::time::Duration;
 
 use hookline_bus::codec::proto;
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome, RejectedPart};
-use hookline_bus::topology::JOB_ROUTING_KEY;
 use hookline_bus::{Bus, Publisher, Topology, route};
 use hookline_core::Environment;
 use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
 use hookline_core::webhook::EventFacts;
-use hookline_store::{ConfigWatch, Pool, config_watch};
 use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::webhooks::RoutableCache;
 use hookline_store::repo::{deliveries, webhooks};
+use hookline_store::{ConfigWatch, Pool, config_watch};
 use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
@@ -222,10 +221,13 @@ impl Router {
             span.record("deliveries", to_publish.len());
             span.in_scope(|| tracing::debug!(%event_id, deliveries = to_publish.len(), "event routed"));
             jobs.extend(to_publish.iter().map(|id| {
-                (proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false }, span.clone())
+                (
+                    proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false, ..Default::default() },
+                    span.clone(),
+                )
             }));
         }
-        self.publisher.publish_all_traced(&self.topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs).await?;
+        hookline_bus::jobs::publish(&self.publisher, &self.topology, jobs).await?;
         Ok(unknown)
     }
 }

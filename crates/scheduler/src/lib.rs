@@ -129,8 +129,12 @@ impl Scheduler {
         let next_at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
         deliveries::schedule_retry(&self.pool, delivery_id, next_at).await?;
         let queue = self.delay_queue(delay).await?;
-        let job =
-            proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt: failed.attempt + 1, manual: false };
+        let job = proto::DeliveryJob {
+            delivery_id: delivery_id.to_string(),
+            attempt: failed.attempt + 1,
+            manual: false,
+            ..Default::default()
+        };
         self.publisher.send_to_queue(&queue, &job).await?;
         self.metrics.retry_scheduled(&delay_name);
         tracing::info!(next_attempt = failed.attempt + 1, "retry scheduled");

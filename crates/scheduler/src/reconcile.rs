@@ -85,7 +85,7 @@ pub async fn sweep(
             }
             // Never attempted, or its retry never came back from the delay queue.
             (_, count, _) => {
-                let job = proto::DeliveryJob { delivery_id, attempt: count + 1, manual: false };
+                let job = proto::DeliveryJob { delivery_id, attempt: count + 1, manual: false, ..Default::default() };
                 publisher.publish_message(&topology.delivery_exchange(), JOB_ROUTING_KEY, &job).await?;
             }
         }

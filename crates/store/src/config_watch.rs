@@ -52,9 +52,7 @@ impl ConfigWatch {
     /// A watch that never listens: every cache read goes to the database. For tools and
     /// tests that work on a database without a running listener.
     pub fn unwatched() -> Self {
-        Self {
-            state: Arc::new(State { version: AtomicU64::new(0), listening: AtomicBool::new(false), _stop: None }),
-        }
+        Self { state: Arc::new(State { version: AtomicU64::new(0), listening: AtomicBool::new(false), _stop: None }) }
     }
 
     /// Listens for changes on a connection of its own to `url`, for as long as a clone
@@ -64,11 +62,8 @@ impl ConfigWatch {
         let config =
             tokio_postgres::Config::from_str(url).map_err(|err| Error::Config(format!("database.url: {err}")))?;
         let (stop, stopped) = oneshot::channel();
-        let state = Arc::new(State {
-            version: AtomicU64::new(0),
-            listening: AtomicBool::new(false),
-            _stop: Some(stop),
-        });
+        let state =
+            Arc::new(State { version: AtomicU64::new(0), listening: AtomicBool::new(false), _stop: Some(stop) });
         let first = connect(&config, &state).await?;
         tokio::spawn(keep_listening(config, Arc::downgrade(&state), first, stopped));
         Ok(Self { state })

@@ -179,8 +179,14 @@ fn authenticate(
         }
         Credential::AwsSigv4 { access_key, secret_key, region, service, .. } => {
             let credential = SigV4 { access_key, secret_key, region, service };
-            let signed =
-                sign_request(&credential, context.target.method.as_str(), &context.target.url, headers, body, SystemTime::now())?;
+            let signed = sign_request(
+                &credential,
+                context.target.method.as_str(),
+                &context.target.url,
+                headers,
+                body,
+                SystemTime::now(),
+            )?;
             for (name, value) in signed {
                 if name == "authorization" || name == "x-amz-security-token" {
                     secret_headers.push((name, value));
@@ -236,7 +242,8 @@ async fn send(
             .map_err(|_| (ErrorKind::InvalidEndpoint, format!("header `{name}` has a value that is not valid")))?;
         header_map.insert(name, value);
     }
-    let method = reqwest::Method::from_bytes(context.target.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
+    let method =
+        reqwest::Method::from_bytes(context.target.method.as_str().as_bytes()).unwrap_or(reqwest::Method::POST);
     let mut response = settings
         .client
         .request(method, url)

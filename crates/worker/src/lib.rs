@@ -7,20 +7,23 @@ pub mod slots;
 
 use std::sync::Arc;
 
-use hookline_bus::codec::{self, proto};
-use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
+use hookline_bus::codec::proto;
+use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome, RejectedPart};
 use hookline_bus::topology::DEFER_DELAY;
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::Catalog;
 use hookline_core::ids::DeliveryId;
-use hookline_store::{Pool, config_watch};
 use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::deliveries::{self, AttemptRecord};
 use hookline_store::repo::jobs::{self, TargetCache};
 use hookline_store::repo::webhooks;
+use hookline_store::{Pool, config_watch};
 use hookline_telemetry::metrics::DeliveryOutcome;
+use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::attempt::AttemptSettings;
 
@@ -58,17 +61,75 @@ pub struct Worker {
     /// Records the attempts of all handlers finishing at the same moment in one
     /// statement.
     record: Batcher<deliveries::AttemptRecord, bool>,
+    /// Attempts running at once (`delivery.concurrency`): a batched message brings many
+    /// jobs, which share these places with single ones.
+    in_flight: Arc<Semaphore>,
 }
 
 impl Worker {
+    /// What the consumer does with one delivery message: performs its job, or each job
+    /// of a batch at the same time. A batch's job that can never be performed goes to
+    /// the rejected queue alone; one that hit a transient failure waits in the short
+    /// delay queue, so the rest of the batch is settled.
     async fn handle(&self, message: Arc<Incoming>) -> Outcome {
-        let job: proto::DeliveryJob = match codec::decode(&message.data) {
-            Ok(job) => job,
+        let decoded = match hookline_bus::jobs::decode(&message) {
+            Ok(decoded) => decoded,
             Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },
         };
+        if !decoded.batched {
+            // One job, already in its trace through the message's headers.
+            let Some(job) = decoded.jobs.into_iter().next() else { return Outcome::Ack };
+            let span = deliver_span(&job);
+            return self.perform(job).instrument(span).await;
+        }
+        let mut running = tokio::task::JoinSet::new();
+        for (index, job) in decoded.jobs.into_iter().enumerate() {
+            let span = deliver_span(&job);
+            hookline_bus::jobs::continue_trace(&span, &job);
+            link_to_current(&span);
+            let worker = self.clone();
+            running.spawn(
+                async move {
+                    let outcome = worker.perform(job.clone()).await;
+                    let outcome = worker.settle_in_batch(&job, outcome).await;
+                    (index, job, outcome)
+                }
+                .instrument(span),
+            );
+        }
+        let mut settled = Vec::with_capacity(running.len());
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok(done) => settled.push(done),
+                // A job's task panicked: return the batch; jobs already done are skipped
+                // as duplicates when it comes back.
+                Err(err) => {
+                    tracing::error!(error = %err, "a delivery job of a batch panicked; returning the batch");
+                    return Outcome::Retry;
+                }
+            }
+        }
+        settled.sort_by_key(|(index, _, _)| *index);
+        let mut rejected = Vec::new();
+        for (_, job, outcome) in settled {
+            match outcome {
+                None | Some(Outcome::Ack) => {}
+                Some(Outcome::Reject { reason, detail }) => {
+                    rejected.push(RejectedPart { body: hookline_bus::jobs::encode(vec![job]), reason, detail })
+                }
+                Some(Outcome::AckRejecting(parts)) => rejected.extend(parts),
+                Some(Outcome::Retry) => return Outcome::Retry,
+            }
+        }
+        if rejected.is_empty() { Outcome::Ack } else { Outcome::AckRejecting(rejected) }
+    }
+
+    /// Performs one job, holding one of the worker's delivery places while it runs.
+    async fn perform(&self, job: proto::DeliveryJob) -> Outcome {
         let Ok(delivery_id) = job.delivery_id.parse::<DeliveryId>() else {
             return Outcome::Reject { reason: "malformed".into(), detail: format!("bad delivery id in {job:?}") };
         };
+        let Ok(_place) = self.in_flight.acquire().await else { return Outcome::Retry };
         match self.deliver(&delivery_id, job.attempt, job.manual).await {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -78,22 +139,23 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(
-        name = "deliver",
-        skip_all,
-        fields(
-            delivery_id = %delivery_id,
-            attempt = attempt,
-            manual = manual,
-            event_id,
-            event_type,
-            organization,
-            webhook_id,
-            endpoint_host,
-            status_code,
-            error_kind,
-        )
-    )]
+    /// A batch's job that must be tried again waits in the short delay queue on its own
+    /// (`None` once it is there); only when that fails does the whole batch go back.
+    async fn settle_in_batch(&self, job: &proto::DeliveryJob, outcome: Outcome) -> Option<Outcome> {
+        if !matches!(outcome, Outcome::Retry) {
+            return Some(outcome);
+        }
+        // Traced by the headers, from the current (deliver) span, like any single job.
+        let single = proto::DeliveryJob { traceparent: None, tracestate: None, ..job.clone() };
+        match self.publisher.send_to_queue(&self.topology.delay_queue(DEFER_DELAY), &single).await {
+            Ok(()) => None,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not set a delivery job of a batch aside; returning the batch");
+                Some(Outcome::Retry)
+            }
+        }
+    }
+
     async fn deliver(&self, delivery_id: &DeliveryId, attempt: u32, manual: bool) -> Result<Outcome, Error> {
         let Some(context) = self.load.submit(delivery_id.clone()).await? else {
             return Ok(Outcome::Reject {
@@ -131,7 +193,8 @@ impl Worker {
         // Over the endpoint's cap for longer than a healthy endpoint would be: wait in the
         // short delay queue instead of holding a place other endpoints could use.
         let Some(slot) = self.slots.take(context.target.endpoint_id.as_str()).await else {
-            let job = proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt, manual };
+            let job =
+                proto::DeliveryJob { delivery_id: delivery_id.to_string(), attempt, manual, ..Default::default() };
             self.publisher.send_to_queue(&self.topology.delay_queue(DEFER_DELAY), &job).await?;
             return Ok(Outcome::Ack);
         };
@@ -188,6 +251,24 @@ impl Worker {
         }
         Ok(Outcome::Ack)
     }
+}
+
+/// The span of one attempt; the caller decides its parent.
+fn deliver_span(job: &proto::DeliveryJob) -> tracing::Span {
+    tracing::info_span!(
+        "deliver",
+        service.name = "hookline-worker",
+        delivery_id = %job.delivery_id,
+        attempt = job.attempt,
+        manual = job.manual,
+        event_id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        organization = tracing::field::Empty,
+        webhook_id = tracing::field::Empty,
+        endpoint_host = tracing::field::Empty,
+        status_code = tracing::field::Empty,
+        error_kind = tracing::field::Empty,
+    )
 }
 
 /// The receiver's Retry-After on a 429 or 503, capped, in milliseconds.
@@ -251,6 +332,7 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     let worker = Worker {
         load,
         record,
+        in_flight: Arc::new(Semaphore::new(settings.delivery.concurrency.max(1))),
         pool,
         catalog,
         publisher: bus.publisher.clone(),

@@ -135,7 +135,10 @@ pub async fn job_contexts(
     Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
 }
 
-fn job_context_from(row: &tokio_postgres::Row, targets: &HashMap<EndpointId, Arc<EndpointTarget>>) -> Result<JobContext> {
+fn job_context_from(
+    row: &tokio_postgres::Row,
+    targets: &HashMap<EndpointId, Arc<EndpointTarget>>,
+) -> Result<JobContext> {
     let id: DeliveryId = parse_id(row.get(0))?;
     let corrupt = |what: &str| Error::Corrupt(format!("delivery {id}: {what}"));
     let status: String = row.get(1);

@@ -174,10 +174,7 @@ pub type RoutingScope = (OrganizationId, Environment);
 /// Every active, undeleted webhook in each of `scopes`, with its endpoints, in one
 /// query. Event-type and filter matching is left to the caller
 /// ([`Subscription::matches`]) so the rule lives in one place.
-pub async fn routable(
-    pool: &Pool,
-    scopes: &[RoutingScope],
-) -> Result<HashMap<RoutingScope, Vec<RoutableWebhook>>> {
+pub async fn routable(pool: &Pool, scopes: &[RoutingScope]) -> Result<HashMap<RoutingScope, Vec<RoutableWebhook>>> {
     let client = pool.get().await?;
     let organizations: Vec<&str> = scopes.iter().map(|(organization, _)| organization.as_str()).collect();
     let environments: Vec<&str> = scopes.iter().map(|(_, environment)| environment.as_str()).collect();
