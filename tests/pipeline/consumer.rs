@@ -82,6 +82,9 @@ async fn messages_finished_behind_one_still_running_are_acked_without_it() {
     assert!(all_fast, "{} of 20 fast messages handled", handled.load(Ordering::SeqCst));
     shutdown.cancel();
     consuming.await.unwrap().unwrap();
+    // A quorum queue takes back a closed channel's unacked messages a moment later.
+    let returned = eventually(WAIT, || async { ready(&env, &queue).await >= 1 }).await;
+    assert!(returned, "the unfinished message never went back to the queue");
     assert_eq!(ready(&env, &queue).await, 1, "only the unfinished message goes back to the queue");
     env.cleanup().await;
 }

@@ -64,6 +64,8 @@ pub struct Worker {
     /// Attempts running at once (`delivery.concurrency`): a batched message brings many
     /// jobs, which share these places with single ones.
     in_flight: Arc<Semaphore>,
+    /// Cancelled when shutdown starts: jobs not yet started are then handed back.
+    shutdown: CancellationToken,
 }
 
 impl Worker {
@@ -129,7 +131,14 @@ impl Worker {
         let Ok(delivery_id) = job.delivery_id.parse::<DeliveryId>() else {
             return Outcome::Reject { reason: "malformed".into(), detail: format!("bad delivery id in {job:?}") };
         };
-        let Ok(_place) = self.in_flight.acquire().await else { return Outcome::Retry };
+        // Once shutdown starts, a job still waiting for a place is handed back unstarted
+        // (a batch's through the delay queue) rather than started inside the grace.
+        let place = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => return Outcome::Retry,
+            place = self.in_flight.acquire() => place,
+        };
+        let Ok(_place) = place else { return Outcome::Retry };
         match self.deliver(&delivery_id, job.attempt, job.manual).await {
             Ok(outcome) => outcome,
             Err(err) => {
@@ -333,6 +342,7 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         load,
         record,
         in_flight: Arc::new(Semaphore::new(settings.delivery.concurrency.max(1))),
+        shutdown: shutdown.clone(),
         pool,
         catalog,
         publisher: bus.publisher.clone(),
