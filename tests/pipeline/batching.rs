@@ -101,11 +101,12 @@ async fn deliveries_created_together_mark_every_event_routed_once() {
     let plan = [(first.clone(), org.id.clone(), targets.clone()), (second.clone(), org.id.clone(), Vec::new())];
 
     let created = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
-    assert_eq!(created.iter().map(|c| c.as_ref().map(Vec::len)).collect::<Vec<_>>(), [Some(2), Some(0)]);
+    assert_eq!(created.iter().map(|c| c.as_ref().map(|r| r.deliveries.len())).collect::<Vec<_>>(), [Some(2), Some(0)]);
     let unrouted: i64 = env.scalar("SELECT count(*) FROM events WHERE routed_at IS NULL", &[]).await;
     assert_eq!(unrouted, 0, "an event with no targets is routed too");
     let again = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
-    assert_eq!(again, [Some(Vec::<DeliveryId>::new()), Some(Vec::new())], "a repeated route creates nothing");
+    let again: Vec<_> = again.iter().map(|c| c.as_ref().map(|r| r.deliveries.len())).collect();
+    assert_eq!(again, [Some(0), Some(0)], "a repeated route creates nothing");
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM deliveries", &[]).await, 2);
     env.cleanup().await;
 }
@@ -135,7 +136,8 @@ async fn deliveries_are_created_only_for_events_stored_under_the_organisation_na
     ];
 
     let created = deliveries::create_for_events(&env.pool, &plan).await.unwrap();
-    assert_eq!(created.iter().map(|c| c.as_ref().map(Vec::len)).collect::<Vec<_>>(), [None, None, Some(1), Some(0)]);
+    let counts: Vec<_> = created.iter().map(|c| c.as_ref().map(|r| r.deliveries.len())).collect();
+    assert_eq!(counts, [None, None, Some(1), Some(0)]);
     let made: Vec<String> = env
         .pool
         .get()
@@ -250,5 +252,56 @@ async fn batch_statements_planned_while_the_tables_were_empty_use_indexes_once_t
         assert_eq!(loaded[0].as_ref().map(|job| &job.delivery_id), Some(&delivery));
     }
     assert_eq!(sequential_scans().await, before, "sequential scans of deliveries and events");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_in_one_statement_go_on_to_the_router_in_one_message() {
+    use hookline_bus::codec::proto::RouteEvents;
+    use lapin::options::BasicGetOptions;
+    use prost::Message as _;
+
+    let env = TestEnv::new().await;
+    let org = env.organization().await;
+    let metrics = hookline_telemetry::Metrics::new();
+    let ingestor = hookline_ingest::Ingestor::new(
+        env.pool.clone(),
+        std::sync::Arc::new(env.settings.catalog().unwrap()),
+        (env.bus.publisher.clone(), env.bus.topology.clone()),
+        env.settings.ingest.max_event_size,
+        std::time::Duration::from_millis(20),
+        metrics.clone(),
+    );
+    const EVENTS: usize = 40;
+    let accepting: Vec<_> = (0..EVENTS)
+        .map(|n| {
+            let (ingestor, org) = (ingestor.clone(), org.id.clone());
+            tokio::spawn(async move {
+                let body = json!({"type": "job.created", "organization": org, "data": {"n": n}}).to_string();
+                ingestor.accept(body.as_bytes(), Some("application/json"), None, false).await.unwrap()
+            })
+        })
+        .collect();
+    for accepted in accepting {
+        assert!(!accepted.await.unwrap().duplicate);
+    }
+
+    let channel = env.bus.connection.create_channel().await.unwrap();
+    let queue = env.bus.topology.route_queue();
+    let mut message_sizes = Vec::new();
+    while let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap()
+    {
+        message_sizes.push(RouteEvents::decode(message.delivery.data.as_slice()).unwrap().events.len());
+    }
+    message_sizes.sort_unstable();
+    let rendered = metrics.render().await;
+    let count = |line: &str| -> usize {
+        let value = rendered.lines().find_map(|l| l.strip_prefix(line)).expect(line);
+        value.trim().parse::<f64>().unwrap() as usize
+    };
+    let statements = count("hookline_batch_rows_count{statement=\"store_events\"}");
+    assert_eq!(message_sizes.iter().sum::<usize>(), EVENTS, "every event went on once: {message_sizes:?}");
+    assert!(statements < EVENTS, "the events were stored in batches ({statements} statements)");
+    assert_eq!(message_sizes.len(), statements, "one route message per statement: {message_sizes:?}");
     env.cleanup().await;
 }

@@ -24,7 +24,7 @@ async fn the_deliveries_of_an_event_go_to_the_workers_in_one_message() {
     let urls: Vec<String> = (0..3).map(|n| format!("http://127.0.0.1:9/{n}")).collect();
     env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
     let services = env.start_without_worker();
-    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": 1}})).await;
 
     let channel = env.bus.connection.create_channel().await.unwrap();
     let queue = env.bus.topology.delivery_queue();
@@ -49,10 +49,94 @@ async fn the_deliveries_of_an_event_go_to_the_workers_in_one_message() {
     };
     stored.sort();
     assert_eq!(ids, stored, "one message with a job for each of the event's three deliveries");
+    let endpoints: Vec<(String, String, String)> = {
+        let client = env.pool.get().await.unwrap();
+        let rows = client.query("SELECT id, endpoint_id, event_id FROM deliveries", &[]).await.unwrap();
+        rows.iter().map(|row| (row.get(0), row.get(1), row.get(2))).collect()
+    };
     for job in &batch.jobs {
         assert_eq!(job.attempt, 1);
         assert!(job.traceparent.is_some(), "each job carries its event's trace context: {job:?}");
+        // And what the worker would otherwise read back: the event and the endpoint.
+        let prepared = job.prepared.as_ref().expect("a new delivery's job carries its event");
+        let (_, endpoint, event) = endpoints.iter().find(|(id, _, _)| *id == job.delivery_id).unwrap();
+        assert_eq!((&prepared.endpoint_id, &prepared.event_id), (endpoint, event));
+        assert_eq!(prepared.organization_id, org.id.as_str());
+        assert_eq!((prepared.event_type.as_str(), prepared.environment.as_str()), ("job.created", "live"));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&prepared.data).unwrap(), json!({"n": 1}));
     }
+
+    // An event whose data is large leaves it to the worker to read.
+    let large = "x".repeat(deliveries::SNAPSHOT_MAX_BYTES as usize * 4);
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {"large": large}})).await;
+    let more = eventually(WAIT, || async {
+        let got = channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap();
+        let Some(message) = got else { return false };
+        let batch = DeliveryJobs::decode(message.delivery.data.as_slice()).unwrap();
+        assert!(batch.jobs.iter().all(|job| job.prepared.is_none()), "large data travelled: {:?}", batch.jobs.len());
+        true
+    })
+    .await;
+    assert!(more, "no delivery message for the large event");
+    services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_attempt_is_sent_as_its_job_describes_it_once_the_endpoint_is_known() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/a")], &["job.created"])).await;
+    let webhook = live_webhook(&env, &org.id).await;
+    let targets = vec![(webhook.id.clone(), webhook.endpoints[0].clone())];
+    let mut created = Vec::new();
+    for _ in 0..2 {
+        let stored = events::insert(&env.pool, &event(&org.id, None)).await.unwrap();
+        let event_id = inserted(&stored);
+        created.push((
+            event_id.clone(),
+            deliveries::create_for_event(&env.pool, &event_id, &org.id, &targets).await.unwrap().remove(0),
+        ));
+    }
+    let services = env.start();
+    let bus = &env.bus;
+    let send = |job: DeliveryJob| async move {
+        let topology = &bus.topology;
+        bus.publisher
+            .publish(&topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs::encode(vec![job]), jobs::properties())
+            .await
+            .unwrap();
+    };
+    // The first job carries nothing: the worker loads it, and learns the endpoint.
+    send(DeliveryJob { delivery_id: created[0].1.to_string(), attempt: 1, ..Default::default() }).await;
+    assert_eq!(receiver.wait_for("/a", 1, WAIT).await.len(), 1);
+
+    // The second carries its delivery, with data unlike the stored event's: what the
+    // endpoint receives shows the worker sent the job's and did not read it back.
+    let prepared = hookline_bus::codec::proto::PreparedJob {
+        organization_id: org.id.to_string(),
+        endpoint_id: webhook.endpoints[0].to_string(),
+        event_id: created[1].0.to_string(),
+        event_type: "job.created".into(),
+        environment: "live".into(),
+        occurred_at_micros: chrono::Utc::now().timestamp_micros(),
+        data: r#"{"from":"job"}"#.into(),
+    };
+    send(DeliveryJob {
+        delivery_id: created[1].1.to_string(),
+        attempt: 1,
+        prepared: Some(prepared),
+        ..Default::default()
+    })
+    .await;
+    let received = receiver.wait_for("/a", 2, WAIT).await;
+    assert_eq!(received.len(), 2);
+    let payloads: Vec<serde_json::Value> = received.iter().map(|r| r.json()["payload"].clone()).collect();
+    assert_eq!(payloads[0], json!({"key": null}), "the loaded delivery sends the stored data");
+    assert_eq!(payloads[1], json!({"from": "job"}), "the prepared job sends what it carries");
+    let recorded: i64 = env.scalar("SELECT count(*) FROM attempts", &[]).await;
+    assert_eq!(recorded, 2, "both attempts are recorded");
     services.stop().await;
     env.cleanup().await;
 }

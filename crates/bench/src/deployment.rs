@@ -114,12 +114,22 @@ impl Deployment {
         if self.is_running() { "test" } else { "live" }
     }
 
-    /// Mean rows per batch of each batched statement (and per route message), as
-    /// `name rows` pairs, from an in-process deployment's metrics: how much group
-    /// commit gathered. None for a running deployment (read its `/metrics`).
-    pub async fn batch_sizes(&self) -> Option<Vec<(String, f64)>> {
+    /// Mean rows per batch and mean milliseconds per batch of each batched statement
+    /// (and per route message), as `(name, rows, ms)`, from an in-process deployment's
+    /// metrics: how much group commit gathered and what a message waited behind. None
+    /// for a running deployment (read its `/metrics`).
+    pub async fn batch_sizes(&self) -> Option<Vec<(String, f64, f64)>> {
         let Self::InProcess { env, .. } = self else { return None };
-        Some(mean_batch_rows(&env.metrics.render().await))
+        let rendered = env.metrics.render().await;
+        let seconds = histogram_means(&rendered, "hookline_batch_seconds_");
+        let batches = histogram_means(&rendered, "hookline_batch_rows_")
+            .into_iter()
+            .map(|(name, rows)| {
+                let ms = seconds.iter().find(|(timed, _)| *timed == name).map_or(f64::NAN, |(_, s)| s * 1000.0);
+                (name, rows, ms)
+            })
+            .collect();
+        Some(batches)
     }
 
     /// Stops and removes an in-process deployment; leaves a running one as it is (the
@@ -137,13 +147,14 @@ impl Deployment {
     }
 }
 
-/// Mean of each `hookline_batch_rows` histogram in an OpenMetrics text rendering.
-fn mean_batch_rows(rendered: &str) -> Vec<(String, f64)> {
+/// Mean of each statement's histogram named `prefix` (`hookline_batch_rows_`, say) in
+/// an OpenMetrics text rendering.
+fn histogram_means(rendered: &str, prefix: &str) -> Vec<(String, f64)> {
     let value = |suffix: &str| -> Vec<(String, f64)> {
         rendered
             .lines()
             .filter_map(|line| {
-                let rest = line.strip_prefix("hookline_batch_rows_")?.strip_prefix(suffix)?;
+                let rest = line.strip_prefix(prefix)?.strip_prefix(suffix)?;
                 let (labels, number) = rest.split_once("} ")?;
                 let name = labels.strip_prefix("{statement=\"")?.strip_suffix('"')?;
                 Some((name.to_owned(), number.trim().parse().ok()?))
@@ -170,6 +181,7 @@ mod tests {
             hookline_batch_rows_bucket{le=\"1.0\",statement=\"store_events\"} 0\n\
             hookline_batch_rows_sum{statement=\"load_jobs\"} 0.0\n\
             hookline_batch_rows_count{statement=\"load_jobs\"} 0\n";
-        assert_eq!(super::mean_batch_rows(rendered), [("store_events".to_owned(), 37.5)]);
+        assert_eq!(super::histogram_means(rendered, "hookline_batch_rows_"), [("store_events".to_owned(), 37.5)]);
+        assert!(super::histogram_means(rendered, "hookline_batch_seconds_").is_empty());
     }
 }

@@ -17,6 +17,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection};
 
 use crate::sink::Sink;
+use crate::usage::{CpuTimes, Latency};
 
 /// Operations per second of each floor.
 #[derive(Debug, Clone, Copy, Default)]
@@ -182,8 +183,83 @@ async fn http(sink: &Sink, count: u64) -> anyhow::Result<f64> {
 }
 
 /// The least a delivery needs: consume from a durable quorum queue with prefetch, POST to
-/// the sink, insert one row (batched with whatever else finished meanwhile), ack.
+/// the sink, insert one row (batched with whatever else finished meanwhile), ack; fed as
+/// fast as confirms allow. Deliveries per second.
 async fn pipeline(env: &TestEnv, sink: &Sink, queue: &str, count: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let publishing = publish_confirmed(&env.bus.connection, queue, count, br#"{"deliveryId":"dlv_floor","attempt":1}"#);
+    run_pipeline(env, sink, queue, count, publishing).await?;
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The bare pipeline fed at `rate` messages per second, each carrying its publish time
+/// as the scenarios' events do: the latency and CPU the machine itself shows at the
+/// rate of the paced scenarios.
+pub async fn paced_pipeline(count: u64, rate: f64) -> anyhow::Result<(Latency, CpuTimes)> {
+    let env = TestEnv::new().await;
+    let clock = Instant::now();
+    let sink = Sink::start(clock, 0).await?;
+    let queue = format!("{}.floor.paced", env.settings.amqp.prefix);
+    let cpu_before = CpuTimes::now(false);
+    let publishing = publish_paced(&env.bus.connection, &queue, count, rate, clock);
+    run_pipeline(&env, &sink, &queue, count, publishing).await?;
+    let cpu = CpuTimes::now(false).since(&cpu_before);
+    env.cleanup().await;
+    let per_thousand = 1000.0 / count as f64;
+    let cpu = CpuTimes {
+        bench: cpu.bench * per_thousand,
+        broker: cpu.broker * per_thousand,
+        database: cpu.database * per_thousand,
+    };
+    Ok((sink.latency(), cpu))
+}
+
+/// Publishes `count` persistent messages at `rate` per second, each with its sequence
+/// number and publish time on `clock`, without waiting for one confirm before the next
+/// publish (every confirm is still checked).
+async fn publish_paced(
+    connection: &Connection,
+    queue: &str,
+    count: u64,
+    rate: f64,
+    clock: Instant,
+) -> anyhow::Result<()> {
+    let channel = connection.create_channel().await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    let (confirms, mut unconfirmed) = tokio::sync::mpsc::unbounded_channel::<lapin::PublisherConfirm>();
+    let checking = tokio::spawn(async move {
+        while let Some(confirm) = unconfirmed.recv().await {
+            confirm.await?;
+        }
+        Ok::<_, lapin::Error>(())
+    });
+    let start = clock.elapsed();
+    for seq in 0..count {
+        let due = start + std::time::Duration::from_secs_f64(seq as f64 / rate);
+        tokio::time::sleep(due.saturating_sub(clock.elapsed())).await;
+        let sent = u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let body = format!(r#"{{"payload":{{"seq":{seq},"sent":{sent}}}}}"#);
+        let properties = BasicProperties::default().with_delivery_mode(2);
+        let confirm = channel
+            .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), body.as_bytes(), properties)
+            .await?;
+        let _ = confirms.send(confirm);
+    }
+    drop(confirms);
+    checking.await??;
+    Ok(())
+}
+
+/// Consumes `count` messages from `queue` (declared here) while `publishing` feeds it:
+/// each is POSTed to the sink, then recorded as a row in a batch with whatever else
+/// finished meanwhile, then acked.
+async fn run_pipeline(
+    env: &TestEnv,
+    sink: &Sink,
+    queue: &str,
+    count: u64,
+    publishing: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let connection = &env.bus.connection;
     let channel = connection.create_channel().await?;
     declare(&channel, queue).await?;
@@ -193,9 +269,11 @@ async fn pipeline(env: &TestEnv, sink: &Sink, queue: &str, count: u64) -> anyhow
         .await?;
     let (done_sender, mut done) = tokio::sync::mpsc::unbounded_channel::<lapin::Acker>();
     let pool = env.pool.clone();
-    let started = Instant::now();
     let batcher = tokio::spawn(async move {
         let client = pool.get().await?;
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS floor_rows (id bigserial PRIMARY KEY, seq bigint, body text)")
+            .await?;
         let mut recorded = 0;
         let mut batch = Vec::new();
         while recorded < count {
@@ -230,10 +308,9 @@ async fn pipeline(env: &TestEnv, sink: &Sink, queue: &str, count: u64) -> anyhow
         }
         Ok::<_, lapin::Error>(())
     });
-    publish_confirmed(connection, queue, count, br#"{"deliveryId":"dlv_floor","attempt":1}"#).await?;
+    publishing.await?;
     consuming.await??;
     batcher.await??;
-    let rate = count as f64 / started.elapsed().as_secs_f64();
     remove(&channel, queue, "floor-pipeline").await?;
-    Ok(rate)
+    Ok(())
 }

@@ -9,6 +9,7 @@ mod deployment;
 mod floor;
 mod scenario;
 mod sink;
+mod stages;
 mod usage;
 
 use clap::Parser;
@@ -28,6 +29,10 @@ struct Args {
     /// Skip measuring the floor.
     #[arg(long)]
     no_floor: bool,
+    /// Measure the bare pipeline at each paced scenario's rate even with `--no-floor`
+    /// (its latency and CPU beside the scenario's).
+    #[arg(long)]
+    paced_floor: bool,
     /// Share of traces recorded (telemetry.sampling_ratio); spans are never exported.
     #[arg(long, default_value_t = 1.0)]
     sampling_ratio: f64,
@@ -104,15 +109,49 @@ async fn main() -> anyhow::Result<()> {
         );
         Some(floor)
     };
+    let mut paced_floors = Vec::new();
+    if !args.no_floor || args.paced_floor {
+        for scenario in &scenarios {
+            let Some(rate) = scenario.rate else { continue };
+            if paced_floors.iter().any(|floor: &PacedFloor| floor.rate == rate) {
+                continue;
+            }
+            let messages = scenario.events.min(PACED_FLOOR_MAX_MESSAGES);
+            eprintln!("floor: bare pipeline at {rate:.0}/s");
+            let (latency, cpu) = floor::paced_pipeline(messages, rate).await?;
+            println!(
+                "  bare pipeline at {rate:.0}/s ({messages} messages)       p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms, CPU {:.2} s per 1,000 ({:.2} · {:.2} · {:.2})",
+                ms(latency.p50),
+                ms(latency.p99),
+                ms(latency.max),
+                cpu.total(),
+                cpu.bench,
+                cpu.broker,
+                cpu.database
+            );
+            paced_floors.push(PacedFloor { rate, latency });
+        }
+    }
     for scenario in scenarios {
         eprintln!("scenario {}", scenario.name);
         let outcome = scenario::run(scenario, &target, args.deadline).await?;
-        report(&outcome, &target, floor.as_ref());
+        let paced = outcome.scenario.rate.and_then(|rate| paced_floors.iter().find(|floor| floor.rate == rate));
+        report(&outcome, &target, floor.as_ref(), paced);
     }
     Ok(())
 }
 
-fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>) {
+/// Messages the paced bare pipeline takes at most: enough for a stable p99 without a
+/// soak's length.
+const PACED_FLOOR_MAX_MESSAGES: u64 = 20_000;
+
+/// The bare pipeline's latency at one paced scenario's rate.
+struct PacedFloor {
+    rate: f64,
+    latency: usage::Latency,
+}
+
+fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>, paced: Option<&PacedFloor>) {
     let s = &outcome.scenario;
     let rate = s.rate.map_or("max".to_owned(), |r| format!("{r:.0}/s"));
     println!(
@@ -136,9 +175,22 @@ fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>) {
         ms(l.p99),
         ms(l.max)
     );
+    if let Some(paced) = paced {
+        println!(
+            "  (bare pipeline at this rate: p50 {:.1} ms  p99 {:.1} ms; hookline's p99 is {:.1} ×)",
+            ms(paced.latency.p50),
+            ms(paced.latency.p99),
+            l.p99.as_secs_f64() / paced.latency.p99.as_secs_f64().max(1e-9)
+        );
+    }
     if outcome.latency_by_minute.len() > 2 {
         let line: Vec<String> = outcome.latency_by_minute.iter().map(|l| format!("{:.0}", ms(l.p99))).collect();
         println!("  p99 by minute (ms)        {}", line.join(" "));
+    }
+    if !outcome.stages.is_empty() {
+        let line: Vec<String> =
+            outcome.stages.iter().map(|s| format!("{} {:.1} / {:.1}", s.name, s.p50, s.p99)).collect();
+        println!("  stages p50 / p99 (ms)     {}", line.join(" · "));
     }
     let c = &outcome.cpu_per_thousand;
     println!(
@@ -151,7 +203,8 @@ fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>) {
     let whose = if matches!(target, Target::Running(_)) { "hookline processes" } else { "this process" };
     println!("  peak RSS ({whose})   {:.0} MiB", outcome.peak_rss_mib);
     if let Some(sizes) = &outcome.batch_sizes {
-        let line: Vec<String> = sizes.iter().map(|(name, rows)| format!("{name} {rows:.1}")).collect();
+        let line: Vec<String> =
+            sizes.iter().map(|(name, rows, ms)| format!("{name} {rows:.1} in {ms:.1} ms")).collect();
         println!("  rows per batch            {}", line.join(" · "));
     }
     let samples = &outcome.rss_samples;

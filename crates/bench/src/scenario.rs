@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hookline_bus::Bus;
 use hookline_core::ids::OrganizationId;
@@ -15,6 +15,7 @@ use lapin::types::FieldTable;
 
 use crate::deployment::{Deployment, Target};
 use crate::sink::Sink;
+use crate::stages::Stage;
 use crate::usage::{CpuTimes, Latency, peak_rss_mib, rss_mib};
 
 /// What to run.
@@ -53,8 +54,11 @@ pub struct Outcome {
     pub peak_rss_mib: f64,
     /// Resident memory sampled every 10 s during the run, MiB (flat means no leak).
     pub rss_samples: Vec<f64>,
-    /// Mean rows per batch, by batched statement (in-process deployments only).
-    pub batch_sizes: Option<Vec<(String, f64)>>,
+    /// Mean rows and milliseconds per batch, by batched statement (in-process
+    /// deployments only).
+    pub batch_sizes: Option<Vec<(String, f64, f64)>>,
+    /// Publish → receipt split at the timestamps hookline writes (first attempts).
+    pub stages: Vec<Stage>,
 }
 
 /// How often resident memory is sampled during a run.
@@ -82,6 +86,7 @@ pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> any
     settings.extend(from_environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let deployment = Deployment::open(target, &settings).await?;
     let clock = Instant::now();
+    let clock_epoch = SystemTime::now();
     let sink = Sink::start(clock, scenario.fail_every).await?;
     let org = deployment.organization().await?;
     for n in 0..scenario.fan_out {
@@ -129,6 +134,10 @@ pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> any
         None => None,
     };
     let statuses = delivery_statuses(deployment.pool(), &org).await;
+    let stages = match recorded_at {
+        Some(_) => crate::stages::measure(deployment.pool(), &org, clock_epoch).await?,
+        None => Vec::new(),
+    };
     publishing.await??;
     let cpu = CpuTimes::now(services_apart).since(&cpu_before);
     let peak_rss_mib = peak_rss_mib(services_apart);
@@ -155,6 +164,7 @@ pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> any
         peak_rss_mib,
         rss_samples,
         batch_sizes,
+        stages,
         scenario,
     })
 }

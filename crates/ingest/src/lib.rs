@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,9 @@ use hookline_store::repo::{catalog, events};
 use hookline_telemetry::metrics::EventSource;
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
+
+/// Route messages waiting for their broker confirms at once.
+const FORWARDS_AWAITING_CONFIRM: usize = 4;
 
 /// Why the ingest service stopped.
 #[derive(Debug, thiserror::Error)]
@@ -60,10 +65,40 @@ pub struct Ingestor {
     catalog: Arc<Catalog>,
     max_event_size: usize,
     metrics: Metrics,
-    /// Stores the events of all handlers waiting at the same moment in one statement.
-    store: Batcher<UpstreamEvent, events::Stored>,
-    /// Forwards the events stored at the same moment to the router in one message.
-    forward: Batcher<proto::RouteEvent, Result<(), hookline_bus::Error>>,
+    /// Stores the events of all handlers waiting at the same moment in one statement,
+    /// and queues those to send on to the router together.
+    store: Batcher<Storing, (events::Stored, Option<Forwarding>)>,
+}
+
+/// An event to store and, once stored, to send on to the router.
+struct Storing {
+    event: UpstreamEvent,
+    /// Its entry in a route message, in the trace of the span that accepted it; the
+    /// event id is filled in once it is stored.
+    route: proto::RouteEvent,
+    /// See [`Ingestor::accept`].
+    redelivered: bool,
+}
+
+impl std::borrow::Borrow<UpstreamEvent> for Storing {
+    fn borrow(&self) -> &UpstreamEvent {
+        &self.event
+    }
+}
+
+/// An event's route message entry, queued: resolves once the message carrying it is
+/// confirmed by the broker (or not).
+type Forwarding = Pin<Box<dyn Future<Output = Result<Result<(), hookline_bus::Error>, hookline_store::Error>> + Send>>;
+
+/// Whether a stored event goes on to the router: a new one does, and so does a
+/// duplicate that was never routed when the message bringing it again is one an
+/// interrupted attempt left (a publisher's plain repeat does not).
+fn to_forward(stored: &events::Stored, redelivered: bool) -> Option<&EventId> {
+    match stored {
+        events::Stored::Inserted(id) => Some(id),
+        events::Stored::Duplicate { id, routed: false } if redelivered => Some(id),
+        events::Stored::Duplicate { .. } | events::Stored::UnknownOrganization => None,
+    }
 }
 
 impl Ingestor {
@@ -77,34 +112,50 @@ impl Ingestor {
         batch_linger: Duration,
         metrics: Metrics,
     ) -> Self {
-        let store = {
-            let metrics = metrics.clone();
-            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |batch: Arc<Vec<UpstreamEvent>>| {
-                let pool = pool.clone();
-                metrics.batch_ran("store_events", batch.len());
-                async move { events::insert_all(&pool, &batch, "upstream").await }
-            })
-        };
-        // The events of one store batch reach this batcher together, so no linger: it
-        // would only delay them.
+        // The events of one store batch are queued here together, so they go in one
+        // message; no linger (it would only delay them), and several messages may wait
+        // for their confirms at once, so a batch never waits for the one before it.
         let forward = {
             let metrics = metrics.clone();
             Batcher::new(
                 batch::MAX_ROWS,
-                batch::MAX_RUNNING,
+                FORWARDS_AWAITING_CONFIRM,
                 Duration::ZERO,
                 move |batch: Arc<Vec<proto::RouteEvent>>| {
                     let (publisher, topology) = (publisher.clone(), topology.clone());
-                    metrics.batch_ran("route_message", batch.len());
+                    let metrics = metrics.clone();
                     async move {
                         // One publish carries every event, so its outcome is each event's.
-                        let sent = route::send(&publisher, &topology, batch.to_vec()).await;
+                        let sending = route::send(&publisher, &topology, batch.to_vec());
+                        let sent = metrics.timed_batch("route_message", batch.len(), sending).await;
                         Ok(vec![sent; batch.len()])
                     }
                 },
             )
         };
-        Self { catalog, max_event_size, metrics, store, forward }
+        let store = {
+            let metrics = metrics.clone();
+            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |batch: Arc<Vec<Storing>>| {
+                let (pool, metrics, forward) = (pool.clone(), metrics.clone(), forward.clone());
+                async move {
+                    let storing = events::insert_all(&pool, &batch, "upstream");
+                    let stored = metrics.timed_batch("store_events", batch.len(), storing).await?;
+                    let answers = stored
+                        .into_iter()
+                        .zip(batch.iter())
+                        .map(|(stored, item)| {
+                            let forwarding = to_forward(&stored, item.redelivered).map(|id| {
+                                let route = proto::RouteEvent { event_id: id.to_string(), ..item.route.clone() };
+                                Box::pin(forward.enqueue(route)) as Forwarding
+                            });
+                            (stored, forwarding)
+                        })
+                        .collect();
+                    Ok(answers)
+                }
+            })
+        };
+        Self { catalog, max_event_size, metrics, store }
     }
 
     /// Decodes, validates, stores and forwards one event.
@@ -142,26 +193,23 @@ impl Ingestor {
         span.record("event_type", event.event_type.as_str());
         span.record("organization", event.organization.as_str());
         span.record("environment", event.environment.as_str());
-        let route = route_message(&event);
-        let accepted = match self.store.submit(event).await? {
+        let route = route::traced(route_message(&event));
+        let organization = event.organization.clone();
+        let (stored, forwarding) = self.store.submit(Storing { event, route, redelivered }).await?;
+        if let Some(forwarding) = forwarding {
+            forwarding.await??;
+        }
+        let accepted = match stored {
             events::Stored::UnknownOrganization => {
                 return Err(Rejection::field(
                     RejectReason::UnknownOrganization,
                     "organization",
-                    format!("organization `{}` does not exist", route.organization_id),
+                    format!("organization `{organization}` does not exist"),
                 )
                 .into());
             }
-            events::Stored::Inserted(event_id) => {
-                self.forward(&event_id, route).await?;
-                Accepted { event_id, duplicate: false }
-            }
-            events::Stored::Duplicate { id, routed } => {
-                if redelivered && !routed {
-                    self.forward(&id, route).await?;
-                }
-                Accepted { event_id: id, duplicate: true }
-            }
+            events::Stored::Inserted(event_id) => Accepted { event_id, duplicate: false },
+            events::Stored::Duplicate { id, .. } => Accepted { event_id: id, duplicate: true },
         };
         span.record("event_id", accepted.event_id.as_str());
         if !accepted.duplicate {
@@ -169,12 +217,6 @@ impl Ingestor {
         }
         tracing::debug!(duplicate = accepted.duplicate, "event accepted");
         Ok(accepted)
-    }
-
-    /// Sends the event on to the router, with the events stored alongside it.
-    async fn forward(&self, event_id: &EventId, mut event: proto::RouteEvent) -> Result<(), AcceptError> {
-        event.event_id = event_id.to_string();
-        Ok(self.forward.submit(route::traced(event)).await??)
     }
 
     /// What the consumer does with one message from the ingest queue.

@@ -7,7 +7,7 @@ use hookline_bus::codec::proto;
 use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome, RejectedPart};
 use hookline_bus::{Bus, Publisher, Topology, route};
 use hookline_core::Environment;
-use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
+use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId};
 use hookline_core::webhook::EventFacts;
 use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::webhooks::RoutableCache;
@@ -43,7 +43,7 @@ pub struct Router {
     metrics: Metrics,
     /// Finds the webhooks and creates the deliveries of all events being routed at the
     /// same moment, in one query and one statement.
-    create: Batcher<Routing, Option<Vec<DeliveryId>>>,
+    create: Batcher<Routing, Option<deliveries::Routed>>,
 }
 
 /// One event to route, as its route message describes it.
@@ -62,7 +62,7 @@ async fn create_deliveries(
     pool: &Pool,
     cache: &RoutableCache,
     events: &[Routing],
-) -> Result<Vec<Option<Vec<DeliveryId>>>, hookline_store::Error> {
+) -> Result<Vec<Option<deliveries::Routed>>, hookline_store::Error> {
     let mut scopes: Vec<webhooks::RoutingScope> =
         events.iter().map(|event| (event.organization.clone(), event.environment)).collect();
     scopes.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
@@ -144,9 +144,11 @@ impl Router {
         let create = {
             let (pool, metrics) = (pool.clone(), metrics.clone());
             Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |events: Arc<Vec<Routing>>| {
-                let (pool, cache) = (pool.clone(), cache.clone());
-                metrics.batch_ran("create_deliveries", events.len());
-                async move { create_deliveries(&pool, &cache, &events).await }
+                let (pool, cache, metrics) = (pool.clone(), cache.clone(), metrics.clone());
+                async move {
+                    let creating = create_deliveries(&pool, &cache, &events);
+                    metrics.timed_batch("create_deliveries", events.len(), creating).await
+                }
             })
         };
         Self { pool, publisher, topology, metrics, create }
@@ -207,28 +209,54 @@ impl Router {
         let created = self.create.submit_all(routings).await;
         let mut jobs = Vec::new();
         let mut unknown = Vec::new();
-        for (((event, event_id), span), created) in events.into_iter().zip(event_ids).zip(spans).zip(created) {
-            let Some(created) = created? else {
+        for (((event, event_id), span), routed) in events.into_iter().zip(event_ids).zip(spans).zip(created) {
+            let Some(routed) = routed? else {
                 unknown.push((Error::UnknownEvent(event_id), event));
                 continue;
             };
-            self.metrics.deliveries_created(created.len());
+            self.metrics.deliveries_created(routed.deliveries.len());
             // A redelivered route message means an earlier run may have created
             // deliveries and died before publishing them: publish every one not yet
-            // attempted.
-            let to_publish =
-                if redelivered { deliveries::unattempted_for_event(&self.pool, &event_id).await? } else { created };
-            span.record("deliveries", to_publish.len());
-            span.in_scope(|| tracing::debug!(%event_id, deliveries = to_publish.len(), "event routed"));
-            jobs.extend(to_publish.iter().map(|id| {
-                (
-                    proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false, ..Default::default() },
-                    span.clone(),
-                )
-            }));
+            // attempted (for the worker to load, as their state is not known here).
+            let published = if redelivered {
+                let unattempted = deliveries::unattempted_for_event(&self.pool, &event_id).await?;
+                jobs.extend(unattempted.iter().map(|id| (first_attempt(id), span.clone())));
+                unattempted.len()
+            } else {
+                jobs.extend(routed.deliveries.iter().map(|(id, endpoint)| {
+                    let prepared = routed.event.as_deref().map(|snapshot| prepared(&event, endpoint, snapshot));
+                    (proto::DeliveryJob { prepared, ..first_attempt(id) }, span.clone())
+                }));
+                routed.deliveries.len()
+            };
+            span.record("deliveries", published);
+            span.in_scope(|| tracing::debug!(%event_id, deliveries = published, "event routed"));
         }
         hookline_bus::jobs::publish(&self.publisher, &self.topology, jobs).await?;
         Ok(unknown)
+    }
+}
+
+/// The job of a delivery's first attempt.
+fn first_attempt(delivery: &DeliveryId) -> proto::DeliveryJob {
+    proto::DeliveryJob { delivery_id: delivery.to_string(), attempt: 1, manual: false, ..Default::default() }
+}
+
+/// What a worker needs for the first attempt of a delivery just created to `endpoint`
+/// for `event`, so it need not read the delivery back.
+fn prepared(
+    event: &proto::RouteEvent,
+    endpoint: &EndpointId,
+    snapshot: &deliveries::EventSnapshot,
+) -> proto::PreparedJob {
+    proto::PreparedJob {
+        organization_id: event.organization_id.clone(),
+        endpoint_id: endpoint.to_string(),
+        event_id: event.event_id.clone(),
+        event_type: snapshot.event_type.clone(),
+        environment: snapshot.environment.as_str().to_owned(),
+        occurred_at_micros: snapshot.occurred_at.timestamp_micros(),
+        data: snapshot.data.clone(),
     }
 }
 

@@ -135,34 +135,29 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
 
     /// Runs `item` with whatever else is waiting, and returns its own result.
     pub async fn submit(&self, item: I) -> Result<O> {
+        self.enqueue(item).await
+    }
+
+    /// Queues `item` now and returns its result to wait for: items queued one after
+    /// another without waiting in between share a batch (up to the batcher's limit).
+    pub fn enqueue(&self, item: I) -> impl Future<Output = Result<O>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((item, reply)).map_err(|_| Error::BatcherGone("the batcher has stopped"))?;
-        // A dropped reply means the batch's task panicked or the runtime is shutting down.
-        answer.await.map_err(|_| Error::BatcherGone("a batch ended without an answer"))?
+        let queued = self.queue.send((item, reply)).map_err(|_| Error::BatcherGone("the batcher has stopped"));
+        async move {
+            queued?;
+            // A dropped reply means the batch's task panicked or the runtime is shutting down.
+            answer.await.map_err(|_| Error::BatcherGone("a batch ended without an answer"))?
+        }
     }
 
     /// Runs `items` with whatever else is waiting, and returns their results in order.
     /// Every item is queued before any is waited for, so they share a batch (up to the
     /// batcher's limit) rather than the first going alone.
     pub async fn submit_all(&self, items: impl IntoIterator<Item = I>) -> Vec<Result<O>> {
-        let answers: Vec<_> = items
-            .into_iter()
-            .map(|item| {
-                let (reply, answer) = oneshot::channel();
-                self.queue
-                    .send((item, reply))
-                    .map(|()| answer)
-                    .map_err(|_| Error::BatcherGone("the batcher has stopped"))
-            })
-            .collect();
+        let answers: Vec<_> = items.into_iter().map(|item| self.enqueue(item)).collect();
         let mut results = Vec::with_capacity(answers.len());
         for answer in answers {
-            results.push(match answer {
-                Ok(answer) => {
-                    answer.await.unwrap_or_else(|_| Err(Error::BatcherGone("a batch ended without an answer")))
-                }
-                Err(error) => Err(error),
-            });
+            results.push(answer.await);
         }
         results
     }

@@ -71,6 +71,10 @@ fn batch_rows_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 8))
 }
 
+fn batch_seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 14))
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
     queue: String,
@@ -102,6 +106,7 @@ struct Inner {
     retries_scheduled: Family<DelayLabels, Counter>,
     queue_messages: Family<QueueLabels, Gauge>,
     batch_rows: Family<StatementLabels, Histogram, fn() -> Histogram>,
+    batch_seconds: Family<StatementLabels, Histogram, fn() -> Histogram>,
     queue_depths: OnceLock<Arc<dyn QueueDepths>>,
 }
 
@@ -181,6 +186,14 @@ impl Metrics {
             "Messages whose database work ran in one statement, by statement (group commit at work)",
             batch_rows.clone(),
         );
+        let batch_seconds = Family::<StatementLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            batch_seconds_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "batch_seconds",
+            "Time one batched statement (or route message publish) took, by statement: what a message waits behind",
+            batch_seconds.clone(),
+        );
         Self(Arc::new(Inner {
             registry,
             events_ingested,
@@ -194,13 +207,21 @@ impl Metrics {
             retries_scheduled,
             queue_messages,
             batch_rows,
+            batch_seconds,
             queue_depths: OnceLock::new(),
         }))
     }
 
-    /// Notes that `rows` messages' work of one kind (`statement`) ran as one statement.
-    pub fn batch_ran(&self, statement: &'static str, rows: usize) {
-        self.0.batch_rows.get_or_create(&StatementLabels { statement }).observe(rows as f64);
+    /// Runs `work`, the statement of one batch of `rows` messages (of kind `statement`),
+    /// noting the batch's size and how long the statement took: the two figures that
+    /// say what group commit gathers and what each message waits behind.
+    pub async fn timed_batch<T>(&self, statement: &'static str, rows: usize, work: impl Future<Output = T>) -> T {
+        let labels = StatementLabels { statement };
+        self.0.batch_rows.get_or_create(&labels).observe(rows as f64);
+        let started = std::time::Instant::now();
+        let outcome = work.await;
+        self.0.batch_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// Counts an accepted event.

@@ -12,7 +12,8 @@ use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome, RejectedP
 use hookline_bus::topology::DEFER_DELAY;
 use hookline_bus::{Bus, Publisher, Topology};
 use hookline_core::Catalog;
-use hookline_core::ids::DeliveryId;
+use hookline_core::delivery::DeliveryStatus;
+use hookline_core::ids::{DeliveryId, EndpointId};
 use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::deliveries::{self, AttemptRecord};
 use hookline_store::repo::jobs::{self, TargetCache};
@@ -58,6 +59,9 @@ pub struct Worker {
     metrics: Metrics,
     /// Loads the jobs of all handlers starting at the same moment in one query.
     load: Batcher<DeliveryId, Option<jobs::JobContext>>,
+    /// Endpoint targets kept in memory (shared with `load`), for jobs that carry their
+    /// delivery.
+    targets: Arc<TargetCache>,
     /// Records the attempts of all handlers finishing at the same moment in one
     /// statement.
     record: Batcher<deliveries::AttemptRecord, bool>,
@@ -82,17 +86,17 @@ impl Worker {
             // One job, already in its trace through the message's headers.
             let Some(job) = decoded.jobs.into_iter().next() else { return Outcome::Ack };
             let span = deliver_span(&job);
-            return self.perform(job).instrument(span).await;
+            return self.perform(job, message.redelivered).instrument(span).await;
         }
         let mut running = tokio::task::JoinSet::new();
         for (index, job) in decoded.jobs.into_iter().enumerate() {
             let span = deliver_span(&job);
             hookline_bus::jobs::continue_trace(&span, &job);
             link_to_current(&span);
-            let worker = self.clone();
+            let (worker, redelivered) = (self.clone(), message.redelivered);
             running.spawn(
                 async move {
-                    let outcome = worker.perform(job.clone()).await;
+                    let outcome = worker.perform(job.clone(), redelivered).await;
                     let outcome = worker.settle_in_batch(&job, outcome).await;
                     (index, job, outcome)
                 }
@@ -127,7 +131,9 @@ impl Worker {
     }
 
     /// Performs one job, holding one of the worker's delivery places while it runs.
-    async fn perform(&self, job: proto::DeliveryJob) -> Outcome {
+    /// `redelivered`: the broker delivered the job's message before, so what the job
+    /// carries of its delivery may be out of date and the delivery is loaded instead.
+    async fn perform(&self, job: proto::DeliveryJob, redelivered: bool) -> Outcome {
         let Ok(delivery_id) = job.delivery_id.parse::<DeliveryId>() else {
             return Outcome::Reject { reason: "malformed".into(), detail: format!("bad delivery id in {job:?}") };
         };
@@ -139,7 +145,8 @@ impl Worker {
             place = self.in_flight.acquire() => place,
         };
         let Ok(_place) = place else { return Outcome::Retry };
-        match self.deliver(&delivery_id, job.attempt, job.manual).await {
+        let prepared = trusted_prepared(&job, redelivered).cloned();
+        match self.deliver(&delivery_id, job.attempt, job.manual, prepared).await {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::warn!(%delivery_id, error = %err, "delivery job failed; it will be retried");
@@ -154,8 +161,9 @@ impl Worker {
         if !matches!(outcome, Outcome::Retry) {
             return Some(outcome);
         }
-        // Traced by the headers, from the current (deliver) span, like any single job.
-        let single = proto::DeliveryJob { traceparent: None, tracestate: None, ..job.clone() };
+        // Traced by the headers, from the current (deliver) span, like any single job; the
+        // delivery is loaded when the job comes back, as it may have moved on.
+        let single = proto::DeliveryJob { traceparent: None, tracestate: None, prepared: None, ..job.clone() };
         match self.publisher.send_to_queue(&self.topology.delay_queue(DEFER_DELAY), &single).await {
             Ok(()) => None,
             Err(err) => {
@@ -165,12 +173,26 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, delivery_id: &DeliveryId, attempt: u32, manual: bool) -> Result<Outcome, Error> {
-        let Some(context) = self.load.submit(delivery_id.clone()).await? else {
-            return Ok(Outcome::Reject {
-                reason: "unknown_delivery".into(),
-                detail: format!("delivery {delivery_id} does not exist"),
-            });
+    /// Makes one attempt: with the delivery as `prepared` describes it when that is given
+    /// and its endpoint's target is in memory, or as loaded from the database.
+    async fn deliver(
+        &self,
+        delivery_id: &DeliveryId,
+        attempt: u32,
+        manual: bool,
+        prepared: Option<proto::PreparedJob>,
+    ) -> Result<Outcome, Error> {
+        let context = match prepared.and_then(|prepared| self.prepared_context(delivery_id, prepared)) {
+            Some(context) => context,
+            None => match self.load.submit(delivery_id.clone()).await? {
+                Some(context) => context,
+                None => {
+                    return Ok(Outcome::Reject {
+                        reason: "unknown_delivery".into(),
+                        detail: format!("delivery {delivery_id} does not exist"),
+                    });
+                }
+            },
         };
         let span = tracing::Span::current();
         span.record("event_id", context.event_id.as_str());
@@ -262,6 +284,37 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// The context of a delivery the router has just created (pending, unattempted) from
+    /// what its job carries, with its endpoint's target from memory. `None` when the
+    /// target is not in memory or a field does not parse: the delivery is then loaded,
+    /// which also reads the target (in a batch) and keeps it.
+    fn prepared_context(&self, delivery_id: &DeliveryId, prepared: proto::PreparedJob) -> Option<jobs::JobContext> {
+        let endpoint: EndpointId = prepared.endpoint_id.parse().ok()?;
+        let target = self.targets.get(&endpoint)?;
+        Some(jobs::JobContext {
+            delivery_id: delivery_id.clone(),
+            status: DeliveryStatus::Pending,
+            attempt_count: 0,
+            event_id: prepared.event_id.parse().ok()?,
+            event_type: prepared.event_type,
+            environment: prepared.environment.parse().ok()?,
+            occurred_at: chrono::DateTime::from_timestamp_micros(prepared.occurred_at_micros)?,
+            data: serde_json::from_str(&prepared.data).ok()?,
+            organization_id: prepared.organization_id.parse().ok()?,
+            target,
+        })
+    }
+}
+
+/// What a job carries of its delivery, when that may stand in for the database: only a
+/// first, scheduled attempt's, in a message the broker has not delivered before. A
+/// redelivered message may have been worked on already (its attempt recorded, or the
+/// delivery settled since), which only the database knows.
+fn trusted_prepared(job: &proto::DeliveryJob, redelivered: bool) -> Option<&proto::PreparedJob> {
+    job.prepared.as_ref().filter(|_| !redelivered && job.attempt == 1 && !job.manual)
+}
+
 /// The span of one attempt; the caller decides its parent.
 fn deliver_span(job: &proto::DeliveryJob) -> tracing::Span {
     tracing::info_span!(
@@ -313,15 +366,18 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     let watch = hookline_store::ConfigWatch::listen(settings.database_url()).await?;
     let targets = Arc::new(TargetCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY));
     let load = {
-        let (pool, secrets, metrics) = (pool.clone(), secrets.clone(), metrics.clone());
+        let (pool, secrets, metrics, targets) = (pool.clone(), secrets.clone(), metrics.clone(), targets.clone());
         Batcher::new(
             batch::MAX_ROWS,
             batch::MAX_RUNNING,
             settings.database.batch_linger,
             move |ids: Arc<Vec<DeliveryId>>| {
-                let (pool, secrets, targets) = (pool.clone(), secrets.clone(), targets.clone());
-                metrics.batch_ran("load_jobs", ids.len());
-                async move { jobs::job_contexts(&pool, &secrets, &targets, &ids).await }
+                let (pool, secrets, targets, metrics) =
+                    (pool.clone(), secrets.clone(), targets.clone(), metrics.clone());
+                async move {
+                    let loading = jobs::job_contexts(&pool, &secrets, &targets, &ids);
+                    metrics.timed_batch("load_jobs", ids.len(), loading).await
+                }
             },
         )
     };
@@ -332,14 +388,18 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
             batch::MAX_RUNNING,
             settings.database.batch_linger,
             move |attempts: Arc<Vec<AttemptRecord>>| {
-                let pool = pool.clone();
-                metrics.batch_ran("record_attempts", attempts.len());
-                async move { deliveries::record_attempts(&pool, &attempts).await }
+                let (pool, metrics) = (pool.clone(), metrics.clone());
+                async move {
+                    metrics
+                        .timed_batch("record_attempts", attempts.len(), deliveries::record_attempts(&pool, &attempts))
+                        .await
+                }
             },
         )
     };
     let worker = Worker {
         load,
+        targets,
         record,
         in_flight: Arc::new(Semaphore::new(settings.delivery.concurrency.max(1))),
         shutdown: shutdown.clone(),
@@ -363,4 +423,27 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_job_carries_is_trusted_only_for_a_first_scheduled_attempt_never_delivered_before() {
+        let job = proto::DeliveryJob {
+            delivery_id: DeliveryId::generate().to_string(),
+            attempt: 1,
+            prepared: Some(proto::PreparedJob::default()),
+            ..Default::default()
+        };
+        assert!(trusted_prepared(&job, false).is_some());
+        assert!(trusted_prepared(&job, true).is_none(), "a redelivered message is loaded");
+        let retry = proto::DeliveryJob { attempt: 2, ..job.clone() };
+        assert!(trusted_prepared(&retry, false).is_none(), "a later attempt is loaded");
+        let manual = proto::DeliveryJob { manual: true, ..job.clone() };
+        assert!(trusted_prepared(&manual, false).is_none(), "a manual attempt is loaded");
+        let plain = proto::DeliveryJob { prepared: None, ..job };
+        assert!(trusted_prepared(&plain, false).is_none());
+    }
 }

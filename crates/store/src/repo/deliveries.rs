@@ -1,6 +1,8 @@
 //! Deliveries (one per event × endpoint) and their attempts.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -29,19 +31,55 @@ pub async fn create_for_event(
     targets: &[(WebhookId, EndpointId)],
 ) -> Result<Vec<DeliveryId>> {
     let mut created = create_for_events(pool, &[(event.clone(), organization.clone(), targets.to_vec())]).await?;
-    created.pop().flatten().ok_or_else(|| Error::UnknownEvent(event.to_string()))
+    created.pop().flatten().map(|routed| routed.ids()).ok_or_else(|| Error::UnknownEvent(event.to_string()))
+}
+
+/// Event data at most this large (as JSON text) is returned with the deliveries created
+/// for it, for the router to send with their jobs; larger data is left for the worker
+/// to read, so jobs messages stay small. (Data stored larger than this, compressed or
+/// not, is not even turned into text.)
+pub const SNAPSHOT_MAX_BYTES: i32 = 8 * 1024;
+
+/// What the first attempt of a new delivery needs of its event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSnapshot {
+    /// Catalog code.
+    pub event_type: String,
+    /// Live or test.
+    pub environment: Environment,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The event's data as JSON text.
+    pub data: String,
+}
+
+/// What routing one event created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    /// The deliveries this call created, each with its endpoint.
+    pub deliveries: Vec<(DeliveryId, EndpointId)>,
+    /// The event as stored, when its data is at most [`SNAPSHOT_MAX_BYTES`].
+    pub event: Option<Arc<EventSnapshot>>,
+}
+
+impl Routed {
+    /// The ids of the deliveries created.
+    pub fn ids(&self) -> Vec<DeliveryId> {
+        self.deliveries.iter().map(|(id, _)| id.clone()).collect()
+    }
 }
 
 /// [`create_for_event`] for several events in one statement (one commit); answers for
-/// each event in order: the deliveries created, or `None` when its organisation has no
-/// such event stored.
+/// each event in order: what was created, or `None` when its organisation has no such
+/// event stored.
 ///
 /// Deliveries are inserted only for events the statement found (and marked routed)
 /// under the organisation their route message names, so a route message can neither
 /// make deliveries for an event that does not exist (which the foreign key would
 /// refuse, failing the whole batch) nor send one organisation's event to another's
-/// webhooks (which no foreign key checks).
-pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<Vec<Option<Vec<DeliveryId>>>> {
+/// webhooks (which no foreign key checks). The event row the statement updates anyway
+/// also gives what a first attempt needs of it ([`Routed::event`]).
+pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<Vec<Option<Routed>>> {
     let mut ids = Vec::new();
     let mut event_ids = Vec::new();
     let mut endpoints = Vec::new();
@@ -65,7 +103,8 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
                  UPDATE events e SET routed_at = coalesce(e.routed_at, now())
                  FROM unnest($6::text[], $7::text[]) AS r (id, organization_id)
                  WHERE e.id = r.id AND e.organization_id = r.organization_id
-                 RETURNING e.id, e.organization_id),
+                 RETURNING e.id, e.organization_id, e.event_type, e.environment, e.occurred_at,
+                     CASE WHEN pg_column_size(e.data) <= $8 THEN e.data::text END AS data),
              created AS (
                  INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
                  SELECT d.id, d.event_id, d.endpoint_id, d.webhook_id, d.organization_id
@@ -73,8 +112,10 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
                      AS d (id, event_id, endpoint_id, webhook_id, organization_id)
                  JOIN routed r ON r.id = d.event_id AND r.organization_id = d.organization_id
                  ON CONFLICT (event_id, endpoint_id) DO NOTHING
-                 RETURNING id, event_id)
-             SELECT r.id, r.organization_id, c.id FROM routed r LEFT JOIN created c ON c.event_id = r.id",
+                 RETURNING id, event_id, endpoint_id)
+             SELECT r.id, r.organization_id, c.id, c.endpoint_id, r.event_type, r.environment, r.occurred_at,
+                 CASE WHEN octet_length(r.data) <= $8 THEN r.data END
+             FROM routed r LEFT JOIN created c ON c.event_id = r.id",
             &[
                 (&ids, Type::TEXT_ARRAY),
                 (&event_ids, Type::TEXT_ARRAY),
@@ -83,24 +124,37 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
                 (&organizations, Type::TEXT_ARRAY),
                 (&routed, Type::TEXT_ARRAY),
                 (&routed_organizations, Type::TEXT_ARRAY),
+                (&SNAPSHOT_MAX_BYTES, Type::INT4),
             ],
         )
         .await
         .context("creating deliveries")?;
-    let mut found: std::collections::HashMap<(String, String), Vec<DeliveryId>> = std::collections::HashMap::new();
+    let mut found: HashMap<(String, String), Routed> = HashMap::new();
     for row in rows {
-        let created = found.entry((row.get(0), row.get(1))).or_default();
-        if let Some(id) = row.get::<_, Option<&str>>(2) {
-            created.push(parse_id(id)?);
+        let routed = match found.entry((row.get(0), row.get(1))) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(Routed { deliveries: Vec::new(), event: snapshot_from(&row)? }),
+        };
+        if let (Some(id), Some(endpoint)) = (row.get::<_, Option<&str>>(2), row.get::<_, Option<&str>>(3)) {
+            routed.deliveries.push((parse_id(id)?, parse_id(endpoint)?));
         }
     }
     // The same event twice in one call: the first answer has what was created.
     Ok(events
         .iter()
         .map(|(event, organization, _)| {
-            found.get_mut(&(event.to_string(), organization.to_string())).map(std::mem::take)
+            let routed = found.get_mut(&(event.to_string(), organization.to_string()))?;
+            Some(Routed { deliveries: std::mem::take(&mut routed.deliveries), event: routed.event.clone() })
         })
         .collect())
+}
+
+/// The event columns of a row of [`create_for_events`]' statement (columns 4 to 7).
+fn snapshot_from(row: &tokio_postgres::Row) -> Result<Option<Arc<EventSnapshot>>> {
+    let Some(data) = row.get::<_, Option<String>>(7) else { return Ok(None) };
+    let environment: &str = row.get(5);
+    let environment = environment.parse().map_err(|_| Error::Corrupt(format!("event environment `{environment}`")))?;
+    Ok(Some(Arc::new(EventSnapshot { event_type: row.get(4), environment, occurred_at: row.get(6), data })))
 }
 
 /// Deliveries of an event that no worker has attempted yet: what a router that was

@@ -1,5 +1,7 @@
 //! Accepted upstream events.
 
+use std::borrow::Borrow;
+
 use deadpool_postgres::Pool;
 use hookline_core::envelope::UpstreamEvent;
 use hookline_core::ids::EventId;
@@ -42,7 +44,15 @@ pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: &str) 
 
 /// Stores several events in one statement (one commit), each as [`insert`] would, and
 /// answers for each in order.
-pub async fn insert_all(pool: &Pool, events: &[UpstreamEvent], origin: &str) -> Result<Vec<Stored>> {
+///
+/// `events` may be the events themselves or anything holding one (a caller's own
+/// record of what to do once its event is stored).
+pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
+    pool: &Pool,
+    events: &[E],
+    origin: &str,
+) -> Result<Vec<Stored>> {
+    let events: Vec<&UpstreamEvent> = events.iter().map(Borrow::borrow).collect();
     let client = pool.get().await?;
     const STORE_EVENTS: &str = "WITH input AS (
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
@@ -76,7 +86,7 @@ pub async fn insert_all(pool: &Pool, events: &[UpstreamEvent], origin: &str) -> 
         let ids: Vec<String> = open.iter().map(|_| EventId::generate().to_string()).collect();
         let message_ids: Vec<String> =
             open.iter().zip(&ids).map(|(&i, id)| events[i].message_id.clone().unwrap_or_else(|| id.clone())).collect();
-        let column = |get: fn(&UpstreamEvent) -> &str| open.iter().map(|&i| get(&events[i])).collect::<Vec<_>>();
+        let column = |get: fn(&UpstreamEvent) -> &str| open.iter().map(|&i| get(events[i])).collect::<Vec<_>>();
         let organizations = column(|e| e.organization.as_str());
         let event_types = column(|e| e.event_type.as_str());
         let environments = column(|e| e.environment.as_str());

@@ -2,7 +2,7 @@
 //! each time, and its endpoint's target (URL, method, headers, credential, signing
 //! secrets), which changes rarely and is kept in a [`TargetCache`] until it does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -105,7 +105,7 @@ pub async fn job_contexts(
         .await
         .context("loading deliveries")?;
     let mut targets: HashMap<EndpointId, Arc<EndpointTarget>> = HashMap::new();
-    let mut missing = Vec::new();
+    let mut missing = HashSet::new();
     for row in &rows {
         let endpoint: EndpointId = parse_id(row.get(4))?;
         if targets.contains_key(&endpoint) || missing.contains(&endpoint) {
@@ -115,11 +115,14 @@ pub async fn job_contexts(
             Some(target) => {
                 targets.insert(endpoint, target);
             }
-            None => missing.push(endpoint),
+            None => {
+                missing.insert(endpoint);
+            }
         }
     }
     if !missing.is_empty() {
         let version = cache.version();
+        let missing: Vec<EndpointId> = missing.into_iter().collect();
         for target in endpoint_targets(&client, secrets, &missing).await? {
             let target = Arc::new(target);
             cache.insert(version, target.endpoint_id.clone(), target.clone());
