@@ -36,8 +36,8 @@ pub async fn create_for_event(
 
 /// Event data at most this large (as JSON text) is returned with the deliveries created
 /// for it, for the router to send with their jobs; larger data is left for the worker
-/// to read, so jobs messages stay small. (Data stored larger than this, compressed or
-/// not, is not even turned into text.)
+/// to read, so jobs messages stay small. (Data stored compressed, or larger than this,
+/// is not even turned into text: only its text would tell how large it is.)
 pub const SNAPSHOT_MAX_BYTES: i32 = 8 * 1024;
 
 /// What the first attempt of a new delivery needs of its event.
@@ -104,7 +104,8 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
                  FROM unnest($6::text[], $7::text[]) AS r (id, organization_id)
                  WHERE e.id = r.id AND e.organization_id = r.organization_id
                  RETURNING e.id, e.organization_id, e.event_type, e.environment, e.occurred_at,
-                     CASE WHEN pg_column_size(e.data) <= $8 THEN e.data::text END AS data),
+                     CASE WHEN pg_column_compression(e.data) IS NULL AND pg_column_size(e.data) <= $8
+                         THEN e.data::text END AS data),
              created AS (
                  INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
                  SELECT d.id, d.event_id, d.endpoint_id, d.webhook_id, d.organization_id
