@@ -16,7 +16,7 @@ fn figure(output: &str, label: &str) -> f64 {
 #[test]
 fn a_smoke_run_reports_every_figure() {
     let output = Command::new(env!("CARGO_BIN_EXE_hookline-bench"))
-        .args(["--events", "200", "--scenarios", "one,retry10", "--deadline", "90s"])
+        .args(["--events", "200", "--scenarios", "one,retry10,paced250", "--deadline", "90s"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -28,6 +28,16 @@ fn a_smoke_run_reports_every_figure() {
     }
     assert!(stdout.contains("% of the bare pipeline"), "{stdout}");
     assert!(stdout.contains("p99") && stdout.contains("CPU per 1,000 deliveries"), "{stdout}");
+    // Where the latency went, hop by hop, and what each batched statement took.
+    let stages = stdout.lines().filter(|line| line.trim_start().starts_with("stages p50 / p99 (ms)")).count();
+    assert_eq!(stages, 3, "a stages line per scenario in:\n{stdout}");
+    for stage in ["publish → event stored", "stored → delivery created", "created → request started"] {
+        assert!(stdout.contains(stage), "no `{stage}` in:\n{stdout}");
+    }
+    assert!(stdout.contains("store_events") && stdout.contains(" ms · "), "batch times in:\n{stdout}");
+    // The paced scenario has the bare pipeline at its own rate beside it.
+    assert!(stdout.contains("bare pipeline at 250/s"), "{stdout}");
+    assert!(stdout.contains("(bare pipeline at this rate: p50"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
