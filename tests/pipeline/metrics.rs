@@ -72,6 +72,18 @@ async fn metrics_count_exactly_the_workload() {
     for (series, value) in expected {
         assert_eq!(sample(&text, &series), Some(value), "{series} in\n{text}");
     }
+    // Group commit: the six events and the duplicate went through the store statement,
+    // the six events through the router's, and every batched statement was timed once.
+    let batch = |series: &str, statement: &str| {
+        sample(&text, &format!(r#"hookline_batch_{series}{{statement="{statement}"}}"#))
+    };
+    assert_eq!(batch("rows_sum", "store_events"), Some(7.0), "{text}");
+    assert_eq!(batch("rows_sum", "create_deliveries"), Some(6.0), "{text}");
+    for statement in ["store_events", "create_deliveries", "record_attempts", "route_message"] {
+        let statements = batch("rows_count", statement).unwrap_or_default();
+        assert!(statements >= 1.0, "no {statement} batch in\n{text}");
+        assert_eq!(batch("seconds_count", statement), Some(statements), "each {statement} batch timed once");
+    }
     assert_eq!(receiver.requests("/ok").len() + receiver.requests("/flaky").len(), 13);
     services.stop().await;
     stop_metrics.cancel();
