@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use chrono::Utc;
 use hookline_core::Environment;
-use hookline_core::envelope::UpstreamEvent;
+use hookline_core::delivery::Trigger;
+use hookline_core::envelope::{Origin, UpstreamEvent};
 use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
-use hookline_store::repo::deliveries::{self, AttemptRecord};
+use hookline_core::lifecycle::{FailedBecause, Transition};
+use hookline_store::repo::deliveries::{self, AttemptRecord, Settle};
 use hookline_store::repo::events::{self, Stored};
 use hookline_store::repo::jobs::{self, TargetCache};
-use hookline_store::repo::webhooks;
+use hookline_store::repo::webhooks::{self, routing};
 use hookline_store::{ConfigWatch, config_watch};
 use hookline_tests::TestEnv;
 use serde_json::json;
@@ -32,7 +34,7 @@ fn attempt(delivery: &DeliveryId, number: u32, status: u16) -> AttemptRecord {
     AttemptRecord {
         delivery_id: delivery.clone(),
         attempt_number: number,
-        manual: false,
+        trigger: Trigger::Scheduled,
         started_at: Utc::now(),
         duration_ms: 3,
         request_method: "POST".into(),
@@ -50,7 +52,7 @@ fn attempt(delivery: &DeliveryId, number: u32, status: u16) -> AttemptRecord {
 /// The organisation's one live webhook, as the router reads it.
 pub(crate) async fn live_webhook(env: &TestEnv, organization: &OrganizationId) -> webhooks::RoutableWebhook {
     let live = (organization.clone(), Environment::Live);
-    webhooks::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0)
+    routing::routable(&env.pool, std::slice::from_ref(&live)).await.unwrap().remove(&live).unwrap().remove(0)
 }
 
 /// A cache that never keeps anything: every load reads the tables.
@@ -72,7 +74,7 @@ async fn events_stored_together_each_get_their_own_answer() {
     let stranger = OrganizationId::generate();
     let batch = [event(&org.id, Some("k1")), event(&org.id, Some("k1")), event(&stranger, None), event(&org.id, None)];
 
-    let stored = events::insert_all(&env.pool, &batch, "upstream").await.unwrap();
+    let stored = events::insert_all(&env.pool, &batch, Origin::Upstream).await.unwrap();
 
     let first = inserted(&stored[0]);
     assert_eq!(stored[1], Stored::Duplicate { id: first, routed: false }, "the same key twice in one batch");
@@ -89,12 +91,12 @@ async fn deliveries_created_together_mark_every_event_routed_once() {
     let urls = ["http://127.0.0.1:9/a".to_owned(), "http://127.0.0.1:9/b".to_owned()];
     env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
     let stored =
-        events::insert_all(&env.pool, &[event(&org.id, None), event(&org.id, None)], "upstream").await.unwrap();
+        events::insert_all(&env.pool, &[event(&org.id, None), event(&org.id, None)], Origin::Upstream).await.unwrap();
     let (first, second) = (inserted(&stored[0]), inserted(&stored[1]));
 
     let live = (org.id.clone(), Environment::Live);
     let test = (org.id.clone(), Environment::Test);
-    let mut routable = webhooks::routable(&env.pool, &[live.clone(), test.clone()]).await.unwrap();
+    let mut routable = routing::routable(&env.pool, &[live.clone(), test.clone()]).await.unwrap();
     assert!(routable[&test].is_empty(), "the organisation has no test webhooks");
     let webhook = routable.remove(&live).unwrap().remove(0);
     let targets: Vec<_> = webhook.endpoints.iter().map(|endpoint| (webhook.id.clone(), endpoint.clone())).collect();
@@ -121,7 +123,7 @@ async fn deliveries_are_created_only_for_events_stored_under_the_organisation_na
     let stored = events::insert(&env.pool, &event(&org.id, None)).await.unwrap();
     let known = inserted(&stored);
     let scopes = [(org.id.clone(), Environment::Live), (other.id.clone(), Environment::Live)];
-    let mut routable = webhooks::routable(&env.pool, &scopes).await.unwrap();
+    let mut routable = routing::routable(&env.pool, &scopes).await.unwrap();
     let targets_of = |webhook: webhooks::RoutableWebhook| vec![(webhook.id.clone(), webhook.endpoints[0].clone())];
     let ours = targets_of(routable.remove(&scopes[0]).unwrap().remove(0));
     let theirs = targets_of(routable.remove(&scopes[1]).unwrap().remove(0));
@@ -143,7 +145,7 @@ async fn deliveries_are_created_only_for_events_stored_under_the_organisation_na
         .get()
         .await
         .unwrap()
-        .query("SELECT organization_id FROM deliveries WHERE event_id = $1", &[&known.as_str()])
+        .query("SELECT organization_id FROM deliveries WHERE event_id = $1", &[&known])
         .await
         .unwrap()
         .iter()
@@ -176,14 +178,26 @@ async fn jobs_loaded_and_attempts_recorded_together_each_answer_for_their_delive
 
     // Two attempts of `a` in one call (an UPDATE changes a row once per statement), and
     // a repeat of an attempt already in the call.
-    let batch = [attempt(&a, 1, 500), attempt(&b, 1, 200), attempt(&a, 2, 200), attempt(&b, 1, 200)];
-    let recorded = deliveries::record_attempts(&env.pool, &batch).await.unwrap();
-    assert_eq!(recorded, [true, true, true, false]);
+    let retry = Transition::RetryAt { attempt: 2, delay: std::time::Duration::from_secs(1), at: Utc::now() };
+    let settle = |delivery: &DeliveryId, attempts_before: u32, status: u16, transition: Transition| Settle {
+        delivery_id: delivery.clone(),
+        attempts_before,
+        transition,
+        attempt: Some(attempt(delivery, attempts_before + 1, status)),
+    };
+    let batch = [
+        settle(&a, 0, 500, retry),
+        settle(&b, 0, 200, Transition::Succeeded),
+        settle(&a, 1, 200, Transition::Succeeded),
+        settle(&b, 0, 200, Transition::Succeeded),
+    ];
+    let settled = deliveries::settle(&env.pool, &batch).await.unwrap();
+    assert_eq!(settled.iter().map(|s| s.applied).collect::<Vec<_>>(), [true, true, true, false]);
     for (delivery, count) in [(&a, 2), (&b, 1)] {
         let (status, attempts): (String, i32) = {
             let client = env.pool.get().await.unwrap();
             let row = client
-                .query_one("SELECT status, attempt_count FROM deliveries WHERE id = $1", &[&delivery.as_str()])
+                .query_one("SELECT status::text, attempt_count FROM deliveries WHERE id = $1", &[delivery])
                 .await
                 .unwrap();
             (row.get(0), row.get(1))
@@ -191,6 +205,96 @@ async fn jobs_loaded_and_attempts_recorded_together_each_answer_for_their_delive
         assert_eq!((status.as_str(), attempts), ("succeeded", count), "delivery {delivery}");
     }
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 3);
+    env.cleanup().await;
+}
+
+/// The deliveries `count` events make to the organisation's one endpoint.
+async fn deliveries_to_one_endpoint(env: &TestEnv, organization: &OrganizationId, count: usize) -> Vec<DeliveryId> {
+    let webhook = live_webhook(env, organization).await;
+    let target = [(webhook.id.clone(), webhook.endpoints[0].clone())];
+    let mut created = Vec::new();
+    for _ in 0..count {
+        let event = inserted(&events::insert(&env.pool, &event(organization, None)).await.unwrap());
+        created.extend(deliveries::create_for_event(&env.pool, &event, organization, &target).await.unwrap());
+    }
+    created
+}
+
+/// A delivery's status, attempts and next attempt time, and whether it is completed.
+async fn delivery_row(env: &TestEnv, delivery: &DeliveryId) -> (String, i32, Option<chrono::DateTime<Utc>>, bool) {
+    let client = env.pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT status::text, attempt_count, next_attempt_at, completed_at IS NOT NULL FROM deliveries WHERE id = $1",
+            &[delivery],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transitions_persist_as_the_lifecycle_decided_them_and_only_on_the_state_they_were_decided_on() {
+    let env = TestEnv::new().await;
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &["http://127.0.0.1:9/a".to_owned()], &["job.created"])).await;
+    let Ok([retried, exhausted, closed, recovered]) =
+        <[DeliveryId; 4]>::try_from(deliveries_to_one_endpoint(&env, &org.id, 4).await)
+    else {
+        panic!("four deliveries")
+    };
+    let at = Utc::now() + chrono::Duration::minutes(5);
+    let retry = Transition::RetryAt { attempt: 2, delay: std::time::Duration::from_secs(300), at };
+    let failed = Transition::Failed(FailedBecause::Exhausted);
+    let settle = |delivery: &DeliveryId, attempts_before: u32, transition: Transition, status: Option<u16>| Settle {
+        delivery_id: delivery.clone(),
+        attempts_before,
+        transition,
+        attempt: status.map(|status| attempt(delivery, attempts_before + 1, status)),
+    };
+    let settled = deliveries::settle(
+        &env.pool,
+        &[
+            settle(&retried, 0, retry, Some(503)),
+            settle(&exhausted, 0, failed, Some(500)),
+            settle(&closed, 0, Transition::Closed, None),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(settled.iter().all(|s| s.applied), "{settled:?}");
+    assert_eq!(
+        settled.iter().map(|s| s.consecutive_failures).collect::<Vec<_>>(),
+        [0, 1, 0],
+        "only a final failure counts"
+    );
+    let (status, attempts, next, completed) = delivery_row(&env, &retried).await;
+    assert_eq!((status.as_str(), attempts, completed), ("retrying", 1, false));
+    assert_eq!(next.map(|n| n.timestamp_millis()), Some(at.timestamp_millis()), "the retry is due when decided");
+    assert_eq!(delivery_row(&env, &exhausted).await, ("failed".to_owned(), 1, None, true));
+    assert_eq!(delivery_row(&env, &closed).await, ("failed".to_owned(), 0, None, true), "closed without an attempt");
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts WHERE delivery_id = $1", &[&closed]).await, 0);
+
+    // A decision made on a state that has moved on changes nothing: `retried` has one
+    // attempt recorded now, so closing it "with none made" is stale, as is its attempt 1
+    // made again.
+    let stale = deliveries::settle(&env.pool, &[settle(&retried, 0, Transition::Closed, None)]).await.unwrap();
+    assert!(!stale[0].applied);
+    let twice = deliveries::settle(&env.pool, &[settle(&retried, 0, Transition::Succeeded, Some(200))]).await.unwrap();
+    assert!(!twice[0].applied, "attempt 1 recorded twice");
+    assert_eq!(delivery_row(&env, &retried).await.0, "retrying");
+
+    // An operator's failed attempt leaves a settled delivery as it was, attempt logged.
+    let kept = deliveries::settle(&env.pool, &[settle(&exhausted, 1, Transition::Kept, Some(500))]).await.unwrap();
+    assert!(kept[0].applied);
+    assert_eq!(delivery_row(&env, &exhausted).await, ("failed".to_owned(), 2, None, true));
+
+    // Another final failure to the endpoint makes two in a row; a success resets the run.
+    let second = deliveries::settle(&env.pool, &[settle(&retried, 1, failed, Some(500))]).await.unwrap();
+    assert_eq!(second[0].consecutive_failures, 2);
+    deliveries::settle(&env.pool, &[settle(&recovered, 0, Transition::Succeeded, Some(204))]).await.unwrap();
+    assert_eq!(env.scalar::<i32>("SELECT consecutive_failures FROM endpoints", &[]).await, 0);
+    assert_eq!(delivery_row(&env, &recovered).await, ("succeeded".to_owned(), 1, None, true));
     env.cleanup().await;
 }
 
@@ -268,7 +372,7 @@ async fn events_stored_in_one_statement_go_on_to_the_router_in_one_message() {
         env.pool.clone(),
         std::sync::Arc::new(env.settings.catalog().unwrap()),
         (env.bus.publisher.clone(), env.bus.topology.clone()),
-        env.settings.ingest.max_event_size,
+        &env.settings.ingest,
         std::time::Duration::from_millis(20),
         metrics.clone(),
     );

@@ -7,7 +7,7 @@ use hookline_core::ids::{DeliveryId, OrganizationId};
 use hookline_store::repo::deliveries;
 use hookline_store::repo::events;
 use hookline_store::repo::jobs::{self, TargetCache};
-use hookline_store::repo::webhooks::{self, RoutableCache};
+use hookline_store::repo::webhooks::{RoutableCache, changes, routing};
 use hookline_store::{ConfigWatch, config_watch};
 use hookline_tests::{TestEnv, eventually};
 
@@ -77,7 +77,7 @@ async fn endpoint_targets_are_kept_until_a_change_is_notified() {
 
     // Deactivating the webhook reaches waiting jobs the same way.
     let webhook = live_webhook(&env, &org.id).await;
-    assert!(webhooks::set_active(&env.pool, &org.id, &webhook.id, false).await.unwrap());
+    assert!(changes::deactivate(&env.pool, &org.id, &webhook.id).await.unwrap());
     let disabled = eventually(WAIT, || async {
         let contexts = jobs::job_contexts(&env.pool, &env.secrets, &cache, std::slice::from_ref(&delivery)).await;
         !contexts.unwrap()[0].as_ref().unwrap().target.webhook_enabled
@@ -101,7 +101,7 @@ async fn routable_webhooks_are_kept_until_a_webhook_changes() {
         let scope = scope.clone();
         let (pool, cache) = (&env.pool, &cache);
         async move {
-            let found = webhooks::routable_cached(pool, cache, std::slice::from_ref(&scope)).await.unwrap();
+            let found = routing::routable_cached(pool, cache, std::slice::from_ref(&scope)).await.unwrap();
             found[&scope].len()
         }
     };

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use hookline_core::delivery::DeliveryStatus;
 use hookline_core::ids::OrganizationId;
 use hookline_tests::{Receiver, TestEnv};
 use serde_json::json;
@@ -46,7 +47,7 @@ async fn one_event_is_delivered_signed_with_the_documented_body() {
     assert!(other.verify(&request.body, &request.headers).is_err());
 
     let settled = hookline_tests::eventually(WAIT, || async {
-        env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "succeeded"
+        env.scalar::<DeliveryStatus>("SELECT status FROM deliveries", &[]).await == DeliveryStatus::Succeeded
     })
     .await;
     assert!(settled, "delivery is recorded as succeeded");
@@ -94,7 +95,7 @@ async fn inactive_deleted_foreign_and_wrong_environment_webhooks_receive_nothing
     inactive.active = false;
     env.create_webhook(inactive).await;
     let deleted = env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/deleted")], &["job.created"])).await;
-    assert!(hookline_store::repo::webhooks::soft_delete(&env.pool, &org.id, &deleted.id).await.unwrap());
+    assert!(hookline_store::repo::webhooks::changes::soft_delete(&env.pool, &org.id, &deleted.id).await.unwrap());
     env.create_webhook(TestEnv::webhook(&other_org.id, &[receiver.url("/foreign")], &["job.created"])).await;
     let mut test_webhook = TestEnv::webhook(&org.id, &[receiver.url("/test-env")], &["job.created"]);
     test_webhook.test = true;
@@ -229,7 +230,7 @@ async fn a_duplicate_job_for_a_settled_delivery_sends_nothing() {
     env.publish(event(&org.id, "job.created", json!({}))).await;
     receiver.wait_for("/hook", 1, WAIT).await;
     let settled = hookline_tests::eventually(WAIT, || async {
-        env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "succeeded"
+        env.scalar::<DeliveryStatus>("SELECT status FROM deliveries", &[]).await == DeliveryStatus::Succeeded
     })
     .await;
     assert!(settled);
@@ -239,11 +240,7 @@ async fn a_duplicate_job_for_a_settled_delivery_sends_nothing() {
         .map(|attempt| DeliveryJob { delivery_id: delivery_id.clone(), attempt, manual: false, ..Default::default() })
         .collect();
     let topology = &env.bus.topology;
-    env.bus
-        .publisher
-        .publish_all(&topology.delivery_exchange(), hookline_bus::topology::JOB_ROUTING_KEY, &jobs)
-        .await
-        .unwrap();
+    hookline_bus::jobs::to_workers(&env.bus.publisher, topology, jobs).await.unwrap();
     // A control event behind the duplicates in the same queue.
     env.publish(event(&org.id, "job.updated", json!({}))).await;
     receiver.wait_for("/hook", 2, WAIT).await;

@@ -3,8 +3,8 @@
 //! own trace, rejecting only the jobs it can never perform.
 
 use hookline_bus::codec::proto::{DeliveryJob, DeliveryJobs};
-use hookline_bus::jobs::{self, DELIVERY_JOBS_TYPE};
-use hookline_bus::topology::JOB_ROUTING_KEY;
+use hookline_bus::jobs;
+use hookline_bus::message::BusMessage as _;
 use hookline_core::ids::DeliveryId;
 use hookline_store::repo::{deliveries, events};
 use hookline_telemetry::memory_exporter::attribute;
@@ -39,7 +39,7 @@ async fn the_deliveries_of_an_event_go_to_the_workers_in_one_message() {
     assert!(arrived, "no delivery message");
     let taken = taken.into_inner().unwrap();
     let message = &taken[0];
-    assert_eq!(message.properties.kind().as_ref().map(|kind| kind.as_str()), Some(DELIVERY_JOBS_TYPE));
+    assert_eq!(message.properties.kind().as_ref().map(|kind| kind.as_str()), Some(DeliveryJobs::TYPE));
     let batch = DeliveryJobs::decode(message.data.as_slice()).unwrap();
     let mut ids: Vec<String> = batch.jobs.iter().map(|job| job.delivery_id.clone()).collect();
     ids.sort();
@@ -101,13 +101,8 @@ async fn a_first_attempt_is_sent_as_its_job_describes_it_once_the_endpoint_is_kn
     }
     let services = env.start();
     let bus = &env.bus;
-    let send = |job: DeliveryJob| async move {
-        let topology = &bus.topology;
-        bus.publisher
-            .publish(&topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs::encode(vec![job]), jobs::properties())
-            .await
-            .unwrap();
-    };
+    let send =
+        |job: DeliveryJob| async move { jobs::to_workers(&bus.publisher, &bus.topology, vec![job]).await.unwrap() };
     // The first job carries nothing: the worker loads it, and learns the endpoint.
     send(DeliveryJob { delivery_id: created[0].1.to_string(), attempt: 1, ..Default::default() }).await;
     assert_eq!(receiver.wait_for("/a", 1, WAIT).await.len(), 1);
@@ -135,8 +130,10 @@ async fn a_first_attempt_is_sent_as_its_job_describes_it_once_the_endpoint_is_kn
     let payloads: Vec<serde_json::Value> = received.iter().map(|r| r.json()["payload"].clone()).collect();
     assert_eq!(payloads[0], json!({"key": null}), "the loaded delivery sends the stored data");
     assert_eq!(payloads[1], json!({"from": "job"}), "the prepared job sends what it carries");
-    let recorded: i64 = env.scalar("SELECT count(*) FROM attempts", &[]).await;
-    assert_eq!(recorded, 2, "both attempts are recorded");
+    // Recorded once the receiver has answered: wait for the second record's commit.
+    let both = eventually(WAIT, || async { env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await >= 2 }).await;
+    assert!(both, "both attempts are recorded");
+    assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 2);
     services.stop().await;
     env.cleanup().await;
 }
@@ -168,12 +165,7 @@ async fn a_batch_delivers_each_job_in_its_own_trace_and_rejects_only_the_unusabl
         job("not-a-delivery-id".into(), None),
         job(created[1].to_string(), Some(traces[1])),
     ];
-    let topology = &env.bus.topology;
-    env.bus
-        .publisher
-        .publish(&topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs::encode(batch), jobs::properties())
-        .await
-        .unwrap();
+    jobs::to_workers(&env.bus.publisher, &env.bus.topology, batch).await.unwrap();
     let services = env.start();
 
     assert_eq!(receiver.wait_for("/a", 1, WAIT).await.len(), 1);

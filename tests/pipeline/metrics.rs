@@ -79,7 +79,7 @@ async fn metrics_count_exactly_the_workload() {
     };
     assert_eq!(batch("rows_sum", "store_events"), Some(7.0), "{text}");
     assert_eq!(batch("rows_sum", "create_deliveries"), Some(6.0), "{text}");
-    for statement in ["store_events", "create_deliveries", "record_attempts", "route_message"] {
+    for statement in ["store_events", "create_deliveries", "settle_deliveries", "route_message"] {
         let statements = batch("rows_count", statement).unwrap_or_default();
         assert!(statements >= 1.0, "no {statement} batch in\n{text}");
         assert_eq!(batch("seconds_count", statement), Some(statements), "each {statement} batch timed once");

@@ -1,3 +1,4 @@
+use hookline_core::delivery::DeliveryStatus;
 use hookline_tests::{Receiver, Reply, TestEnv, eventually};
 use serde_json::json;
 
@@ -13,7 +14,7 @@ async fn first_attempt(env: &TestEnv) -> (Option<i32>, Option<String>) {
         .get()
         .await
         .unwrap()
-        .query_one("SELECT status_code, error_kind FROM attempts WHERE attempt_number = 1", &[])
+        .query_one("SELECT status_code, error_kind::text FROM attempts WHERE attempt_number = 1", &[])
         .await
         .unwrap();
     (row.get(0), row.get(1))
@@ -47,8 +48,10 @@ async fn a_refused_connection_is_a_failed_attempt() {
 
     assert_eq!(first_attempt(&env).await, (None, Some("connect".into())));
     assert!(
-        eventually(WAIT, || async { env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "retrying" })
-            .await
+        eventually(WAIT, || async {
+            env.scalar::<DeliveryStatus>("SELECT status FROM deliveries", &[]).await == DeliveryStatus::Retrying
+        })
+        .await
     );
     services.stop().await;
     env.cleanup().await;
@@ -208,8 +211,10 @@ async fn a_body_that_never_ends_is_cut_at_64_kib_and_the_attempt_completes() {
     let truncated: bool = env.scalar("SELECT response_body_truncated FROM attempts", &[]).await;
     assert_eq!((kept, truncated), (64 * 1024, true));
     assert!(
-        eventually(WAIT, || async { env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "succeeded" })
-            .await
+        eventually(WAIT, || async {
+            env.scalar::<DeliveryStatus>("SELECT status FROM deliveries", &[]).await == DeliveryStatus::Succeeded
+        })
+        .await
     );
     services.stop().await;
     env.cleanup().await;

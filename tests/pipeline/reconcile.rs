@@ -1,5 +1,6 @@
 use chrono::Utc;
 use hookline_core::Environment;
+use hookline_core::delivery::DeliveryStatus;
 use hookline_core::envelope::UpstreamEvent;
 use hookline_store::repo::events;
 use hookline_tests::{Receiver, Reply, TestEnv, eventually};
@@ -49,9 +50,10 @@ async fn a_retry_whose_delayed_message_was_lost_is_republished_by_the_sweep() {
     let services = env.start();
     env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
     receiver.wait_for("/hook", 1, WAIT).await;
-    let scheduled =
-        eventually(WAIT, || async { env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "retrying" })
-            .await;
+    let scheduled = eventually(WAIT, || async {
+        env.scalar::<DeliveryStatus>("SELECT status FROM deliveries", &[]).await == DeliveryStatus::Retrying
+    })
+    .await;
     assert!(scheduled);
     assert_eq!(receiver.requests("/hook").len(), 1, "attempt 2 waits an hour in the delay queue");
     // As if the broker lost the delayed job: its due time passed long ago.
@@ -68,8 +70,10 @@ async fn a_retry_whose_delayed_message_was_lost_is_republished_by_the_sweep() {
 
     receiver.wait_for("/hook", 2, WAIT).await;
     assert!(
-        eventually(WAIT, || async { env.scalar::<String>("SELECT status FROM deliveries", &[]).await == "succeeded" })
-            .await
+        eventually(WAIT, || async {
+            env.scalar::<DeliveryStatus>("SELECT status FROM deliveries", &[]).await == DeliveryStatus::Succeeded
+        })
+        .await
     );
     assert_eq!(env.scalar::<i32>("SELECT attempt_count FROM deliveries", &[]).await, 2);
     services.stop().await;

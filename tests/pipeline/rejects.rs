@@ -3,10 +3,11 @@ use std::collections::BTreeSet;
 use hookline_bus::codec::proto;
 use hookline_bus::route;
 use hookline_core::Environment;
-use hookline_core::envelope::UpstreamEvent;
+use hookline_core::envelope::{Origin, UpstreamEvent};
 use hookline_core::ids::{EventId, OrganizationId};
 use hookline_store::repo::events;
 use hookline_tests::{Receiver, TestEnv, eventually};
+use prost::Message as _;
 use serde_json::json;
 
 use crate::WAIT;
@@ -36,8 +37,7 @@ async fn bad_messages_go_to_the_rejected_queue_with_their_reason_and_good_ones_s
         environment: "live".into(),
         ..Default::default()
     };
-    // As earlier versions sent them: one event, untyped.
-    env.bus.publisher.send_to_queue(&env.bus.topology.route_queue(), &phantom).await.unwrap();
+    route::send(&env.bus.publisher, &env.bus.topology, vec![phantom]).await.unwrap();
 
     let request = receiver.wait_for("/hook", 1, WAIT).await.remove(0);
     assert_eq!(request.json()["payload"]["jobId"], "after");
@@ -88,7 +88,7 @@ async fn an_event_of_a_route_message_that_cannot_be_routed_is_rejected_alone() {
         team: None,
         data: json!({"jobId": "stored"}),
     };
-    let stored_id = events::insert_synthetic(&env.pool, &stored, "system").await.unwrap();
+    let stored_id = events::insert_synthetic(&env.pool, &stored, Origin::System).await.unwrap();
     let route_event = |event_id: String| proto::RouteEvent {
         event_id,
         organization_id: org.id.to_string(),
@@ -116,7 +116,7 @@ async fn an_event_of_a_route_message_that_cannot_be_routed_is_rejected_alone() {
     rejected.sort();
     let parts: Vec<(String, Vec<proto::RouteEvent>)> = rejected
         .into_iter()
-        .map(|(reason, body)| (reason, hookline_bus::codec::decode::<proto::RouteEvents>(&body).unwrap().events))
+        .map(|(reason, body)| (reason, proto::RouteEvents::decode(body.as_slice()).unwrap().events))
         .collect();
     assert_eq!(parts, [("malformed".to_owned(), vec![garbled]), ("unknown_event".to_owned(), vec![phantom])]);
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM deliveries", &[]).await, 1);

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use hookline_bus::Bus;
+use hookline_core::delivery::DeliveryStatus;
 use hookline_telemetry::Settings;
 use hookline_tests::{Receiver, Reply, TestEnv, eventually};
 use lapin::options::QueueDeclareOptions;
@@ -9,7 +10,7 @@ use serde_json::json;
 
 use crate::WAIT;
 
-async fn delivery_status(env: &TestEnv) -> String {
+async fn delivery_status(env: &TestEnv) -> DeliveryStatus {
     env.scalar("SELECT status FROM deliveries", &[]).await
 }
 
@@ -28,7 +29,7 @@ async fn a_receiver_failing_twice_gets_three_attempts_spaced_by_the_policy() {
     let second_gap = requests[2].at - requests[1].at;
     assert!(first_gap >= Duration::from_millis(950), "attempt 2 came {first_gap:?} after attempt 1, not after 1s");
     assert!(second_gap >= Duration::from_millis(1950), "attempt 3 came {second_gap:?} after attempt 2, not after 2s");
-    assert!(eventually(WAIT, || async { delivery_status(&env).await == "succeeded" }).await);
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == DeliveryStatus::Succeeded }).await);
     let client = env.pool.get().await.unwrap();
     let codes: Vec<Option<i32>> = client
         .query("SELECT status_code FROM attempts ORDER BY attempt_number", &[])
@@ -55,7 +56,7 @@ async fn a_receiver_that_always_fails_gets_exactly_three_attempts_then_the_deliv
     env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
 
     receiver.wait_for("/hook", 3, WAIT).await;
-    assert!(eventually(WAIT, || async { delivery_status(&env).await == "failed" }).await);
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == DeliveryStatus::Failed }).await);
     // Longer than the last delay: a fourth attempt would have arrived by now.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(receiver.requests("/hook").len(), 3);
@@ -82,7 +83,7 @@ async fn a_receiver_that_hangs_yields_a_timeout_attempt() {
     assert!(recorded, "a timeout attempt is recorded");
     let duration: i32 = env.scalar("SELECT duration_ms FROM attempts", &[]).await;
     assert!(duration >= 1000, "the attempt gave up after {duration} ms, before the 1s timeout");
-    assert!(eventually(WAIT, || async { delivery_status(&env).await == "retrying" }).await);
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == DeliveryStatus::Retrying }).await);
     services.stop().await;
     env.cleanup().await;
 }
@@ -139,14 +140,17 @@ async fn stopping_a_webhook_drops_its_waiting_retry(delete: bool) {
     env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
 
     receiver.wait_for("/hook", 1, WAIT).await;
-    assert!(eventually(WAIT, || async { delivery_status(&env).await == "retrying" }).await);
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == DeliveryStatus::Retrying }).await);
     let stopped = if delete {
-        hookline_store::repo::webhooks::soft_delete(&env.pool, &org.id, &webhook.id).await.unwrap()
+        hookline_store::repo::webhooks::changes::soft_delete(&env.pool, &org.id, &webhook.id).await.unwrap()
     } else {
-        hookline_store::repo::webhooks::set_active(&env.pool, &org.id, &webhook.id, false).await.unwrap()
+        hookline_store::repo::webhooks::changes::deactivate(&env.pool, &org.id, &webhook.id).await.unwrap()
     };
     assert!(stopped);
-    assert!(eventually(WAIT, || async { delivery_status(&env).await == "failed" }).await, "the waiting retry closed");
+    assert!(
+        eventually(WAIT, || async { delivery_status(&env).await == DeliveryStatus::Failed }).await,
+        "the waiting retry closed"
+    );
     assert_eq!(receiver.requests("/hook").len(), 1, "no attempt after the webhook stopped");
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, 1);
     services.stop().await;
@@ -179,7 +183,7 @@ async fn retry_after_on_429_and_503_pushes_the_next_attempt_back() {
     assert!(first_gap >= Duration::from_millis(1950), "attempt 2 came {first_gap:?} after a 429 asking for 2 s");
     // The date has one-second precision, so it asks for 2 to 3 s from when it was written.
     assert!(second_gap >= Duration::from_millis(1950), "attempt 3 came {second_gap:?} after a 503 asking for ~3 s");
-    assert!(eventually(WAIT, || async { delivery_status(&env).await == "succeeded" }).await);
+    assert!(eventually(WAIT, || async { delivery_status(&env).await == DeliveryStatus::Succeeded }).await);
     services.stop().await;
     env.cleanup().await;
 }

@@ -2,10 +2,8 @@
 //! a valid webhook is lives here, once.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::http::StatusCode;
-use hookline_core::Catalog;
 use hookline_core::apikey::Scope;
 use hookline_core::credential::{Credential, CredentialValues};
 use hookline_core::crypto::SecretBox;
@@ -13,8 +11,10 @@ use hookline_core::environment::Environment;
 use hookline_core::ids::{EndpointId, OrganizationId, WebhookId};
 use hookline_core::signing::SigningSecret;
 use hookline_core::webhook::{EventSelector, HttpMethod};
+use hookline_core::{Catalog, RetryPolicy};
 use hookline_store::Pool;
-use hookline_store::repo::{api_keys, credentials, organizations, webhooks};
+use hookline_store::repo::webhooks::{self, changes};
+use hookline_store::repo::{api_keys, credentials, organizations};
 
 use crate::ApiError;
 
@@ -110,8 +110,8 @@ pub struct WebhookInput {
     pub active: bool,
     /// Basic credential (username, password) for every endpoint.
     pub basic: Option<(String, String)>,
-    /// Own retry delays instead of the configured ones.
-    pub retry_delays: Option<Vec<Duration>>,
+    /// Its own retry policy instead of the configured one.
+    pub retry_policy: Option<RetryPolicy>,
     /// Who created it.
     pub created_by: Option<String>,
 }
@@ -167,7 +167,7 @@ pub async fn create_webhook(
         }
     }
     let secret = SigningSecret::generate();
-    let (id, endpoints) = webhooks::create(pool, secrets, &new, &secret).await?;
+    let (id, endpoints) = changes::create(pool, secrets, &new, &secret).await?;
     Ok(WebhookCreated { id, signing_secret: secret.expose().to_owned(), endpoints, active: new.active })
 }
 
@@ -274,7 +274,7 @@ pub fn validate(
         environment,
         active: input.active,
         endpoints,
-        retry_delays: input.retry_delays.clone(),
+        retry_policy: input.retry_policy.clone(),
         created_by: input.created_by.clone(),
     })
 }

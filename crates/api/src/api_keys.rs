@@ -56,7 +56,7 @@ pub async fn create(
     }
     let mut scopes = Vec::new();
     for name in &body.scopes {
-        let scope = Scope::parse(name).ok_or_else(|| {
+        let scope = name.parse::<Scope>().map_err(|_| {
             ApiError::field(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_scope",

@@ -211,7 +211,10 @@ pub async fn delete(
             status: StatusCode::CONFLICT,
             code: "credential_in_use",
             field: None,
-            message: format!("the credential is used by webhooks {}", users.join(", ")),
+            message: format!(
+                "the credential is used by webhooks {}",
+                users.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
         });
     }
     if credentials::delete(&state.pool, &caller.organization_id, &id).await.map_err(internal)? {

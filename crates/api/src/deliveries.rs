@@ -6,11 +6,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hookline_bus::codec::proto::DeliveryJob;
-use hookline_bus::topology::JOB_ROUTING_KEY;
+use hookline_bus::{Traced as _, jobs};
 use hookline_core::delivery::DeliveryStatus;
 use hookline_core::ids::DeliveryId;
+use hookline_core::lifecycle::Job;
 use hookline_store::repo::delivery_log::{self, DeliveryDetail, DeliverySummary, LogFilter};
-use hookline_store::repo::webhook_views;
+use hookline_store::repo::webhooks::views;
 
 use crate::auth::{Reader, Writer};
 use crate::json::Body;
@@ -43,25 +44,22 @@ pub async fn list(
     Query(query): Query<LogQuery>,
 ) -> Result<Json<Page<DeliverySummary>>, ApiError> {
     let id = webhook_id(&id)?;
-    if !webhook_views::exists_with_history(&state.pool, &caller.organization_id, &id)
+    if !views::exists_with_history(&state.pool, &caller.organization_id, &id)
         .await
         .map_err(|e| ApiError::internal(&e))?
     {
         return Err(not_found("webhook"));
     }
-    if let Some(status) = &query.status
-        && DeliveryStatus::parse(status).is_none()
-    {
-        return Err(ApiError::field(
+    let status = query.status.as_deref().map(str::parse::<DeliveryStatus>).transpose().map_err(|_| {
+        ApiError::field(
             StatusCode::BAD_REQUEST,
             "invalid_status",
             "status",
             "status is one of pending, retrying, succeeded, failed",
-        ));
-    }
+        )
+    })?;
     let limit = PageQuery { limit: query.limit, cursor: None }.limit()?;
-    let filter =
-        LogFilter { status: query.status, event_type: query.event_type, since: query.since, until: query.until };
+    let filter = LogFilter { status, event_type: query.event_type, since: query.since, until: query.until };
     let rows =
         delivery_log::list(&state.pool, &caller.organization_id, &id, &filter, query.cursor.as_deref(), limit + 1)
             .await
@@ -84,12 +82,18 @@ pub async fn get(
         .ok_or_else(|| not_found("delivery"))
 }
 
-async fn publish_manual(state: &AppState, jobs: &[DeliveryJob]) -> Result<(), ApiError> {
-    state
-        .publisher
-        .publish_all(&state.topology.delivery_exchange(), JOB_ROUTING_KEY, jobs)
-        .await
-        .map_err(|e| ApiError::unavailable(&e))
+/// Publishes an operator's attempt of each delivery (with the attempts it has recorded):
+/// its next attempt, made now.
+async fn publish_manual(state: &AppState, deliveries: &[(DeliveryId, u32)]) -> Result<(), ApiError> {
+    let span = tracing::Span::current();
+    let jobs = deliveries
+        .iter()
+        .map(|(delivery, attempts)| {
+            let Job { attempt, manual } = Job::after(*attempts, true);
+            DeliveryJob { delivery_id: delivery.to_string(), attempt, manual, ..Default::default() }.traced(&span)
+        })
+        .collect();
+    jobs::to_workers(&state.publisher, &state.topology, jobs).await.map_err(|e| ApiError::unavailable(&e))
 }
 
 /// Makes a manual attempt now. It counts as the delivery's next attempt: on success the
@@ -101,12 +105,12 @@ pub async fn redeliver(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
-    let attempt = delivery_log::next_attempt(&state.pool, &caller.organization_id, &id)
+    let attempts = delivery_log::redeliverable(&state.pool, &caller.organization_id, &id)
         .await
         .map_err(|e| ApiError::internal(&e))?
         .ok_or_else(|| not_found("delivery"))?;
-    publish_manual(&state, &[DeliveryJob { delivery_id: id.to_string(), attempt, manual: true, ..Default::default() }])
-        .await?;
+    publish_manual(&state, &[(id.clone(), attempts)]).await?;
+    let attempt = Job::after(attempts, true).attempt;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"delivery_id": id, "attempt": attempt}))))
 }
 
@@ -127,25 +131,13 @@ pub async fn recover(
     Body(body): Body<RecoverBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let id = webhook_id(&id)?;
-    if webhook_views::get(&state.pool, &caller.organization_id, &id)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
-        .is_none()
-    {
+    if views::get(&state.pool, &caller.organization_id, &id).await.map_err(|e| ApiError::internal(&e))?.is_none() {
         return Err(not_found("webhook"));
     }
-    let failed = delivery_log::failed_since(&state.pool, &caller.organization_id, &id, body.since)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let jobs: Vec<_> = failed
-        .iter()
-        .map(|(delivery, attempt)| DeliveryJob {
-            delivery_id: delivery.to_string(),
-            attempt: *attempt,
-            manual: true,
-            ..Default::default()
-        })
-        .collect();
-    publish_manual(&state, &jobs).await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"requeued": jobs.len()}))))
+    let failed =
+        delivery_log::in_status_since(&state.pool, &caller.organization_id, &id, DeliveryStatus::Failed, body.since)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+    publish_manual(&state, &failed).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"requeued": failed.len()}))))
 }

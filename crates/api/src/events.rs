@@ -33,6 +33,6 @@ pub async fn publish(
             };
             Err(ApiError { status, code: rejection.reason.code(), field: rejection.field, message: rejection.message })
         }
-        Err(err) => Err(ApiError::unavailable(&err)),
+        Err(AcceptError::Unavailable(err)) => Err(ApiError::unavailable(&err)),
     }
 }

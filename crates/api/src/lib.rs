@@ -22,8 +22,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
-use hookline_bus::Bus;
 use hookline_ingest::Ingestor;
+use hookline_service::{Error, Service};
 use hookline_store::Pool;
 use hookline_telemetry::{Metrics, Settings};
 use tokio::net::TcpListener;
@@ -31,23 +31,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 pub use error::ApiError;
-
-/// Why the API stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Configuration is unusable.
-    #[error(transparent)]
-    Settings(#[from] hookline_telemetry::SettingsError),
-    /// PostgreSQL failed.
-    #[error(transparent)]
-    Store(#[from] hookline_store::Error),
-    /// RabbitMQ failed.
-    #[error(transparent)]
-    Bus(#[from] hookline_bus::Error),
-    /// The HTTP server failed.
-    #[error("HTTP server: {0}")]
-    Io(#[from] std::io::Error),
-}
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -62,15 +45,12 @@ pub struct AppState {
     limits: Limits,
 }
 
-/// Configured bounds the API enforces on what clients ask for.
+/// Configured bounds the API enforces on what clients ask for (a webhook's own retry
+/// policy has the lifecycle's limits, `hookline_core::retry`).
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Whether live webhooks may use http://.
     pub allow_http: bool,
-    /// Longest retry delay a webhook may set.
-    pub max_retry_delay: std::time::Duration,
-    /// Most attempts a webhook's own policy may make.
-    pub max_retry_attempts: usize,
     /// How long the previous signing secret keeps signing after a rotation.
     pub rotation_overlap: std::time::Duration,
 }
@@ -144,39 +124,33 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let secrets = settings.secret_box()?;
     let catalog = Arc::new(settings.catalog()?);
-    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
-    hookline_store::repo::key_check::verify(&pool, &secrets).await?;
-    hookline_store::repo::catalog::sync(&pool, &catalog).await?;
-    let delays = settings.retry_policy()?.delays().to_vec();
-    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-api", &delays).await?;
-    bus.report_queue_depths(&metrics);
+    let service = Service::start("hookline-api", &settings, metrics, shutdown).await?;
+    let secrets = service.secrets(&settings).await?;
+    hookline_store::repo::catalog::sync(&service.pool, &catalog).await?;
+    let bus = &service.bus;
     let ingestor = Ingestor::new(
-        pool.clone(),
+        service.pool.clone(),
         catalog.clone(),
         (bus.publisher.clone(), bus.topology.clone()),
-        settings.ingest.max_event_size,
+        &settings.ingest,
         settings.database.batch_linger,
-        metrics,
+        service.metrics.clone(),
     );
-    let limits = Limits {
-        allow_http: settings.delivery.allow_http,
-        max_retry_delay: hookline_core::retry::MAX_DELAY,
-        max_retry_attempts: 10,
-        rotation_overlap: settings.signing.rotation_overlap,
-    };
+    let limits =
+        Limits { allow_http: settings.delivery.allow_http, rotation_overlap: settings.signing.rotation_overlap };
     let state = AppState {
-        pool,
+        pool: service.pool.clone(),
         ingestor,
         catalog,
         secrets,
         publisher: bus.publisher.clone(),
         topology: bus.topology.clone(),
-        connection: bus.connection,
+        connection: bus.connection.clone(),
         limits,
     };
     tracing::info!(address = %listener.local_addr()?, "api listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    let stopped = service.shutdown.clone().cancelled_owned();
+    axum::serve(listener, router(state)).with_graceful_shutdown(stopped).await?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 use hookline_store::repo::api_keys::ApiKeySummary;
 use hookline_store::repo::credentials::CredentialView;
 use hookline_store::repo::delivery_log::{AttemptView, DeliveryDetail, DeliverySummary};
-use hookline_store::repo::webhook_views::{EndpointView, Filters, WebhookView};
+use hookline_store::repo::webhooks::views::{EndpointView, Filters, WebhookView};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 

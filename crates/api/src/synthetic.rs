@@ -4,10 +4,12 @@
 
 use chrono::Utc;
 use hookline_bus::codec::proto;
-use hookline_bus::topology::JOB_ROUTING_KEY;
-use hookline_core::envelope::UpstreamEvent;
+use hookline_bus::{Traced as _, jobs};
+use hookline_core::envelope::{Origin, UpstreamEvent};
 use hookline_core::ids::{EventId, OrganizationId, WebhookId};
-use hookline_store::repo::{deliveries, events, webhook_views};
+use hookline_core::lifecycle::Job;
+use hookline_store::repo::webhooks::views;
+use hookline_store::repo::{deliveries, events};
 
 use crate::{ApiError, AppState};
 
@@ -21,10 +23,10 @@ pub async fn send(
     webhook: &WebhookId,
     event_type: &str,
     data: serde_json::Value,
-    origin: &str,
+    origin: Origin,
 ) -> Result<EventId, ApiError> {
     let internal = |err: &dyn std::fmt::Display| ApiError::internal(err);
-    let view = webhook_views::get(&state.pool, organization, webhook)
+    let view = views::get(&state.pool, organization, webhook)
         .await
         .map_err(|e| internal(&e))?
         .ok_or_else(|| internal(&"webhook vanished while sending it an event"))?;
@@ -42,20 +44,20 @@ pub async fn send(
     let targets: Vec<_> = view.endpoints.iter().map(|e| (webhook.clone(), e.id.clone())).collect();
     let created =
         deliveries::create_for_event(&state.pool, &event_id, organization, &targets).await.map_err(|e| internal(&e))?;
-    let jobs: Vec<_> = created
+    let Job { attempt, manual } = Job::after(0, false);
+    let span = tracing::Span::current();
+    let jobs = created
         .iter()
-        .map(|id| proto::DeliveryJob { delivery_id: id.to_string(), attempt: 1, manual: false, ..Default::default() })
+        .map(|id| {
+            proto::DeliveryJob { delivery_id: id.to_string(), attempt, manual, ..Default::default() }.traced(&span)
+        })
         .collect();
-    state
-        .publisher
-        .publish_all(&state.topology.delivery_exchange(), JOB_ROUTING_KEY, &jobs)
-        .await
-        .map_err(|e| ApiError::unavailable(&e))?;
+    jobs::to_workers(&state.publisher, &state.topology, jobs).await.map_err(|e| ApiError::unavailable(&e))?;
     Ok(event_id)
 }
 
 /// The activation ping.
 pub async fn ping(state: &AppState, organization: &OrganizationId, webhook: &WebhookId) -> Result<(), ApiError> {
     let data = serde_json::json!({"webhookId": webhook, "message": "hookline ping"});
-    send(state, organization, webhook, PING, data, "ping").await.map(|_| ())
+    send(state, organization, webhook, PING, data, Origin::Ping).await.map(|_| ())
 }

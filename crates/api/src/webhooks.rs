@@ -1,14 +1,15 @@
 //! `/v1/webhooks`: create, list, get, update, delete, activate, deactivate, secret.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use hookline_core::RetryPolicy;
+use hookline_core::envelope::Origin;
 use hookline_core::ids::{EndpointId, WebhookId};
-use hookline_store::repo::webhook_views::{self, WebhookView};
-use hookline_store::repo::webhooks;
+use hookline_store::repo::webhooks::changes;
+use hookline_store::repo::webhooks::views::{self, WebhookView};
 
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use crate::auth::{Admin, Caller, Reader, Writer};
@@ -72,31 +73,16 @@ fn unprocessable(code: &'static str, field: &'static str, message: impl Into<Str
     ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message)
 }
 
-fn retry_delays(body: &RetryPolicyBody, state: &AppState) -> Result<Vec<Duration>, ApiError> {
-    let mut delays = Vec::with_capacity(body.delays.len());
-    for text in &body.delays {
-        let delay = humantime::parse_duration(text)
-            .map_err(|err| unprocessable("invalid_retry_policy", "retry_policy.delays", format!("`{text}`: {err}")))?;
-        if delay.is_zero() || delay > state.limits.max_retry_delay {
-            return Err(unprocessable(
-                "invalid_retry_policy",
-                "retry_policy.delays",
-                format!(
-                    "each delay must be more than 0 and at most {}",
-                    humantime::format_duration(state.limits.max_retry_delay)
-                ),
-            ));
-        }
-        delays.push(delay);
-    }
-    if delays.len() > state.limits.max_retry_attempts.saturating_sub(1) {
-        return Err(unprocessable(
-            "invalid_retry_policy",
-            "retry_policy.delays",
-            format!("at most {} attempts in all", state.limits.max_retry_attempts),
-        ));
-    }
-    Ok(delays)
+/// A webhook's own retry policy as given: delays such as `"5m"`, within the lifecycle's
+/// limits (`hookline_core::retry`).
+fn retry_policy(body: &RetryPolicyBody) -> Result<RetryPolicy, ApiError> {
+    let invalid = |message: String| unprocessable("invalid_retry_policy", "retry_policy.delays", message);
+    let delays = body
+        .delays
+        .iter()
+        .map(|text| humantime::parse_duration(text).map_err(|err| invalid(format!("`{text}`: {err}"))))
+        .collect::<Result<_, _>>()?;
+    RetryPolicy::new(delays).map_err(|err| invalid(err.to_string()))
 }
 
 fn endpoints(bodies: Vec<EndpointBody>) -> (Vec<EndpointInput>, Vec<Option<String>>) {
@@ -109,7 +95,7 @@ fn endpoints(bodies: Vec<EndpointBody>) -> (Vec<EndpointInput>, Vec<Option<Strin
 }
 
 async fn load(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<WebhookView, ApiError> {
-    webhook_views::get(&state.pool, &caller.organization_id, id)
+    views::get(&state.pool, &caller.organization_id, id)
         .await
         .map_err(|err| ApiError::internal(&err))?
         .ok_or_else(not_found)
@@ -136,7 +122,7 @@ pub async fn create(
         test: body.test.unwrap_or(false),
         active: body.active.unwrap_or(false),
         basic: None,
-        retry_delays: body.retry_policy.as_ref().map(|p| retry_delays(p, &state)).transpose()?,
+        retry_policy: body.retry_policy.as_ref().map(retry_policy).transpose()?,
         created_by: Some(caller.label.clone()),
     };
     let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
@@ -158,7 +144,7 @@ pub async fn list(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<WebhookView>>, ApiError> {
     let limit = query.limit()?;
-    let webhooks = webhook_views::list(&state.pool, &caller.organization_id, query.after(), limit + 1)
+    let webhooks = views::list(&state.pool, &caller.organization_id, query.after(), limit + 1)
         .await
         .map_err(|err| ApiError::internal(&err))?;
     Ok(Json(page(webhooks, limit, |w| w.id.to_string())))
@@ -193,9 +179,9 @@ pub async fn update(
             .map(|e| {
                 let input = EndpointInput {
                     url: e.url.clone(),
-                    method: Some(e.method.clone()),
+                    method: Some(e.method.as_str().to_owned()),
                     headers: e.headers.clone(),
-                    credential_id: e.credential_id.clone(),
+                    credential_id: e.credential_id.as_ref().map(ToString::to_string),
                 };
                 (input, Some(e.id.to_string()))
             })
@@ -222,11 +208,14 @@ pub async fn update(
         kept.push(parsed);
     }
     let filters = body.filters.map(|f| (f.actor, f.team)).unwrap_or((current.filters.actor, current.filters.team));
-    let retry_delays = match &body.retry_policy {
-        Some(policy) => Some(retry_delays(policy, &state)?),
+    let retry_policy = match &body.retry_policy {
+        Some(policy) => Some(retry_policy(policy)?),
         None => current
             .retry_delays_ms
-            .map(|ms| ms.iter().map(|m| Duration::from_millis(u64::try_from(*m).unwrap_or_default())).collect()),
+            .as_deref()
+            .map(RetryPolicy::from_millis)
+            .transpose()
+            .map_err(|err| ApiError::internal(&format!("stored retry policy of {id}: {err}")))?,
     };
     let input = WebhookInput {
         organization_id: Some(caller.organization_id.clone()),
@@ -239,14 +228,13 @@ pub async fn update(
         test: body.test.unwrap_or(current.test),
         active: current.active,
         basic: None,
-        retry_delays,
+        retry_policy,
         created_by: current.created_by,
     };
     let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
     let mut validated = admin::validate(&caller.organization_id, &input, rules).map_err(ApiError::from)?;
     admin::check_credentials(&state.pool, &caller.organization_id, &mut validated).await?;
-    let updated =
-        webhook_views::update(&state.pool, &id, &validated, &kept).await.map_err(|err| ApiError::internal(&err))?;
+    let updated = changes::update(&state.pool, &id, &validated, &kept).await.map_err(|err| ApiError::internal(&err))?;
     if !updated {
         return Err(not_found());
     }
@@ -267,7 +255,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = webhook_id(&id)?;
-    match webhooks::soft_delete(&state.pool, &caller.organization_id, &id).await {
+    match changes::soft_delete(&state.pool, &caller.organization_id, &id).await {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(not_found()),
         Err(err) => Err(ApiError::internal(&err)),
@@ -275,7 +263,7 @@ pub async fn delete(
 }
 
 async fn activate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<(), ApiError> {
-    match webhook_views::activate(&state.pool, &caller.organization_id, id).await {
+    match changes::activate(&state.pool, &caller.organization_id, id).await {
         Ok(None) => Err(not_found()),
         Ok(Some(true)) => synthetic::ping(state, &caller.organization_id, id).await,
         Ok(Some(false)) => Ok(()),
@@ -284,7 +272,7 @@ async fn activate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> Re
 }
 
 async fn deactivate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<(), ApiError> {
-    match webhooks::set_active(&state.pool, &caller.organization_id, id, false).await {
+    match changes::deactivate(&state.pool, &caller.organization_id, id).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(not_found()),
         Err(err) => Err(ApiError::internal(&err)),
@@ -323,7 +311,7 @@ pub async fn secret(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = webhook_id(&id)?;
-    let secret = webhook_views::signing_secret(&state.pool, &state.secrets, &caller.organization_id, &id)
+    let secret = views::signing_secret(&state.pool, &state.secrets, &caller.organization_id, &id)
         .await
         .map_err(|err| ApiError::internal(&err))?
         .ok_or_else(not_found)?;
@@ -341,10 +329,9 @@ pub async fn rotate_secret(
     let id = webhook_id(&id)?;
     let secret = hookline_core::signing::SigningSecret::generate();
     let overlap = state.limits.rotation_overlap;
-    let rotated =
-        webhook_views::rotate_secret(&state.pool, &state.secrets, &caller.organization_id, &id, &secret, overlap)
-            .await
-            .map_err(|err| ApiError::internal(&err))?;
+    let rotated = changes::rotate_secret(&state.pool, &state.secrets, &caller.organization_id, &id, &secret, overlap)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
     if !rotated {
         return Err(not_found());
     }
@@ -373,8 +360,14 @@ pub async fn send_test(
     let event_type = state.catalog.get(&body.event_type).ok_or_else(|| {
         unprocessable("unknown_event", "event_type", format!("`{}` is not in the catalog", body.event_type))
     })?;
-    let event_id =
-        synthetic::send(&state, &caller.organization_id, &id, &event_type.code, event_type.example.clone(), "test")
-            .await?;
+    let event_id = synthetic::send(
+        &state,
+        &caller.organization_id,
+        &id,
+        &event_type.code,
+        event_type.example.clone(),
+        Origin::Test,
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"event_id": event_id}))))
 }

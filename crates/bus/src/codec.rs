@@ -1,5 +1,5 @@
 //! The protobuf messages of `proto/hookline/v1/bus.proto`, and reading upstream events
-//! in either encoding.
+//! in either encoding (hookline's own messages are read by [`crate::message`]).
 
 use hookline_core::envelope::{RawUpstreamEvent, RejectReason, Rejection, check_size};
 
@@ -96,13 +96,6 @@ fn json_to_value(value: &serde_json::Value) -> prost_types::Value {
         serde_json::Value::Object(map) => Kind::StructValue(json_to_struct(map)),
     };
     prost_types::Value { kind: Some(kind) }
-}
-
-/// Decodes one of hookline's own messages, as a rejection when it is not one.
-pub fn decode<M: prost::Message + Default>(body: &[u8]) -> Result<M, Rejection> {
-    M::decode(body).map_err(|err| {
-        Rejection::whole(RejectReason::Malformed, format!("not a valid {}: {err}", std::any::type_name::<M>()))
-    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::StreamExt as _;
+use hookline_core::envelope::Rejection;
 use hookline_telemetry::Metrics;
 use lapin::Acker;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -37,8 +38,6 @@ pub struct Incoming {
     /// Whether the broker delivered it before to a consumer that did not ack it (that
     /// consumer crashed or lost its connection mid-processing).
     pub redelivered: bool,
-    /// Routing key it was published with.
-    pub routing_key: String,
 }
 
 impl Incoming {
@@ -53,13 +52,8 @@ impl Incoming {
 pub enum Outcome {
     /// Processed; everything it caused is committed and confirmed.
     Ack,
-    /// Can never be processed: moved to the rejected queue with this reason.
-    Reject {
-        /// Stable reason code.
-        reason: String,
-        /// Human explanation.
-        detail: String,
-    },
+    /// Can never be processed: moved to the rejected queue with the rejection's reason.
+    Reject(Rejection),
     /// Processed, except for parts of it that can never be (events of a batch naming
     /// no stored event, say): each part goes to the rejected queue as a message of its
     /// own, with the original's properties and its own reason, then the message is
@@ -75,10 +69,8 @@ pub enum Outcome {
 pub struct RejectedPart {
     /// The part's body, in the original message's encoding.
     pub body: Vec<u8>,
-    /// Stable reason code.
-    pub reason: String,
-    /// Human explanation.
-    pub detail: String,
+    /// Why it cannot be processed.
+    pub rejection: Rejection,
 }
 
 /// How one consumer runs.
@@ -155,7 +147,6 @@ where
             data: delivery.data,
             properties: delivery.properties,
             redelivered: delivery.redelivered,
-            routing_key: delivery.routing_key.to_string(),
         });
         let span = tracing::info_span!(
             "consume",
@@ -165,7 +156,9 @@ where
             messaging.destination.name = %options.queue,
             redelivered = incoming.redelivered,
         );
-        trace::set_parent_from(&span, incoming.properties.headers().as_ref());
+        // Only upstream publishers put trace context in headers (hookline's own messages
+        // carry it per item): an event published in a trace is ingested in it.
+        trace::continue_from_headers(&span, incoming.properties.headers().as_ref());
         let handler = handler.clone();
         let rejects = rejects.clone();
         let metrics = options.metrics.clone();
@@ -229,7 +222,7 @@ async fn settle(
     let parts = match outcome {
         Outcome::Ack => Vec::new(),
         Outcome::Retry => return settling.retry(queue).await,
-        Outcome::Reject { reason, detail } => vec![RejectedPart { body: original.data.clone(), reason, detail }],
+        Outcome::Reject(rejection) => vec![RejectedPart { body: original.data.clone(), rejection }],
         Outcome::AckRejecting(parts) => parts,
     };
     for part in parts {
@@ -249,14 +242,15 @@ async fn move_to_rejected(
     (publisher, rejected_queue): &(Publisher, String),
     metrics: &Metrics,
 ) -> Result<()> {
-    let RejectedPart { body, reason, detail } = part;
+    let RejectedPart { body, rejection } = part;
+    let (reason, detail) = (rejection.reason.code(), rejection.message);
     let mut headers = original.properties.headers().clone().unwrap_or_default();
-    headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.clone().into()));
+    headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
     headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.clone().into()));
     headers.insert(REJECT_QUEUE_HEADER.into(), AMQPValue::LongString(queue.to_owned().into()));
     let properties = original.properties.clone().with_headers(headers);
     publisher.publish("", rejected_queue, &body, properties).await?;
-    let total = metrics.message_rejected(queue, &reason);
+    let total = metrics.message_rejected(queue, reason);
     tracing::warn!(%queue, %reason, %detail, total, "message moved to the rejected queue");
     Ok(())
 }

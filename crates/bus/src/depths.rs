@@ -18,8 +18,8 @@ pub struct BrokerQueueDepths {
 }
 
 impl BrokerQueueDepths {
-    /// Depths of the work queues, the rejected queue and the delay queues that always
-    /// exist (the configured delays' and the deferral's). Queues made on demand for a
+    /// Depths of the work queues, the rejected queue, the defer queue and the retry
+    /// queues that always exist (the configured delays'). Queues made on demand for a
     /// receiver's Retry-After are left out: reading a queue that does not exist yet is an
     /// error the broker client logs, on every scrape.
     pub fn new(connection: Arc<lapin::Connection>, topology: Topology, delays: &[Duration]) -> Self {
@@ -28,6 +28,7 @@ impl BrokerQueueDepths {
 
     fn queues(&self) -> Vec<String> {
         let mut queues = self.topology.work_queues().to_vec();
+        queues.push(self.topology.defer_queue());
         queues.extend(self.delays.iter().map(|delay| self.topology.delay_queue(*delay)));
         queues
     }

@@ -4,13 +4,16 @@ mod acks;
 pub mod codec;
 pub mod consumer;
 pub mod depths;
+pub mod failed;
 pub mod jobs;
+pub mod message;
 pub mod publisher;
 pub mod route;
 pub mod topology;
 pub mod trace;
 
 pub use consumer::{ConsumerOptions, Incoming, Outcome, RejectedPart};
+pub use message::Traced;
 pub use publisher::Publisher;
 pub use topology::Topology;
 

@@ -1,11 +1,9 @@
 //! Publishing with broker confirms.
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, PublisherConfirm};
 
-use crate::codec::PROTOBUF;
-use crate::{AmqpContext as _, Error, Result, trace};
+use crate::{AmqpContext as _, Error, Result};
 
 /// A channel in confirm mode. Publishing returns only once the broker has taken
 /// responsibility for the message (persisted it to a queue), which is what lets a
@@ -44,53 +42,8 @@ impl Publisher {
         confirmed(confirm, exchange, routing_key).await
     }
 
-    /// Publishes one of hookline's protobuf messages, carrying the current trace context.
-    pub async fn publish_message<M: prost::Message>(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message: &M,
-    ) -> Result<()> {
-        self.publish(exchange, routing_key, &message.encode_to_vec(), message_properties(&tracing::Span::current()))
-            .await
-    }
-
-    /// Publishes several protobuf messages and then waits for all their confirms, which
-    /// costs one broker round trip instead of one per message.
-    pub async fn publish_all<M: prost::Message>(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        messages: &[M],
-    ) -> Result<()> {
-        let properties = message_properties(&tracing::Span::current());
-        self.publish_each(exchange, routing_key, messages.iter().map(|message| (message, properties.clone()))).await
-    }
-
-    /// Like [`Self::publish_all`], each message carrying the trace context of the span
-    /// given with it: for messages caused by different items of one batch.
-    pub async fn publish_all_traced<M: prost::Message>(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        messages: &[(M, tracing::Span)],
-    ) -> Result<()> {
-        let messages = messages.iter().map(|(message, span)| (message, message_properties(span)));
-        self.publish_each(exchange, routing_key, messages).await
-    }
-
-    async fn publish_each<'m, M: prost::Message + 'm>(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        messages: impl Iterator<Item = (&'m M, BasicProperties)>,
-    ) -> Result<()> {
-        let encoded: Vec<_> = messages.map(|(message, properties)| (message.encode_to_vec(), properties)).collect();
-        self.publish_encoded(exchange, routing_key, encoded).await
-    }
-
     /// Publishes encoded bodies, each with its own properties, then waits for all their
-    /// confirms.
+    /// confirms: one broker round trip instead of one per message.
     pub async fn publish_encoded(
         &self,
         exchange: &str,
@@ -108,11 +61,6 @@ impl Publisher {
             }
         }
         first_error.map_or(Ok(()), Err)
-    }
-
-    /// Publishes a message straight to a queue through the default exchange.
-    pub async fn send_to_queue<M: prost::Message>(&self, queue: &str, message: &M) -> Result<()> {
-        self.publish_message("", queue, message).await
     }
 
     async fn send(
@@ -133,13 +81,6 @@ impl Publisher {
             .await
             .context(format!("publishing to `{exchange}` with key `{routing_key}`"))
     }
-}
-
-/// Properties of one of hookline's protobuf messages, carrying `span`'s trace context.
-pub(crate) fn message_properties(span: &tracing::Span) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    trace::inject(&mut headers, span);
-    BasicProperties::default().with_content_type(PROTOBUF.into()).with_headers(headers)
 }
 
 async fn confirmed(confirm: PublisherConfirm, exchange: &str, routing_key: &str) -> Result<()> {

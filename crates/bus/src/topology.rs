@@ -15,8 +15,9 @@ use lapin::{Channel, ExchangeKind};
 
 use crate::{AmqpContext as _, Result};
 
-/// How long a job waits in its delay queue when a worker is already at its endpoint's
-/// in-flight cap. Part of every deployment's topology.
+/// How long a job set aside by a worker waits in the defer queue before it is tried
+/// again: one whose endpoint is at its in-flight cap, or one that hit a transient
+/// failure. Kept apart from the retry queues, which hold only scheduled retries.
 pub const DEFER_DELAY: Duration = Duration::from_secs(1);
 
 /// Routing key of delivery jobs on the delivery exchange (and of dead-lettered retries).
@@ -69,9 +70,16 @@ impl Topology {
         format!("{}.rejected", self.prefix)
     }
 
-    /// Queue where a job waits `delay` before returning to the delivery exchange.
+    /// Queue where a scheduled retry waits `delay` before returning to the delivery
+    /// exchange.
     pub fn delay_queue(&self, delay: Duration) -> String {
         format!("{}.retry.{}", self.prefix, format_delay(delay))
+    }
+
+    /// Queue where a job a worker set aside waits [`DEFER_DELAY`] before returning to
+    /// the delivery exchange.
+    pub fn defer_queue(&self) -> String {
+        format!("{}.defer", self.prefix)
     }
 
     /// Every queue but the delay queues: ingest, route, delivery, failed, rejected.
@@ -79,16 +87,16 @@ impl Topology {
         [self.ingest_queue(), self.route_queue(), self.delivery_queue(), self.failed_queue(), self.rejected_queue()]
     }
 
-    /// The delays whose queues always exist: the configured ones and the deferral.
+    /// The delays whose retry queues always exist: the configured ones.
     pub fn standing_delays(configured: &[Duration]) -> Vec<Duration> {
-        let mut delays: Vec<Duration> = configured.iter().copied().chain([DEFER_DELAY]).collect();
+        let mut delays = configured.to_vec();
         delays.sort();
         delays.dedup();
         delays
     }
 
-    /// Every delay a delay queue of this deployment can have: the configured ones and every
-    /// step a receiver's Retry-After is rounded to (the worker's 1 s deferral among them).
+    /// Every delay a retry queue of this deployment may have without a webhook's own
+    /// policy: the configured ones and every step a receiver's Retry-After is rounded to.
     pub fn possible_delays(configured: &[Duration]) -> Vec<Duration> {
         let mut delays: Vec<Duration> =
             configured.iter().copied().chain(RETRY_AFTER_LADDER.map(Duration::from_secs)).collect();
@@ -97,8 +105,8 @@ impl Topology {
         delays
     }
 
-    /// Declares every exchange and queue, one delay queue per distinct delay, and the
-    /// deferral queue.
+    /// Declares every exchange and queue, one retry queue per distinct delay, and the
+    /// defer queue.
     pub async fn declare(&self, channel: &Channel, delays: &[Duration]) -> Result<()> {
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         channel
@@ -117,7 +125,7 @@ impl Topology {
         for delay in Self::standing_delays(delays) {
             self.declare_delay_queue(channel, delay).await?;
         }
-        Ok(())
+        declare_queue(channel, &self.defer_queue(), self.dead_letter_after(DEFER_DELAY)).await
     }
 
     /// Declares the delay queue for `delay` and returns its name. Messages published to
@@ -125,6 +133,13 @@ impl Topology {
     /// is at-least-once, so a job is never dropped between the two queues.
     pub async fn declare_delay_queue(&self, channel: &Channel, delay: Duration) -> Result<String> {
         let name = self.delay_queue(delay);
+        declare_queue(channel, &name, self.dead_letter_after(delay)).await?;
+        Ok(name)
+    }
+
+    /// Arguments of a queue whose messages wait `delay`, then are dead-lettered to the
+    /// delivery exchange.
+    fn dead_letter_after(&self, delay: Duration) -> FieldTable {
         let mut arguments = work_queue_arguments();
         let ttl_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
@@ -132,13 +147,13 @@ impl Topology {
         arguments.insert("x-dead-letter-routing-key".into(), long_string(JOB_ROUTING_KEY));
         arguments.insert("x-dead-letter-strategy".into(), long_string("at-least-once"));
         arguments.insert("x-overflow".into(), long_string("reject-publish"));
-        declare_queue(channel, &name, arguments).await?;
-        Ok(name)
+        arguments
     }
 
     /// Deletes every exchange and queue of this prefix (tests and teardown).
     pub async fn delete(&self, channel: &Channel, delays: &[Duration]) -> Result<()> {
         let mut queues = self.work_queues().to_vec();
+        queues.push(self.defer_queue());
         queues.extend(delays.iter().map(|d| self.delay_queue(*d)));
         for queue in queues {
             channel

@@ -1,25 +1,14 @@
-//! W3C trace context (`traceparent`, `tracestate`) in AMQP message headers, so one
-//! trace follows an event through every queue hop, delay queues included.
+//! W3C trace context (`traceparent`, `tracestate`) on the bus. hookline's own messages
+//! carry it in each item's fields ([`crate::message::Traced`]); upstream publishers may
+//! put it in the headers of the events they publish, which ingest continues.
 
 use std::collections::HashMap;
 
 use hookline_telemetry::propagation::{TRACE_HEADERS, continue_trace_from, trace_headers};
 use lapin::types::{AMQPValue, FieldTable};
 
-/// Writes the current span's context into message headers.
-pub fn inject_current(headers: &mut FieldTable) {
-    inject(headers, &tracing::Span::current());
-}
-
-/// Writes `span`'s context into message headers.
-pub fn inject(headers: &mut FieldTable, span: &tracing::Span) {
-    for (name, value) in trace_headers(span) {
-        headers.insert(name.into(), AMQPValue::LongString(value.into()));
-    }
-}
-
-/// Makes `span` a child of the context carried by `headers`, if any.
-pub fn set_parent_from(span: &tracing::Span, headers: Option<&FieldTable>) {
+/// Makes `span` a child of the context an upstream publisher put in `headers`, if any.
+pub fn continue_from_headers(span: &tracing::Span, headers: Option<&FieldTable>) {
     let Some(headers) = headers else { return };
     let carried: HashMap<String, String> = TRACE_HEADERS
         .into_iter()
@@ -28,14 +17,13 @@ pub fn set_parent_from(span: &tracing::Span, headers: Option<&FieldTable>) {
     continue_trace_from(span, &carried);
 }
 
-/// `span`'s context as the `traceparent` and `tracestate` fields of a message that
-/// travels in a batch (each item keeps its own trace).
+/// `span`'s context as the `traceparent` and `tracestate` fields an item carries.
 pub fn carried_fields(span: &tracing::Span) -> (Option<String>, Option<String>) {
     let mut carried = trace_headers(span);
     (carried.remove("traceparent"), carried.remove("tracestate"))
 }
 
-/// Makes `span` a child of the context an item of a batch carries in its own fields.
+/// Makes `span` a child of the context an item carries in its own fields.
 pub fn continue_from_fields(span: &tracing::Span, traceparent: &Option<String>, tracestate: &Option<String>) {
     let carried: HashMap<String, String> = TRACE_HEADERS
         .into_iter()

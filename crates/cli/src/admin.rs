@@ -125,7 +125,7 @@ pub async fn webhook(command: WebhookCommand, settings: &Settings) -> anyhow::Re
         test: args.test,
         active: args.active,
         basic,
-        retry_delays: None,
+        retry_policy: None,
         created_by: Some("cli".into()),
     };
     let catalog = Arc::new(settings.catalog()?);

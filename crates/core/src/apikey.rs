@@ -9,37 +9,37 @@ const KEY_PREFIX: &str = "hk_";
 pub const DISPLAY_PREFIX_LEN: usize = 10;
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 pub enum Scope {
     /// Everything in the organisation, keys and credentials included.
     #[serde(rename = "admin")]
+    #[strum(serialize = "admin")]
     Admin,
     /// Create, change and delete webhooks; publish events.
     #[serde(rename = "webhooks:write")]
+    #[strum(serialize = "webhooks:write")]
     WebhooksWrite,
     /// See webhooks and their logs, change nothing.
     #[serde(rename = "webhooks:read")]
+    #[strum(serialize = "webhooks:read")]
     WebhooksRead,
 }
 
 impl Scope {
     /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Admin => "admin",
-            Scope::WebhooksWrite => "webhooks:write",
-            Scope::WebhooksRead => "webhooks:read",
-        }
-    }
-
-    /// Parses a stored scope name.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "admin" => Some(Scope::Admin),
-            "webhooks:write" => Some(Scope::WebhooksWrite),
-            "webhooks:read" => Some(Scope::WebhooksRead),
-            _ => None,
-        }
+        self.into()
     }
 }
 
@@ -65,8 +65,7 @@ pub fn generate() -> NewApiKey {
 /// The stored form of a presented key. Keys carry 256 bits of randomness, so a fast
 /// unsalted hash is enough: there is nothing to brute-force.
 pub fn hash(secret: &str) -> String {
-    let digest = sha2::Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
 #[cfg(test)]
@@ -81,6 +80,6 @@ mod tests {
         assert_eq!(hash(&one.secret), one.hash);
         assert_eq!(one.hash.len(), 64);
         assert!(one.secret.starts_with(&one.prefix));
-        assert_eq!(Scope::parse(Scope::WebhooksRead.as_str()), Some(Scope::WebhooksRead));
+        assert_eq!(Scope::WebhooksRead.as_str().parse(), Ok(Scope::WebhooksRead));
     }
 }

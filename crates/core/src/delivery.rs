@@ -48,51 +48,63 @@ impl<'a> DeliveredBody<'a> {
     }
 }
 
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Where a delivery stands. Stored as the PostgreSQL enum `delivery_status`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DeliveryStatus {
-    /// Created, first attempt not yet made (or not yet judged).
+    /// Created, first attempt not yet made.
     Pending,
     /// An attempt failed and another is scheduled.
     Retrying,
     /// An attempt got a 2xx.
     Succeeded,
-    /// Every attempt failed, or the failure cannot be retried.
+    /// Every attempt failed, the failure cannot be retried, or the webhook went away.
     Failed,
 }
 
 impl DeliveryStatus {
+    /// The states in which another attempt is still expected.
+    pub const OPEN: [DeliveryStatus; 2] = [DeliveryStatus::Pending, DeliveryStatus::Retrying];
+
     /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Retrying => "retrying",
-            DeliveryStatus::Succeeded => "succeeded",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-
-    /// Parses a stored status.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "pending" => Some(DeliveryStatus::Pending),
-            "retrying" => Some(DeliveryStatus::Retrying),
-            "succeeded" => Some(DeliveryStatus::Succeeded),
-            "failed" => Some(DeliveryStatus::Failed),
-            _ => None,
-        }
+        self.into()
     }
 
     /// Whether no further attempt will be made.
     pub fn is_final(self) -> bool {
-        matches!(self, DeliveryStatus::Succeeded | DeliveryStatus::Failed)
+        !Self::OPEN.contains(&self)
     }
 }
 
-/// Why an attempt failed. Stored on the attempt and used to decide whether to retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Why an attempt failed. Stored on the attempt (the PostgreSQL enum `error_kind`) and
+/// used to decide whether to retry.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorKind {
     /// The receiver answered, but not with a 2xx (redirects included: they are not followed).
     HttpStatus,
@@ -115,38 +127,47 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::HttpStatus => "http_status",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Dns => "dns",
-            ErrorKind::Tls => "tls",
-            ErrorKind::BlockedAddress => "blocked_address",
-            ErrorKind::InvalidEndpoint => "invalid_endpoint",
-            ErrorKind::Other => "other",
-        }
-    }
-
-    /// Parses a stored kind.
-    pub fn parse(value: &str) -> Option<Self> {
-        [
-            ErrorKind::HttpStatus,
-            ErrorKind::Timeout,
-            ErrorKind::Connect,
-            ErrorKind::Dns,
-            ErrorKind::Tls,
-            ErrorKind::BlockedAddress,
-            ErrorKind::InvalidEndpoint,
-            ErrorKind::Other,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == value)
+        self.into()
     }
 
     /// Whether trying again later could succeed. A blocked address or a broken endpoint
     /// configuration will fail the same way every time, so it is not retried.
     pub fn is_retryable(self) -> bool {
         !matches!(self, ErrorKind::BlockedAddress | ErrorKind::InvalidEndpoint)
+    }
+}
+
+/// What asked for an attempt. Stored as the PostgreSQL enum `attempt_trigger`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Trigger {
+    /// The schedule: the first attempt, or a retry.
+    Scheduled,
+    /// An operator (redelivery or recovery).
+    Manual,
+}
+
+impl Trigger {
+    /// The trigger of a job: manual when an operator asked for it.
+    pub fn of(manual: bool) -> Self {
+        if manual { Trigger::Manual } else { Trigger::Scheduled }
+    }
+
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 
@@ -170,11 +191,15 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip() {
-        assert_eq!(ErrorKind::parse(ErrorKind::BlockedAddress.as_str()), Some(ErrorKind::BlockedAddress));
+    fn names_round_trip_as_stored() {
+        assert_eq!(ErrorKind::BlockedAddress.as_str(), "blocked_address");
+        assert_eq!("blocked_address".parse(), Ok(ErrorKind::BlockedAddress));
         assert!(!ErrorKind::BlockedAddress.is_retryable());
         assert!(ErrorKind::Timeout.is_retryable());
-        assert!(DeliveryStatus::Failed.is_final());
-        assert_eq!(DeliveryStatus::parse("retrying"), Some(DeliveryStatus::Retrying));
+        assert!(DeliveryStatus::Failed.is_final() && DeliveryStatus::Succeeded.is_final());
+        assert!(!DeliveryStatus::Pending.is_final() && !DeliveryStatus::Retrying.is_final());
+        assert_eq!("retrying".parse(), Ok(DeliveryStatus::Retrying));
+        assert!("lost".parse::<DeliveryStatus>().is_err());
+        assert_eq!((Trigger::of(true).as_str(), Trigger::of(false).as_str()), ("manual", "scheduled"));
     }
 }

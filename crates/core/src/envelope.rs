@@ -18,13 +18,16 @@ pub const RESERVED_COMPONENT: &str = "webhook.";
 /// than truncated so two different keys never collide.
 pub const MAX_FIELD_LEN: usize = 256;
 
-/// Why a message was refused. The code is stable: it is what the rejected queue's
-/// reason header and the API's error code carry, and what operators count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why a message was refused: one list for every queue and for the API's event ingest.
+/// The code is stable: it is what the rejected queue's reason header and the API's error
+/// code carry, and what operators count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum RejectReason {
     /// Larger than the configured limit.
     TooLarge,
-    /// Not JSON (or not protobuf, for that content type), or not a JSON object.
+    /// Not JSON (or not protobuf, for that content type), not a JSON object, or not the
+    /// message the queue carries.
     Malformed,
     /// A content type hookline does not read.
     UnsupportedContentType,
@@ -38,21 +41,43 @@ pub enum RejectReason {
     UnknownOrganization,
     /// A field is present but has the wrong shape (named in the message).
     InvalidField,
+    /// A route message names an event its organisation does not have.
+    UnknownEvent,
+    /// A delivery job names a delivery that does not exist.
+    UnknownDelivery,
 }
 
 impl RejectReason {
     /// The stable machine code.
     pub fn code(self) -> &'static str {
-        match self {
-            RejectReason::TooLarge => "too_large",
-            RejectReason::Malformed => "malformed",
-            RejectReason::UnsupportedContentType => "unsupported_content_type",
-            RejectReason::MissingType => "missing_type",
-            RejectReason::UnknownType => "unknown_type",
-            RejectReason::MissingOrganization => "missing_organization",
-            RejectReason::UnknownOrganization => "unknown_organization",
-            RejectReason::InvalidField => "invalid_field",
-        }
+        self.into()
+    }
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
+pub enum Origin {
+    /// Published by an upstream application: routed to every matching webhook.
+    Upstream,
+    /// hookline's own operational event (`webhook.disabled`): routed like an upstream one.
+    System,
+    /// The activation ping: delivered to one webhook, never routed.
+    Ping,
+    /// A test event an operator sent to one webhook, never routed.
+    Test,
+}
+
+impl Origin {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Whether the router offers events of this origin to every matching webhook (the
+    /// others go to one webhook, chosen by whoever made them).
+    pub fn is_routed(self) -> bool {
+        matches!(self, Origin::Upstream | Origin::System)
     }
 }
 

@@ -1,12 +1,23 @@
 //! Live and test environments.
 
-use std::fmt;
-use std::str::FromStr;
-
 /// Which world an event or webhook belongs to: test webhooks receive only test
 /// events (and use only test credentials), live webhooks only live events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase", parse_err_ty = UnknownEnvironment, parse_err_fn = UnknownEnvironment::from)]
 pub enum Environment {
     /// Production traffic; the default when a publisher does not say.
     #[default]
@@ -18,16 +29,7 @@ pub enum Environment {
 impl Environment {
     /// The name used on the wire and in the database.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Live => "live",
-            Environment::Test => "test",
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -36,14 +38,8 @@ impl fmt::Display for Environment {
 #[error("`{0}` is not an environment (expected `live` or `test`)")]
 pub struct UnknownEnvironment(pub String);
 
-impl FromStr for Environment {
-    type Err = UnknownEnvironment;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "live" => Ok(Environment::Live),
-            "test" => Ok(Environment::Test),
-            other => Err(UnknownEnvironment(other.to_owned())),
-        }
+impl From<&str> for UnknownEnvironment {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
     }
 }

@@ -9,6 +9,9 @@ pub mod delivery;
 pub mod envelope;
 pub mod environment;
 pub mod ids;
+pub mod lifecycle;
+#[cfg(feature = "postgres")]
+mod pg;
 pub mod receiver_auth;
 pub mod retry;
 pub mod signing;

@@ -15,6 +15,10 @@ pub struct RetryPolicy {
 /// The longest delay accepted, so a typo cannot park a message for a year.
 pub const MAX_DELAY: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Most attempts one delivery makes on its schedule, the first included: the limit of
+/// the configured default policy and of every webhook's own.
+pub const MAX_ATTEMPTS: u32 = 10;
+
 /// A retry schedule that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidPolicy {
@@ -30,8 +34,8 @@ pub enum InvalidPolicy {
         /// Position in the list, from 0.
         index: usize,
     },
-    /// More entries than there is any use for.
-    #[error("at most 20 retry delays are allowed")]
+    /// More attempts than [`MAX_ATTEMPTS`].
+    #[error("at most {MAX_ATTEMPTS} attempts in all ({} retry delays) are allowed", MAX_ATTEMPTS - 1)]
     TooMany,
 }
 
@@ -44,7 +48,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// A policy with these delays between attempts.
     pub fn new(delays: Vec<Duration>) -> Result<Self, InvalidPolicy> {
-        if delays.len() > 20 {
+        if delays.len() >= MAX_ATTEMPTS as usize {
             return Err(InvalidPolicy::TooMany);
         }
         for (index, delay) in delays.iter().enumerate() {
@@ -61,6 +65,17 @@ impl RetryPolicy {
     /// The delays between attempts.
     pub fn delays(&self) -> &[Duration] {
         &self.delays
+    }
+
+    /// A policy as stored: its delays in milliseconds.
+    pub fn from_millis(millis: &[i64]) -> Result<Self, InvalidPolicy> {
+        let delays = millis.iter().map(|ms| Duration::from_millis(u64::try_from(*ms).unwrap_or_default())).collect();
+        Self::new(delays)
+    }
+
+    /// The delays in milliseconds, as stored.
+    pub fn millis(&self) -> Vec<i64> {
+        self.delays.iter().map(|delay| i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)).collect()
     }
 
     /// Attempts in all, the first included.
@@ -125,6 +140,18 @@ mod tests {
         assert_eq!(RetryPolicy::new(vec![Duration::ZERO]), Err(InvalidPolicy::ZeroDelay { index: 0 }));
         assert!(RetryPolicy::new(vec![MAX_DELAY + Duration::from_secs(1)]).is_err());
         assert_eq!(RetryPolicy::new(vec![]).unwrap().max_attempts(), 1);
+        let most = vec![Duration::from_secs(1); MAX_ATTEMPTS as usize - 1];
+        assert_eq!(RetryPolicy::new(most.clone()).unwrap().max_attempts(), MAX_ATTEMPTS);
+        let one_more = [most, vec![Duration::from_secs(1)]].concat();
+        assert_eq!(RetryPolicy::new(one_more), Err(InvalidPolicy::TooMany));
+        assert_eq!(RetryPolicy::from_millis(&[0]), Err(InvalidPolicy::ZeroDelay { index: 0 }));
+    }
+
+    #[test]
+    fn a_policy_reads_back_from_its_stored_milliseconds() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.millis(), vec![300_000, 600_000]);
+        assert_eq!(RetryPolicy::from_millis(&policy.millis()), Ok(policy));
     }
 
     #[test]

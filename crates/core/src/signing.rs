@@ -51,20 +51,20 @@ impl SigningSecret {
     }
 
     /// The `v1,<base64 HMAC-SHA256>` signature of `"{id}.{timestamp}.{body}"`.
-    pub fn sign(&self, message_id: &str, timestamp: i64, body: &[u8]) -> String {
-        let webhook = standardwebhooks::Webhook::new(&self.0).expect("secret checked at construction");
-        webhook.sign(message_id, timestamp, body).unwrap_or_else(|_| sign_bytes(&self.0, message_id, timestamp, body))
+    ///
+    /// `standardwebhooks` refuses a body that is not UTF-8; every body hookline sends is
+    /// JSON, so that is an error of the caller's, reported rather than papered over.
+    pub fn sign(&self, message_id: &str, timestamp: i64, body: &[u8]) -> Result<String, SigningError> {
+        let webhook = standardwebhooks::Webhook::new(&self.0).map_err(|_| SigningError)?;
+        webhook.sign(message_id, timestamp, body).map_err(|_| SigningError)
     }
 }
 
-/// `standardwebhooks` signs only UTF-8 bodies; hookline's bodies are JSON (so always
-/// UTF-8) and this fallback is never reached, but a signature is still well defined.
-fn sign_bytes(secret: &str, message_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let lossy = String::from_utf8_lossy(body);
-    standardwebhooks::Webhook::new(secret)
-        .and_then(|w| w.sign(message_id, timestamp, lossy.as_bytes()))
-        .unwrap_or_default()
-}
+/// A signature could not be made: the body was not UTF-8 (or the secret unusable, which
+/// [`SigningSecret::parse`] rules out).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the delivery body cannot be signed (it is not UTF-8)")]
+pub struct SigningError;
 
 #[cfg(test)]
 mod tests {
@@ -75,7 +75,7 @@ mod tests {
         let secret = SigningSecret::generate();
         let now = chrono::Utc::now().timestamp();
         let body = br#"{"messageId":"evt_1"}"#;
-        let signature = secret.sign("evt_1", now, body);
+        let signature = secret.sign("evt_1", now, body).unwrap();
         assert!(signature.starts_with("v1,"));
         let mut headers = standardwebhooks_headers("evt_1", now, &signature);
         let verifier = standardwebhooks::Webhook::new(secret.expose()).unwrap();
@@ -90,6 +90,11 @@ mod tests {
         headers.insert(HEADER_TIMESTAMP, ts.to_string().parse().unwrap());
         headers.insert(HEADER_SIGNATURE, sig.parse().unwrap());
         headers
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_not_signed_empty() {
+        assert_eq!(SigningSecret::generate().sign("evt_1", 0, &[0xff, 0xfe]), Err(SigningError));
     }
 
     #[test]

@@ -110,8 +110,25 @@ fn filter_holds(wanted: Option<&str>, actual: Option<&str>) -> bool {
 }
 
 /// HTTP methods a webhook endpoint may use (the reference products offer these three).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "UPPERCASE")]
+#[strum(
+    serialize_all = "UPPERCASE",
+    ascii_case_insensitive,
+    parse_err_ty = InvalidMethod,
+    parse_err_fn = InvalidMethod::from
+)]
 pub enum HttpMethod {
     /// The common choice.
     #[default]
@@ -125,11 +142,7 @@ pub enum HttpMethod {
 impl HttpMethod {
     /// The method name on the wire.
     pub fn as_str(self) -> &'static str {
-        match self {
-            HttpMethod::Post => "POST",
-            HttpMethod::Put => "PUT",
-            HttpMethod::Patch => "PATCH",
-        }
+        self.into()
     }
 }
 
@@ -138,16 +151,9 @@ impl HttpMethod {
 #[error("`{0}` is not an allowed method (expected POST, PUT or PATCH)")]
 pub struct InvalidMethod(pub String);
 
-impl FromStr for HttpMethod {
-    type Err = InvalidMethod;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_uppercase().as_str() {
-            "POST" => Ok(HttpMethod::Post),
-            "PUT" => Ok(HttpMethod::Put),
-            "PATCH" => Ok(HttpMethod::Patch),
-            _ => Err(InvalidMethod(value.to_owned())),
-        }
+impl From<&str> for InvalidMethod {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
     }
 }
 

@@ -7,34 +7,21 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hookline_bus::codec::{self, proto};
-use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
-use hookline_bus::{Bus, Publisher, Topology, route};
-use hookline_core::envelope::{RejectReason, Rejection};
+use hookline_bus::consumer::{Incoming, Outcome};
+use hookline_bus::{Publisher, Topology, Traced as _, route};
+use hookline_core::envelope::{Origin, RejectReason, Rejection};
 use hookline_core::ids::{EventId, OrganizationId};
 use hookline_core::{Catalog, UpstreamEvent};
+use hookline_service::batch::{self, Batcher, Limits};
+use hookline_service::{Error, Service};
 use hookline_store::Pool;
-use hookline_store::batch::{self, Batcher};
 use hookline_store::repo::{catalog, events};
 use hookline_telemetry::metrics::EventSource;
-use hookline_telemetry::{Metrics, Settings};
+use hookline_telemetry::{IngestSettings, Metrics, Settings};
 use tokio_util::sync::CancellationToken;
 
 /// Route messages waiting for their broker confirms at once.
 const FORWARDS_AWAITING_CONFIRM: usize = 4;
-
-/// Why the ingest service stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Configuration is unusable.
-    #[error(transparent)]
-    Settings(#[from] hookline_telemetry::SettingsError),
-    /// PostgreSQL failed.
-    #[error(transparent)]
-    Store(#[from] hookline_store::Error),
-    /// RabbitMQ failed.
-    #[error(transparent)]
-    Bus(#[from] hookline_bus::Error),
-}
 
 /// Why one event was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +29,15 @@ pub enum AcceptError {
     /// The event itself is unacceptable; sending it again will not help.
     #[error(transparent)]
     Rejected(#[from] Rejection),
-    /// A dependency failed; the event may be accepted if sent again.
+    /// The database or the broker failed; the event may be accepted if sent again.
     #[error(transparent)]
-    Store(#[from] hookline_store::Error),
-    /// The broker did not take the event onward; it may be accepted if sent again.
-    #[error(transparent)]
-    Bus(#[from] hookline_bus::Error),
+    Unavailable(#[from] Error),
+}
+
+impl From<hookline_bus::Error> for AcceptError {
+    fn from(err: hookline_bus::Error) -> Self {
+        AcceptError::Unavailable(err.into())
+    }
 }
 
 /// An accepted event.
@@ -67,7 +57,7 @@ pub struct Ingestor {
     metrics: Metrics,
     /// Stores the events of all handlers waiting at the same moment in one statement,
     /// and queues those to send on to the router together.
-    store: Batcher<Storing, (events::Stored, Option<Forwarding>)>,
+    store: Batcher<Storing, (events::Stored, Option<Forwarding>), Error>,
 }
 
 /// An event to store and, once stored, to send on to the router.
@@ -88,7 +78,7 @@ impl std::borrow::Borrow<UpstreamEvent> for Storing {
 
 /// An event's route message entry, queued: resolves once the message carrying it is
 /// confirmed by the broker (or not).
-type Forwarding = Pin<Box<dyn Future<Output = Result<Result<(), hookline_bus::Error>, hookline_store::Error>> + Send>>;
+type Forwarding = Pin<Box<dyn Future<Output = Result<Result<(), hookline_bus::Error>, Error>> + Send>>;
 
 /// Whether a stored event goes on to the router: a new one does, and so does a
 /// duplicate that was never routed when the message bringing it again is one an
@@ -103,42 +93,41 @@ fn to_forward(stored: &events::Stored, redelivered: bool) -> Option<&EventId> {
 
 impl Ingestor {
     /// An ingestor storing into `pool`, forwarding through `publisher` and counting
-    /// accepted events in `metrics`. Must be made inside a tokio runtime.
+    /// accepted events in `metrics`, its store statements lingering `batch_linger`. Must
+    /// be made inside a tokio runtime.
     pub fn new(
         pool: Pool,
         catalog: Arc<Catalog>,
         (publisher, topology): (Publisher, Topology),
-        max_event_size: usize,
+        settings: &IngestSettings,
         batch_linger: Duration,
         metrics: Metrics,
     ) -> Self {
+        let max_event_size = settings.max_event_size;
         // The events of one store batch are queued here together, so they go in one
         // message; no linger (it would only delay them), and several messages may wait
         // for their confirms at once, so a batch never waits for the one before it.
         let forward = {
             let metrics = metrics.clone();
-            Batcher::new(
-                batch::MAX_ROWS,
-                FORWARDS_AWAITING_CONFIRM,
-                Duration::ZERO,
-                move |batch: Arc<Vec<proto::RouteEvent>>| {
-                    let (publisher, topology) = (publisher.clone(), topology.clone());
-                    let metrics = metrics.clone();
-                    async move {
-                        // One publish carries every event, so its outcome is each event's.
-                        let sending = route::send(&publisher, &topology, batch.to_vec());
-                        let sent = metrics.timed_batch("route_message", batch.len(), sending).await;
-                        Ok(vec![sent; batch.len()])
-                    }
-                },
-            )
+            let limits =
+                Limits { max_batch: batch::MAX_ROWS, max_running: FORWARDS_AWAITING_CONFIRM, linger: Duration::ZERO };
+            Batcher::new(limits, move |batch: Arc<Vec<proto::RouteEvent>>| {
+                let (publisher, topology) = (publisher.clone(), topology.clone());
+                let metrics = metrics.clone();
+                async move {
+                    // One publish carries every event, so its outcome is each event's.
+                    let sending = route::send(&publisher, &topology, batch.to_vec());
+                    let sent = metrics.timed_batch("route_message", batch.len(), sending).await;
+                    Ok(vec![sent; batch.len()])
+                }
+            })
         };
         let store = {
             let metrics = metrics.clone();
-            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, batch_linger, move |batch: Arc<Vec<Storing>>| {
+            Batcher::new(Limits::statement(batch_linger), move |batch: Arc<Vec<Storing>>| {
                 let (pool, metrics, forward) = (pool.clone(), metrics.clone(), forward.clone());
                 async move {
-                    let storing = events::insert_all(&pool, &batch, "upstream");
+                    let storing = events::insert_all(&pool, &batch, Origin::Upstream);
                     let stored = metrics.timed_batch("store_events", batch.len(), storing).await?;
                     let answers = stored
                         .into_iter()
@@ -193,7 +182,7 @@ impl Ingestor {
         span.record("event_type", event.event_type.as_str());
         span.record("organization", event.organization.as_str());
         span.record("environment", event.environment.as_str());
-        let route = route::traced(route_message(&event));
+        let route = route_message(&event).traced(&span);
         let organization = event.organization.clone();
         let (stored, forwarding) = self.store.submit(Storing { event, route, redelivered }).await?;
         if let Some(forwarding) = forwarding {
@@ -223,9 +212,7 @@ impl Ingestor {
     async fn handle(&self, message: Arc<Incoming>) -> Outcome {
         match self.accept(&message.data, message.content_type(), None, message.redelivered).await {
             Ok(_) => Outcome::Ack,
-            Err(AcceptError::Rejected(rejection)) => {
-                Outcome::Reject { reason: rejection.reason.code().to_owned(), detail: rejection.message }
-            }
+            Err(AcceptError::Rejected(rejection)) => Outcome::Reject(rejection),
             Err(err) => {
                 tracing::warn!(error = %err, "could not ingest an event; it will be retried");
                 Outcome::Retry
@@ -251,32 +238,21 @@ fn route_message(event: &UpstreamEvent) -> proto::RouteEvent {
 /// Runs the ingest service until `shutdown` is cancelled.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let catalog = Arc::new(settings.catalog()?);
-    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
-    catalog::sync(&pool, &catalog).await?;
-    let delays = settings.retry_policy()?.delays().to_vec();
-    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-ingest", &delays).await?;
-    bus.report_queue_depths(&metrics);
+    let service = Service::start("hookline-ingest", &settings, metrics, shutdown).await?;
+    catalog::sync(&service.pool, &catalog).await?;
+    let bus = (service.bus.publisher.clone(), service.bus.topology.clone());
     let ingestor = Ingestor::new(
-        pool,
+        service.pool.clone(),
         catalog,
-        (bus.publisher.clone(), bus.topology.clone()),
-        settings.ingest.max_event_size,
+        bus,
+        &settings.ingest,
         settings.database.batch_linger,
-        metrics.clone(),
+        service.metrics.clone(),
     );
-    let options = ConsumerOptions {
-        service: "hookline-ingest",
-        metrics,
-        queue: bus.topology.ingest_queue(),
-        tag: "hookline-ingest".into(),
-        concurrency: settings.ingest.concurrency,
-        shutdown_grace: settings.shutdown.grace,
-    };
-    tracing::info!(queue = %options.queue, "ingest consuming");
-    consumer::consume(&bus.connection, options, bus.reject_target(), shutdown, move |message| {
-        let ingestor = ingestor.clone();
-        async move { ingestor.handle(message).await }
-    })
-    .await?;
-    Ok(())
+    service
+        .consume(service.bus.topology.ingest_queue(), settings.ingest.concurrency, move |message| {
+            let ingestor = ingestor.clone();
+            async move { ingestor.handle(message).await }
+        })
+        .await
 }

@@ -4,35 +4,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_bus::codec::proto;
-use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome, RejectedPart};
-use hookline_bus::{Bus, Publisher, Topology, route};
+use hookline_bus::consumer::{Incoming, Outcome, RejectedPart};
+use hookline_bus::{Publisher, Topology, Traced as _, jobs, route};
 use hookline_core::Environment;
+use hookline_core::envelope::{RejectReason, Rejection};
 use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId};
+use hookline_core::lifecycle::Job;
 use hookline_core::webhook::EventFacts;
-use hookline_store::batch::{self, Batcher};
-use hookline_store::repo::webhooks::RoutableCache;
-use hookline_store::repo::{deliveries, webhooks};
+use hookline_service::batch::{Batcher, Limits};
+use hookline_service::{Error, Service};
+use hookline_store::repo::deliveries;
+use hookline_store::repo::webhooks::{RoutableCache, RoutingScope, routing};
 use hookline_store::{ConfigWatch, Pool, config_watch};
 use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
-
-/// Why the router stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Configuration is unusable.
-    #[error(transparent)]
-    Settings(#[from] hookline_telemetry::SettingsError),
-    /// PostgreSQL failed.
-    #[error(transparent)]
-    Store(#[from] hookline_store::Error),
-    /// RabbitMQ failed.
-    #[error(transparent)]
-    Bus(#[from] hookline_bus::Error),
-    /// The route message names an event its organisation does not have.
-    #[error("event {0} is not stored for the organisation the route message names")]
-    UnknownEvent(EventId),
-}
 
 /// Turns route messages into deliveries and delivery jobs.
 #[derive(Clone)]
@@ -43,7 +29,7 @@ pub struct Router {
     metrics: Metrics,
     /// Finds the webhooks and creates the deliveries of all events being routed at the
     /// same moment, in one query and one statement.
-    create: Batcher<Routing, Option<deliveries::Routed>>,
+    create: Batcher<Routing, Option<deliveries::Routed>, Error>,
 }
 
 /// One event to route, as its route message describes it.
@@ -62,12 +48,12 @@ async fn create_deliveries(
     pool: &Pool,
     cache: &RoutableCache,
     events: &[Routing],
-) -> Result<Vec<Option<deliveries::Routed>>, hookline_store::Error> {
-    let mut scopes: Vec<webhooks::RoutingScope> =
+) -> Result<Vec<Option<deliveries::Routed>>, Error> {
+    let mut scopes: Vec<RoutingScope> =
         events.iter().map(|event| (event.organization.clone(), event.environment)).collect();
     scopes.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
     scopes.dedup();
-    let routable = webhooks::routable_cached(pool, cache, &scopes).await?;
+    let routable = routing::routable_cached(pool, cache, &scopes).await?;
     let targets: Vec<deliveries::EventTargets> = events
         .iter()
         .map(|event| {
@@ -87,11 +73,11 @@ async fn create_deliveries(
             (event.event_id.clone(), event.organization.clone(), targets)
         })
         .collect();
-    deliveries::create_for_events(pool, &targets).await
+    Ok(deliveries::create_for_events(pool, &targets).await?)
 }
 
 /// Reads the parts of a route message's event the router works with.
-fn routing(event: &proto::RouteEvent) -> Result<Routing, String> {
+fn routing(event: &proto::RouteEvent) -> Result<Routing, Rejection> {
     match (
         event.event_id.parse::<EventId>(),
         event.organization_id.parse::<OrganizationId>(),
@@ -105,9 +91,12 @@ fn routing(event: &proto::RouteEvent) -> Result<Routing, String> {
             actor: event.actor.clone(),
             team: event.team.clone(),
         }),
-        _ => Err(format!(
-            "route message with unusable ids: event `{}`, organization `{}`, environment `{}`",
-            event.event_id, event.organization_id, event.environment
+        _ => Err(Rejection::whole(
+            RejectReason::Malformed,
+            format!(
+                "route message with unusable ids: event `{}`, organization `{}`, environment `{}`",
+                event.event_id, event.organization_id, event.environment
+            ),
         )),
     }
 }
@@ -123,7 +112,7 @@ fn route_span(event: &proto::RouteEvent) -> tracing::Span {
         event_type = %event.event_type,
         deliveries = tracing::field::Empty,
     );
-    route::continue_trace(&span, event);
+    event.continue_trace(&span);
     link_to_current(&span);
     span
 }
@@ -140,7 +129,7 @@ impl Router {
         let cache = Arc::new(RoutableCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY));
         let create = {
             let (pool, metrics) = (pool.clone(), metrics.clone());
-            Batcher::new(batch::MAX_ROWS, batch::MAX_RUNNING, Duration::ZERO, move |events: Arc<Vec<Routing>>| {
+            Batcher::new(Limits::statement(Duration::ZERO), move |events: Arc<Vec<Routing>>| {
                 let (pool, cache, metrics) = (pool.clone(), cache.clone(), metrics.clone());
                 async move {
                     let creating = create_deliveries(&pool, &cache, &events);
@@ -157,49 +146,33 @@ impl Router {
     async fn handle(&self, message: Arc<Incoming>) -> Outcome {
         let events = match route::decode(&message) {
             Ok(events) => events,
-            Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },
+            Err(rejection) => return Outcome::Reject(rejection),
         };
-        let whole = events.len() == 1;
         let mut rejected = Vec::new();
         let mut routable = Vec::with_capacity(events.len());
         for event in events {
             match routing(&event) {
                 Ok(routing) => routable.push((event, routing)),
-                Err(detail) => rejected.push(("malformed", detail, event)),
+                Err(rejection) => rejected.push(RejectedPart { body: route::alone(event), rejection }),
             }
         }
         match self.route(routable, message.redelivered).await {
-            Ok(unknown) => {
-                rejected.extend(unknown.into_iter().map(|(err, event)| ("unknown_event", err.to_string(), event)))
-            }
+            Ok(unknown) => rejected.extend(unknown),
             Err(err) => {
                 tracing::warn!(error = %err, "could not route a route message's events; they will be retried");
                 return Outcome::Retry;
             }
         }
-        if rejected.is_empty() {
-            Outcome::Ack
-        } else if whole {
-            // The message as it came, in whichever encoding it came.
-            let (reason, detail, _) = rejected.remove(0);
-            Outcome::Reject { reason: reason.into(), detail }
-        } else {
-            let parts = rejected.into_iter().map(|(reason, detail, event)| RejectedPart {
-                body: route::encode(vec![event]),
-                reason: reason.into(),
-                detail,
-            });
-            Outcome::AckRejecting(parts.collect())
-        }
+        if rejected.is_empty() { Outcome::Ack } else { Outcome::AckRejecting(rejected) }
     }
 
-    /// Creates the deliveries of `events` and publishes their jobs; returns the events
-    /// their organisations do not have.
+    /// Creates the deliveries of `events` and publishes their jobs; answers with the
+    /// events their organisations do not have, as rejected parts.
     async fn route(
         &self,
         events: Vec<(proto::RouteEvent, Routing)>,
         redelivered: bool,
-    ) -> Result<Vec<(Error, proto::RouteEvent)>, Error> {
+    ) -> Result<Vec<RejectedPart>, Error> {
         let spans: Vec<tracing::Span> = events.iter().map(|(event, _)| route_span(event)).collect();
         let (events, routings): (Vec<_>, Vec<_>) = events.into_iter().unzip();
         let event_ids: Vec<EventId> = routings.iter().map(|routing| routing.event_id.clone()).collect();
@@ -208,7 +181,9 @@ impl Router {
         let mut unknown = Vec::new();
         for (((event, event_id), span), routed) in events.into_iter().zip(event_ids).zip(spans).zip(created) {
             let Some(routed) = routed? else {
-                unknown.push((Error::UnknownEvent(event_id), event));
+                let detail = format!("event {event_id} is not stored for the organisation the route message names");
+                let rejection = Rejection::whole(RejectReason::UnknownEvent, detail);
+                unknown.push(RejectedPart { body: route::alone(event), rejection });
                 continue;
             };
             self.metrics.deliveries_created(routed.deliveries.len());
@@ -217,26 +192,27 @@ impl Router {
             // attempted (for the worker to load, as their state is not known here).
             let published = if redelivered {
                 let unattempted = deliveries::unattempted_for_event(&self.pool, &event_id).await?;
-                jobs.extend(unattempted.iter().map(|id| (first_attempt(id), span.clone())));
+                jobs.extend(unattempted.iter().map(|id| first_attempt(id).traced(&span)));
                 unattempted.len()
             } else {
                 jobs.extend(routed.deliveries.iter().map(|(id, endpoint)| {
                     let prepared = routed.event.as_deref().map(|snapshot| prepared(&event, endpoint, snapshot));
-                    (proto::DeliveryJob { prepared, ..first_attempt(id) }, span.clone())
+                    proto::DeliveryJob { prepared, ..first_attempt(id) }.traced(&span)
                 }));
                 routed.deliveries.len()
             };
             span.record("deliveries", published);
             span.in_scope(|| tracing::debug!(%event_id, deliveries = published, "event routed"));
         }
-        hookline_bus::jobs::publish(&self.publisher, &self.topology, jobs).await?;
+        jobs::to_workers(&self.publisher, &self.topology, jobs).await?;
         Ok(unknown)
     }
 }
 
-/// The job of a delivery's first attempt.
+/// The job of a new delivery's first attempt.
 fn first_attempt(delivery: &DeliveryId) -> proto::DeliveryJob {
-    proto::DeliveryJob { delivery_id: delivery.to_string(), attempt: 1, manual: false, ..Default::default() }
+    let Job { attempt, manual } = Job::after(0, false);
+    proto::DeliveryJob { delivery_id: delivery.to_string(), attempt, manual, ..Default::default() }
 }
 
 /// What a worker needs for the first attempt of a delivery just created to `endpoint`
@@ -259,25 +235,19 @@ fn prepared(
 
 /// Runs the router until `shutdown` is cancelled.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
-    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
-    let delays = settings.retry_policy()?.delays().to_vec();
-    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-router", &delays).await?;
-    bus.report_queue_depths(&metrics);
-    let watch = ConfigWatch::listen(settings.database_url()).await?;
-    let router = Router::new(pool, watch, bus.publisher.clone(), bus.topology.clone(), metrics.clone());
-    let options = ConsumerOptions {
-        service: "hookline-router",
-        metrics,
-        queue: bus.topology.route_queue(),
-        tag: "hookline-router".into(),
-        concurrency: settings.router.concurrency,
-        shutdown_grace: settings.shutdown.grace,
-    };
-    tracing::info!(queue = %options.queue, "router consuming");
-    consumer::consume(&bus.connection, options, bus.reject_target(), shutdown, move |message| {
-        let router = router.clone();
-        async move { router.handle(message).await }
-    })
-    .await?;
-    Ok(())
+    let service = Service::start("hookline-router", &settings, metrics, shutdown).await?;
+    let watch = service.watch_config().await?;
+    let router = Router::new(
+        service.pool.clone(),
+        watch,
+        service.bus.publisher.clone(),
+        service.bus.topology.clone(),
+        service.metrics.clone(),
+    );
+    service
+        .consume(service.bus.topology.route_queue(), settings.router.concurrency, move |message| {
+            let router = router.clone();
+            async move { router.handle(message).await }
+        })
+        .await
 }

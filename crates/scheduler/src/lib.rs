@@ -6,176 +6,117 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookline_bus::codec::{self, proto};
-use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
-use hookline_bus::{Bus, Publisher, Topology, route};
-use hookline_core::RetryPolicy;
-use hookline_core::envelope::UpstreamEvent;
-use hookline_core::ids::DeliveryId;
-use hookline_core::retry::retry_after_delay;
+use hookline_bus::codec::proto;
+use hookline_bus::consumer::{Incoming, Outcome};
+use hookline_bus::{Publisher, Topology, Traced as _, failed, jobs, route};
+use hookline_core::envelope::{Origin, RejectReason, Rejection, UpstreamEvent};
+use hookline_core::ids::{DeliveryId, OrganizationId, WebhookId};
+use hookline_core::lifecycle::Job;
+use hookline_core::retry::format_delay;
+use hookline_service::{Error, Service};
 use hookline_store::Pool;
-use hookline_store::repo::{deliveries, events, webhooks};
-use hookline_telemetry::metrics::DeliveryOutcome;
+use hookline_store::repo::events;
+use hookline_store::repo::webhooks::changes;
+use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
-/// Why the scheduler stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Configuration is unusable.
-    #[error(transparent)]
-    Settings(#[from] hookline_telemetry::SettingsError),
-    /// PostgreSQL failed.
-    #[error(transparent)]
-    Store(#[from] hookline_store::Error),
-    /// RabbitMQ failed.
-    #[error(transparent)]
-    Bus(#[from] hookline_bus::Error),
-}
-
-/// Decides what follows a failed attempt.
+/// Does what failed attempts ask for: puts retries in their delay queues and switches
+/// off the webhooks hookline must disable. What follows an attempt was decided by the
+/// lifecycle when the worker recorded it; the scheduler decides nothing of its own.
 #[derive(Clone)]
 pub struct Scheduler {
     pool: Pool,
     publisher: Publisher,
     topology: Topology,
-    policy: RetryPolicy,
-    /// Delay queues declared by this process; webhooks with their own policy may need
-    /// delays the configuration does not list.
+    /// Delay queues declared by this process; webhooks with their own policy (and
+    /// receivers asking for more time) may need delays the configuration does not list.
     declared: Arc<Mutex<HashSet<Duration>>>,
-    /// The longest Retry-After honoured.
-    max_retry_after: Duration,
-    /// Final failures in a row that deactivate a webhook (0: never).
-    auto_disable_after: u32,
     metrics: Metrics,
+}
+
+/// A failed attempt's report, read.
+struct Report {
+    delivery_id: DeliveryId,
+    webhook_id: WebhookId,
+    failed: proto::FailedAttempt,
 }
 
 impl Scheduler {
     async fn handle(&self, message: Arc<Incoming>) -> Outcome {
-        let failed: proto::FailedAttempt = match codec::decode(&message.data) {
-            Ok(failed) => failed,
-            Err(rejection) => return Outcome::Reject { reason: "malformed".into(), detail: rejection.message },
+        let report = match failed::decode(&message).and_then(read) {
+            Ok(report) => report,
+            Err(rejection) => return Outcome::Reject(rejection),
         };
-        let Ok(delivery_id) = failed.delivery_id.parse::<DeliveryId>() else {
-            return Outcome::Reject { reason: "malformed".into(), detail: format!("bad delivery id in {failed:?}") };
-        };
-        match self.schedule(&delivery_id, &failed).await {
-            Ok(outcome) => outcome,
+        let span = schedule_span(&report.failed);
+        match self.schedule(&report).instrument(span).await {
+            Ok(()) => Outcome::Ack,
             Err(err) => {
-                tracing::warn!(%delivery_id, error = %err, "could not schedule a retry; it will be retried");
+                tracing::warn!(delivery_id = %report.delivery_id, error = %err, "could not schedule a retry; it will be retried");
                 Outcome::Retry
             }
         }
     }
 
-    #[tracing::instrument(
-        name = "schedule",
-        skip_all,
-        fields(
-            delivery_id = %delivery_id,
-            attempt = failed.attempt,
-            error_kind = %failed.error_kind,
-            status_code = failed.status_code,
-            retryable = failed.retryable,
-            event_id,
-            webhook_id,
-            retry_delay,
-        )
-    )]
-    async fn schedule(&self, delivery_id: &DeliveryId, failed: &proto::FailedAttempt) -> Result<Outcome, Error> {
-        let Some(target) = deliveries::retry_target(&self.pool, delivery_id).await? else {
-            return Ok(Outcome::Reject {
-                reason: "unknown_delivery".into(),
-                detail: format!("delivery {delivery_id} does not exist"),
-            });
-        };
-        // Already settled, or a later attempt has been made: this report is stale.
-        if target.status.is_final() || target.attempt_count > failed.attempt {
-            return Ok(Outcome::Ack);
+    async fn schedule(&self, report: &Report) -> Result<(), Error> {
+        if let Some(delay) = report.failed.retry_delay_ms.map(Duration::from_millis) {
+            self.queue_retry(report, delay).await?;
         }
-        let span = tracing::Span::current();
-        span.record("event_id", target.event_id.as_str());
-        span.record("webhook_id", target.webhook_id.as_str());
-        if !target.webhook_enabled {
-            if deliveries::mark_failed(&self.pool, delivery_id).await? {
-                self.metrics.delivery_completed(DeliveryOutcome::Closed, None);
-            }
-            return Ok(Outcome::Ack);
+        if let Some(disable) = &report.failed.disable {
+            self.disable(&report.webhook_id, disable).await?;
         }
-        let policy = match &target.retry_delays_ms {
-            Some(delays) => RetryPolicy::new(
-                delays.iter().map(|ms| Duration::from_millis(u64::try_from(*ms).unwrap_or_default())).collect(),
-            )
-            .unwrap_or_else(|_| self.policy.clone()),
-            None => self.policy.clone(),
-        };
-        let delay = if failed.retryable { policy.delay_after(failed.attempt) } else { None };
-        // A receiver that asked for more time (429/503 with Retry-After) gets the later of the two.
-        let delay = delay.map(|delay| match failed.retry_after_ms {
-            Some(ms) => delay.max(retry_after_delay(Duration::from_millis(ms), self.max_retry_after)),
-            None => delay,
-        });
-        let Some(delay) = delay else {
-            if deliveries::mark_failed(&self.pool, delivery_id).await? {
-                self.metrics.delivery_completed(DeliveryOutcome::Failed, None);
-                tracing::info!(attempts = failed.attempt, "delivery failed for good");
-                self.count_final_failure(delivery_id).await?;
-            }
-            return Ok(Outcome::Ack);
-        };
-        let delay_name = hookline_core::retry::format_delay(delay);
-        span.record("retry_delay", delay_name.as_str());
-        let next_at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        deliveries::schedule_retry(&self.pool, delivery_id, next_at).await?;
-        let queue = self.delay_queue(delay).await?;
-        let job = proto::DeliveryJob {
-            delivery_id: delivery_id.to_string(),
-            attempt: failed.attempt + 1,
-            manual: false,
-            ..Default::default()
-        };
-        self.publisher.send_to_queue(&queue, &job).await?;
-        self.metrics.retry_scheduled(&delay_name);
-        tracing::info!(next_attempt = failed.attempt + 1, "retry scheduled");
-        Ok(Outcome::Ack)
+        Ok(())
     }
 
-    /// Counts a final failure against the endpoint and, at `delivery.auto_disable_after`
-    /// in a row, deactivates the webhook and publishes `webhook.disabled` for the
-    /// organisation.
-    async fn count_final_failure(&self, delivery_id: &DeliveryId) -> Result<(), Error> {
-        if self.auto_disable_after == 0 {
-            return Ok(());
-        }
-        let Some(failures) = deliveries::record_final_failure(&self.pool, delivery_id).await? else { return Ok(()) };
-        if failures.consecutive < self.auto_disable_after {
-            return Ok(());
-        }
-        let reason = format!("{} deliveries in a row to {} failed", failures.consecutive, failures.url);
-        if !webhooks::disable(&self.pool, &failures.webhook_id, &reason).await? {
+    /// Puts the next attempt in the delay queue of `delay`, declaring it if need be.
+    async fn queue_retry(&self, report: &Report, delay: Duration) -> Result<(), Error> {
+        let delay_name = format_delay(delay);
+        let span = tracing::Span::current();
+        span.record("retry_delay", delay_name.as_str());
+        let queue = self.delay_queue(delay).await?;
+        let Job { attempt, manual } = Job::after(report.failed.attempt, false);
+        let job =
+            proto::DeliveryJob { delivery_id: report.delivery_id.to_string(), attempt, manual, ..Default::default() };
+        jobs::to_queue(&self.publisher, &queue, vec![job.traced(&span)]).await?;
+        self.metrics.retry_scheduled(&delay_name);
+        tracing::info!(next_attempt = attempt, "retry scheduled");
+        Ok(())
+    }
+
+    /// Deactivates the webhook and, unless it was inactive already, publishes
+    /// `webhook.disabled` for its organisation.
+    async fn disable(&self, webhook: &WebhookId, disable: &proto::DisableWebhook) -> Result<(), Error> {
+        if !changes::disable(&self.pool, webhook, &disable.reason).await? {
             return Ok(()); // already inactive: nothing to announce
         }
-        tracing::warn!(webhook_id = %failures.webhook_id, %reason, "webhook auto-disabled");
+        tracing::warn!(webhook_id = %webhook, reason = %disable.reason, "webhook disabled");
+        let (Ok(organization), Ok(environment)) =
+            (disable.organization_id.parse::<OrganizationId>(), disable.environment.parse())
+        else {
+            tracing::error!(?disable, "a disabled webhook's organisation or environment does not parse; not announced");
+            return Ok(());
+        };
         let event = UpstreamEvent {
             message_id: None,
             event_type: "webhook.disabled".into(),
-            organization: failures.organization_id.clone(),
-            environment: failures.environment,
+            organization: organization.clone(),
+            environment,
             occurred_at: chrono::Utc::now(),
             actor: None,
             team: None,
-            data: serde_json::json!({"webhookId": failures.webhook_id, "endpointUrl": failures.url, "reason": reason}),
+            data: serde_json::json!({"webhookId": webhook, "endpointUrl": disable.endpoint_url, "reason": disable.reason}),
         };
-        let event_id = events::insert_synthetic(&self.pool, &event, "system").await?;
-        let route = proto::RouteEvent {
+        let event_id = events::insert_synthetic(&self.pool, &event, Origin::System).await?;
+        let announcement = proto::RouteEvent {
             event_id: event_id.to_string(),
-            organization_id: failures.organization_id.to_string(),
+            organization_id: organization.to_string(),
             event_type: event.event_type,
-            environment: failures.environment.as_str().to_owned(),
+            environment: environment.as_str().to_owned(),
             ..Default::default()
         };
-        route::send(&self.publisher, &self.topology, vec![route::traced(route)]).await?;
+        route::send(&self.publisher, &self.topology, vec![announcement.traced(&tracing::Span::current())]).await?;
         Ok(())
     }
 
@@ -189,47 +130,65 @@ impl Scheduler {
     }
 }
 
+/// The ids a report names, or why it can never be acted on.
+fn read(failed: proto::FailedAttempt) -> Result<Report, Rejection> {
+    match (failed.delivery_id.parse(), failed.webhook_id.parse()) {
+        (Ok(delivery_id), Ok(webhook_id)) => Ok(Report { delivery_id, webhook_id, failed }),
+        _ => Err(Rejection::whole(
+            RejectReason::Malformed,
+            format!(
+                "a failed attempt with unusable ids: delivery `{}`, webhook `{}`",
+                failed.delivery_id, failed.webhook_id
+            ),
+        )),
+    }
+}
+
+/// The span of one report: a child of the attempt that failed, linked to the span
+/// processing the message it came in.
+fn schedule_span(failed: &proto::FailedAttempt) -> tracing::Span {
+    let span = tracing::info_span!(
+        "schedule",
+        service.name = "hookline-scheduler",
+        delivery_id = %failed.delivery_id,
+        attempt = failed.attempt,
+        error_kind = %failed.error_kind,
+        status_code = failed.status_code,
+        event_id = %failed.event_id,
+        webhook_id = %failed.webhook_id,
+        retry_delay = tracing::field::Empty,
+    );
+    failed.continue_trace(&span);
+    link_to_current(&span);
+    span
+}
+
 /// Runs the scheduler (failed-attempt consumer and reconciliation sweep) until
 /// `shutdown` is cancelled.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
-    let policy = settings.retry_policy()?;
-    let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
-    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-scheduler", policy.delays()).await?;
-    bus.report_queue_depths(&metrics);
+    let service = Service::start("hookline-scheduler", &settings, metrics, shutdown).await?;
+    let configured = settings.retry_policy()?.delays().to_vec();
     let scheduler = Scheduler {
-        pool: pool.clone(),
-        publisher: bus.publisher.clone(),
-        topology: bus.topology.clone(),
-        declared: Arc::new(Mutex::new(policy.delays().iter().copied().collect())),
-        max_retry_after: settings.delivery.max_retry_after,
-        auto_disable_after: settings.delivery.auto_disable_after,
-        policy,
-        metrics: metrics.clone(),
+        pool: service.pool.clone(),
+        publisher: service.bus.publisher.clone(),
+        topology: service.bus.topology.clone(),
+        declared: Arc::new(Mutex::new(configured.into_iter().collect())),
+        metrics: service.metrics.clone(),
     };
     let sweeper = tokio::spawn(reconcile::run(
-        pool,
-        bus.publisher.clone(),
-        bus.topology.clone(),
-        settings.scheduler.reconcile_interval,
-        settings.scheduler.reconcile_after,
-        shutdown.clone(),
+        service.pool.clone(),
+        service.bus.publisher.clone(),
+        service.bus.topology.clone(),
+        settings.scheduler.clone(),
+        service.shutdown.clone(),
     ));
-    let options = ConsumerOptions {
-        service: "hookline-scheduler",
-        metrics,
-        queue: bus.topology.failed_queue(),
-        tag: "hookline-scheduler".into(),
-        concurrency: settings.scheduler.concurrency,
-        shutdown_grace: settings.shutdown.grace,
-    };
-    tracing::info!(queue = %options.queue, "scheduler consuming");
-    let consumed = consumer::consume(&bus.connection, options, bus.reject_target(), shutdown.clone(), move |message| {
-        let scheduler = scheduler.clone();
-        async move { scheduler.handle(message).await }
-    })
-    .await;
-    shutdown.cancel();
+    let consumed = service
+        .consume(service.bus.topology.failed_queue(), settings.scheduler.concurrency, move |message| {
+            let scheduler = scheduler.clone();
+            async move { scheduler.handle(message).await }
+        })
+        .await;
+    service.shutdown.cancel();
     let _ = sweeper.await;
-    consumed?;
-    Ok(())
+    consumed
 }

@@ -1,35 +1,33 @@
 //! The reconciliation sweep: republishes work whose message was lost.
 
-use std::time::Duration;
-
 use hookline_bus::codec::proto;
-use hookline_bus::topology::JOB_ROUTING_KEY;
-use hookline_bus::{Publisher, Topology, route};
-use hookline_core::delivery::DeliveryStatus;
+use hookline_bus::{Publisher, Topology, Traced as _, jobs, route};
+use hookline_core::lifecycle::Job;
+use hookline_service::Error;
 use hookline_store::Pool;
 use hookline_store::repo::{deliveries, events};
+use hookline_telemetry::SchedulerSettings;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 const BATCH: i64 = 500;
 
-/// Sweeps every `interval` until `shutdown` is cancelled.
-pub async fn run(
+/// Sweeps every `settings.reconcile_interval` until `shutdown` is cancelled.
+pub(crate) async fn run(
     pool: Pool,
     publisher: Publisher,
     topology: Topology,
-    interval: Duration,
-    after: Duration,
+    settings: SchedulerSettings,
     shutdown: CancellationToken,
 ) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(settings.reconcile_interval) => {}
         }
         let span =
             tracing::info_span!("reconcile", service.name = "hookline-scheduler", republished = tracing::field::Empty);
-        let swept = sweep(&pool, &publisher, &topology, after).instrument(span.clone()).await;
+        let swept = sweep(&pool, &publisher, &topology, settings.reconcile_after).instrument(span.clone()).await;
         if let Ok(count) = swept {
             span.record("republished", count);
         }
@@ -41,55 +39,47 @@ pub async fn run(
     }
 }
 
-/// One sweep; returns how many messages it republished.
-pub async fn sweep(
+/// One sweep: routes again the events stored but never routed, and publishes again the
+/// next job of every open delivery that has made no progress for `after` (never
+/// attempted, or its retry never came back from its delay queue). Returns how many
+/// messages' work it republished.
+async fn sweep(
     pool: &Pool,
     publisher: &Publisher,
     topology: &Topology,
-    after: Duration,
-) -> Result<usize, crate::Error> {
-    let mut republished = 0;
+    after: std::time::Duration,
+) -> Result<usize, Error> {
+    let span = tracing::Span::current();
     let unrouted: Vec<proto::RouteEvent> = events::unrouted(pool, after, BATCH)
         .await?
         .into_iter()
         .map(|event| {
-            route::traced(proto::RouteEvent {
+            proto::RouteEvent {
                 event_id: event.id.to_string(),
-                organization_id: event.organization_id,
+                organization_id: event.organization_id.to_string(),
                 event_type: event.event_type,
-                environment: event.environment,
+                environment: event.environment.as_str().to_owned(),
                 actor: event.actor,
                 team: event.team,
                 ..Default::default()
-            })
+            }
+            .traced(&span)
         })
         .collect();
+    let mut republished = unrouted.len();
     if !unrouted.is_empty() {
-        republished += unrouted.len();
         route::send(publisher, topology, unrouted).await?;
     }
-    for overdue in deliveries::claim_overdue(pool, after, BATCH).await? {
-        let delivery_id = overdue.id.to_string();
-        match (overdue.status, overdue.attempt_count, overdue.last_error_kind) {
-            // An attempt failed but its report never reached the scheduler.
-            (DeliveryStatus::Pending, count, Some(kind)) if count > 0 => {
-                let failed = proto::FailedAttempt {
-                    delivery_id,
-                    attempt: count,
-                    error_kind: kind.as_str().to_owned(),
-                    retryable: kind.is_retryable(),
-                    status_code: None,
-                    retry_after_ms: None,
-                };
-                publisher.send_to_queue(&topology.failed_queue(), &failed).await?;
-            }
-            // Never attempted, or its retry never came back from the delay queue.
-            (_, count, _) => {
-                let job = proto::DeliveryJob { delivery_id, attempt: count + 1, manual: false, ..Default::default() };
-                publisher.publish_message(&topology.delivery_exchange(), JOB_ROUTING_KEY, &job).await?;
-            }
-        }
-        republished += 1;
-    }
+    let lost: Vec<proto::DeliveryJob> = deliveries::claim_overdue(pool, after, BATCH)
+        .await?
+        .into_iter()
+        .map(|overdue| {
+            let Job { attempt, manual } = Job::after(overdue.attempts, false);
+            proto::DeliveryJob { delivery_id: overdue.id.to_string(), attempt, manual, ..Default::default() }
+                .traced(&span)
+        })
+        .collect();
+    republished += lost.len();
+    jobs::to_workers(publisher, topology, lost).await?;
     Ok(republished)
 }

@@ -26,19 +26,15 @@ pub enum Error {
     /// A stored secret could not be decrypted with the configured key.
     #[error(transparent)]
     Crypto(#[from] hookline_core::crypto::CryptoError),
-    /// A [`crate::batch::Batcher`] could not take or answer the call: its task is gone
-    /// (the runtime is shutting down, or a batch panicked).
-    #[error("batched database work: {0}")]
-    BatcherGone(&'static str),
-    /// The batch this call's statement ran in failed (see [`crate::batch`]).
-    #[error(transparent)]
-    Batch(std::sync::Arc<Error>),
     /// The organisation has no stored event with this id.
     #[error("event {0} is not stored for its organisation")]
     UnknownEvent(String),
     /// A stored value does not have the shape hookline writes.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A column could not be read as the type it holds (a corrupt or unexpected value).
+    #[error("reading a row: {0}")]
+    Row(#[from] tokio_postgres::Error),
 }
 
 /// Result of store operations.

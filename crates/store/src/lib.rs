@@ -1,10 +1,10 @@
 #![doc = include_str!("../README.md")]
 
-pub mod batch;
 pub mod config_watch;
 mod error;
 mod pool;
 pub mod repo;
+mod rows;
 
 pub use config_watch::{ConfigCache, ConfigWatch};
 pub use deadpool_postgres::Pool;

@@ -99,6 +99,25 @@ pub struct DeliverySettings {
     pub max_retry_after: Duration,
 }
 
+impl DeliverySettings {
+    /// Which addresses deliveries may reach.
+    pub fn address_policy(&self) -> Result<hookline_core::address::AddressPolicy, SettingsError> {
+        let allowed_networks = self
+            .allowed_networks
+            .iter()
+            .map(|cidr| {
+                cidr.parse::<ipnet::IpNet>().map_err(|_| {
+                    invalid("delivery.allowed_networks", format!("`{cidr}` is not a CIDR such as 10.0.0.0/8"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(hookline_core::address::AddressPolicy {
+            allow_private_networks: self.allow_private_networks,
+            allowed_networks,
+        })
+    }
+}
+
 /// `[signing]`
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,7 +280,7 @@ impl Settings {
         if self.scheduler.reconcile_interval.is_zero() {
             return Err(invalid("scheduler.reconcile_interval", "must be more than 0"));
         }
-        self.address_policy()?;
+        self.delivery.address_policy()?;
         if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
             return Err(invalid("telemetry.sampling_ratio", "must be between 0.0 and 1.0"));
         }
@@ -283,24 +302,6 @@ impl Settings {
     pub fn retry_policy(&self) -> Result<RetryPolicy, SettingsError> {
         RetryPolicy::new(self.retry.delays.iter().map(|d| **d).collect())
             .map_err(|err| invalid("retry.delays", err.to_string()))
-    }
-
-    /// Which addresses deliveries may reach.
-    pub fn address_policy(&self) -> Result<hookline_core::address::AddressPolicy, SettingsError> {
-        let allowed_networks = self
-            .delivery
-            .allowed_networks
-            .iter()
-            .map(|cidr| {
-                cidr.parse::<ipnet::IpNet>().map_err(|_| {
-                    invalid("delivery.allowed_networks", format!("`{cidr}` is not a CIDR such as 10.0.0.0/8"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(hookline_core::address::AddressPolicy {
-            allow_private_networks: self.delivery.allow_private_networks,
-            allowed_networks,
-        })
     }
 
     /// The key that encrypts secrets at rest; an error naming `secrets.key` when unset.

@@ -6,7 +6,8 @@ use std::time::{Instant, SystemTime};
 use base64::Engine as _;
 use chrono::Utc;
 use hookline_core::credential::Credential;
-use hookline_core::delivery::{DeliveredBody, ErrorKind};
+use hookline_core::delivery::{DeliveredBody, ErrorKind, Trigger};
+use hookline_core::lifecycle;
 use hookline_core::receiver_auth::{
     HMAC_CLIENT_ID_HEADER, HMAC_SIGNATURE_HEADER, HMAC_TIMESTAMP_HEADER, hmac_sha256_signature,
 };
@@ -16,7 +17,7 @@ use hookline_store::repo::jobs::JobContext;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument as _;
 
-use crate::client::{BlockedAddress, literal_is_blocked};
+use crate::client::literal_is_blocked;
 use crate::sigv4::{SigV4, sign_request};
 
 /// Headers an endpoint's configured headers may not replace: the signature, the body's
@@ -53,7 +54,7 @@ pub async fn perform(
     context: &JobContext,
     event_name: &str,
     attempt_number: u32,
-    manual: bool,
+    trigger: Trigger,
     settings: &AttemptSettings<'_>,
 ) -> AttemptRecord {
     let message_id = context.event_id.as_str();
@@ -67,17 +68,6 @@ pub async fn perform(
     )
     .to_bytes();
     let started_at = Utc::now();
-    let timestamp = started_at.timestamp();
-    let mut headers = BTreeMap::new();
-    headers.insert("content-type".to_owned(), "application/json".to_owned());
-    headers.insert(HEADER_ID.to_owned(), message_id.to_owned());
-    headers.insert(HEADER_TIMESTAMP.to_owned(), timestamp.to_string());
-    let mut signature = context.target.signing_secret.sign(message_id, timestamp, &body);
-    if let Some(previous) = context.target.previous_signing_secret(started_at) {
-        signature.push(' ');
-        signature.push_str(&previous.sign(message_id, timestamp, &body));
-    }
-    headers.insert(HEADER_SIGNATURE.to_owned(), signature);
     // The request's own client span, so a receiver that joins the trace (from
     // `traceparent`) hangs its work under this very attempt.
     let method = context.target.method.as_str();
@@ -90,22 +80,15 @@ pub async fn perform(
         http.response.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    headers.extend(hookline_telemetry::propagation::trace_headers(&request_span));
-    for (name, value) in &context.target.headers {
-        let lower = name.to_ascii_lowercase();
-        if !RESERVED_HEADERS.contains(&lower.as_str()) {
-            headers.insert(lower, value.clone());
-        }
-    }
     let mut record = AttemptRecord {
         delivery_id: context.delivery_id.clone(),
         attempt_number,
-        manual,
+        trigger,
         started_at,
         duration_ms: 0,
-        request_method: context.target.method.as_str().to_owned(),
+        request_method: method.to_owned(),
         request_url: context.target.url.clone(),
-        request_headers: headers.clone(),
+        request_headers: BTreeMap::new(),
         status_code: None,
         response_headers: None,
         response_body: None,
@@ -114,22 +97,66 @@ pub async fn perform(
         error_message: None,
     };
     let clock = Instant::now();
-    let outcome = match authenticate(context, &body, &mut headers, &mut record.request_headers) {
-        Ok(()) => send(context, headers, body, settings).instrument(request_span.clone()).await,
+    let outcome = match request_headers(context, &body, started_at, &request_span, &mut record.request_headers) {
+        Ok(headers) => send(context, headers, body, settings).instrument(request_span.clone()).await,
         Err(message) => Err((ErrorKind::InvalidEndpoint, message)),
     };
+    record.duration_ms = u32::try_from(clock.elapsed().as_millis()).unwrap_or(u32::MAX);
     match &outcome {
         Ok(response) => request_span.record("http.response.status_code", response.status),
         Err((kind, _)) => request_span.record("error.type", kind.as_str()),
     };
-    record.duration_ms = u32::try_from(clock.elapsed().as_millis()).unwrap_or(u32::MAX);
+    describe(&mut record, outcome);
+    record
+}
+
+/// The headers of an attempt's request: the body's type, the Standard Webhooks
+/// signature (with the previous secret's too, during a rotation's overlap), the trace
+/// context, the endpoint's own headers and its credential's. `recorded` receives them
+/// as the log shows them, secrets redacted.
+fn request_headers(
+    context: &JobContext,
+    body: &[u8],
+    started_at: chrono::DateTime<Utc>,
+    request_span: &tracing::Span,
+    recorded: &mut BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let message_id = context.event_id.as_str();
+    let timestamp = started_at.timestamp();
+    let sign = |secret: &hookline_core::signing::SigningSecret| {
+        secret.sign(message_id, timestamp, body).map_err(|err| err.to_string())
+    };
+    let mut signature = sign(&context.target.signing_secret)?;
+    if let Some(previous) = context.target.previous_signing_secret(started_at) {
+        signature.push(' ');
+        signature.push_str(&sign(previous)?);
+    }
+    let mut headers = BTreeMap::new();
+    headers.insert("content-type".to_owned(), "application/json".to_owned());
+    headers.insert(HEADER_ID.to_owned(), message_id.to_owned());
+    headers.insert(HEADER_TIMESTAMP.to_owned(), timestamp.to_string());
+    headers.insert(HEADER_SIGNATURE.to_owned(), signature);
+    headers.extend(hookline_telemetry::propagation::trace_headers(request_span));
+    for (name, value) in &context.target.headers {
+        let lower = name.to_ascii_lowercase();
+        if !RESERVED_HEADERS.contains(&lower.as_str()) {
+            headers.insert(lower, value.clone());
+        }
+    }
+    recorded.clone_from(&headers);
+    authenticate(context, body, &mut headers, recorded)?;
+    Ok(headers)
+}
+
+/// Fills in what the receiver answered, or why there was no answer.
+fn describe(record: &mut AttemptRecord, outcome: Result<Response, (ErrorKind, String)>) {
     match outcome {
         Ok(response) => {
             record.status_code = Some(response.status);
             record.response_headers = Some(response.headers);
             record.response_body = Some(response.body);
             record.response_body_truncated = response.truncated;
-            if !(200..300).contains(&response.status) {
+            if !lifecycle::is_success(response.status) {
                 record.error_kind = Some(ErrorKind::HttpStatus);
                 record.error_message = Some(match response.status {
                     410 => "receiver answered 410 Gone; the webhook was deactivated".to_owned(),
@@ -142,7 +169,6 @@ pub async fn perform(
             record.error_message = Some(message);
         }
     }
-    record
 }
 
 /// Adds the endpoint credential's headers for the event's organisation, recording the
@@ -283,29 +309,9 @@ async fn send(
     Ok(Response { status, headers: response_headers, body: String::from_utf8_lossy(&kept).into_owned(), truncated })
 }
 
-/// Classifies a transport failure, walking the error's causes.
+/// Classifies a transport failure by the typed errors in its chain of causes.
 fn classify(err: &reqwest::Error) -> (ErrorKind, String) {
-    let message = error_chain(err);
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = source {
-        if current.downcast_ref::<BlockedAddress>().is_some() {
-            return (ErrorKind::BlockedAddress, message);
-        }
-        source = current.source();
-    }
-    let lower = message.to_ascii_lowercase();
-    let kind = if err.is_timeout() {
-        ErrorKind::Timeout
-    } else if lower.contains("dns error") || lower.contains("failed to lookup") || lower.contains("name or service") {
-        ErrorKind::Dns
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
-        ErrorKind::Tls
-    } else if err.is_connect() {
-        ErrorKind::Connect
-    } else {
-        ErrorKind::Other
-    };
-    (kind, message)
+    (crate::client::classify(err), error_chain(err))
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

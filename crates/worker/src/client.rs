@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hookline_core::address::AddressPolicy;
+use hookline_core::delivery::ErrorKind;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Every address a name resolved to is one deliveries may not reach; carried as the resolver's error so
@@ -17,8 +18,20 @@ pub struct BlockedAddress {
     pub addresses: String,
 }
 
-/// Resolves with the system resolver and keeps only public addresses, so the address
-/// that is checked is the address that is connected to (no DNS-rebinding gap).
+/// A host name that did not resolve; carried as the resolver's error so the attempt can
+/// be classified `dns`.
+#[derive(Debug, thiserror::Error)]
+#[error("`{host}` did not resolve: {source}")]
+pub struct Unresolved {
+    /// The host name.
+    pub host: String,
+    /// The system resolver's answer.
+    pub source: std::io::Error,
+}
+
+/// Resolves with the system resolver and keeps only the addresses the policy permits, so
+/// the address that is checked is the address that is connected to (no DNS-rebinding
+/// gap). Used whatever the policy, so a lookup's failure is always an [`Unresolved`].
 #[derive(Debug, Clone)]
 struct GuardedResolver(std::sync::Arc<AddressPolicy>);
 
@@ -27,7 +40,14 @@ impl Resolve for GuardedResolver {
         let policy = self.0.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let looked_up: std::io::Result<Vec<SocketAddr>> =
+                tokio::net::lookup_host((host.as_str(), 0)).await.map(Iterator::collect);
+            let resolved = match looked_up {
+                Ok(addresses) => addresses,
+                Err(source) => {
+                    return Err(Box::new(Unresolved { host, source }) as Box<dyn std::error::Error + Send + Sync>);
+                }
+            };
             let public: Vec<SocketAddr> = resolved.iter().copied().filter(|a| policy.permits(a.ip())).collect();
             if public.is_empty() {
                 let addresses = resolved.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
@@ -41,17 +61,15 @@ impl Resolve for GuardedResolver {
 /// Builds the shared client. One client per worker process keeps connections to each
 /// receiver alive across deliveries.
 pub fn build(timeout: Duration, policy: &AddressPolicy, concurrency: usize) -> reqwest::Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
+    reqwest::Client::builder()
         .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION"), " (+webhooks)"))
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(concurrency.min(64))
-        .pool_idle_timeout(Duration::from_secs(90));
-    if !policy.allow_private_networks {
-        builder = builder.dns_resolver(std::sync::Arc::new(GuardedResolver(std::sync::Arc::new(policy.clone()))));
-    }
-    builder.build()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .dns_resolver(std::sync::Arc::new(GuardedResolver(std::sync::Arc::new(policy.clone()))))
+        .build()
 }
 
 /// For URLs whose host is an IP literal (never passed to the resolver): whether the
@@ -61,5 +79,40 @@ pub fn literal_is_blocked(url: &reqwest::Url, policy: &AddressPolicy) -> bool {
         Some(url::Host::Ipv4(ip)) => !policy.permits(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => !policy.permits(IpAddr::V6(ip)),
         _ => false,
+    }
+}
+
+/// What kind of transport failure `err` is, from the typed errors in its chain of
+/// causes: the guard's [`BlockedAddress`], the resolver's [`Unresolved`], a TLS error
+/// (rustls's own, which the TLS stream wraps in an I/O error), then reqwest's own
+/// timeout and connect classes.
+pub fn classify(err: &reqwest::Error) -> ErrorKind {
+    let mut blocked = false;
+    let mut unresolved = false;
+    let mut tls = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = source {
+        blocked |= current.is::<BlockedAddress>();
+        unresolved |= current.is::<Unresolved>();
+        tls |= current.is::<rustls::Error>();
+        // An I/O error's `source` skips the error it wraps (the TLS stream's rustls
+        // error, say): look at that one too.
+        if let Some(wrapped) = current.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+            tls |= wrapped.is::<rustls::Error>();
+        }
+        source = current.source();
+    }
+    if blocked {
+        ErrorKind::BlockedAddress
+    } else if err.is_timeout() {
+        ErrorKind::Timeout
+    } else if unresolved {
+        ErrorKind::Dns
+    } else if tls {
+        ErrorKind::Tls
+    } else if err.is_connect() {
+        ErrorKind::Connect
+    } else {
+        ErrorKind::Other
     }
 }

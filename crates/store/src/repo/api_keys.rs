@@ -4,7 +4,7 @@ use deadpool_postgres::Pool;
 use hookline_core::apikey::{self, NewApiKey, Scope};
 use hookline_core::ids::{ApiKeyId, OrganizationId};
 
-use crate::error::{Error, QueryContext as _, Result};
+use crate::error::{QueryContext as _, Result};
 
 /// A valid, unrevoked key as found by [`authenticate`].
 #[derive(Debug, Clone)]
@@ -28,12 +28,11 @@ pub async fn create(
 ) -> Result<(ApiKeyId, NewApiKey)> {
     let id = ApiKeyId::generate();
     let key = apikey::generate();
-    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     let client = pool.get().await?;
     client
         .execute(
             "INSERT INTO api_keys (id, organization_id, label, prefix, key_hash, scopes) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&id.as_str(), &organization.as_str(), &label, &key.prefix, &key.hash, &scope_names],
+            &[&id, organization, &label, &key.prefix, &key.hash, &scopes],
         )
         .await
         .context("creating an API key")?;
@@ -53,13 +52,11 @@ pub async fn authenticate(pool: &Pool, presented: &str) -> Result<Option<ApiKeyR
     else {
         return Ok(None);
     };
-    let parse = |value: String| value.parse().map_err(|err| Error::Corrupt(format!("{err}")));
-    let scopes: Vec<String> = row.get(3);
     Ok(Some(ApiKeyRecord {
-        id: parse(row.get(0))?,
-        organization_id: row.get::<_, String>(1).parse().map_err(|err| Error::Corrupt(format!("{err}")))?,
-        label: row.get(2),
-        scopes: scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        id: row.try_get("id")?,
+        organization_id: row.try_get("organization_id")?,
+        label: row.try_get("label")?,
+        scopes: row.try_get("scopes")?,
     }))
 }
 
@@ -88,19 +85,19 @@ pub async fn list(pool: &Pool, organization: &OrganizationId, after: &str, limit
         .query(
             "SELECT id, label, prefix, scopes, created_at, revoked_at FROM api_keys
              WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-            &[&organization.as_str(), &after, &limit],
+            &[organization, &after, &limit],
         )
         .await
         .context("listing API keys")?;
-    rows.into_iter()
+    rows.iter()
         .map(|row| {
             Ok(ApiKeySummary {
-                id: crate::repo::webhooks::parse_id(row.get(0))?,
-                label: row.get(1),
-                prefix: row.get(2),
-                scopes: row.get(3),
-                created_at: row.get(4),
-                revoked_at: row.get(5),
+                id: row.try_get("id")?,
+                label: row.try_get("label")?,
+                prefix: row.try_get("prefix")?,
+                scopes: row.try_get("scopes")?,
+                created_at: row.try_get("created_at")?,
+                revoked_at: row.try_get("revoked_at")?,
             })
         })
         .collect()
@@ -112,7 +109,7 @@ pub async fn revoke(pool: &Pool, organization: &OrganizationId, id: &ApiKeyId) -
     let changed = client
         .execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND organization_id = $2 AND revoked_at IS NULL",
-            &[&id.as_str(), &organization.as_str()],
+            &[id, organization],
         )
         .await
         .context("revoking an API key")?;

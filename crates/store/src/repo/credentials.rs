@@ -4,10 +4,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use hookline_core::credential::CredentialValues;
 use hookline_core::crypto::SecretBox;
-use hookline_core::ids::{CredentialId, OrganizationId};
+use hookline_core::ids::{CredentialId, OrganizationId, WebhookId};
 
 use crate::error::{Error, QueryContext as _, Result};
-use crate::repo::webhooks::parse_id;
 
 /// A credential as shown: which fields are set, never their values.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -44,17 +43,17 @@ pub fn open(secrets: &SecretBox, sealed: &[u8]) -> Result<CredentialValues> {
 }
 
 fn view(secrets: &SecretBox, row: &tokio_postgres::Row) -> Result<CredentialView> {
-    let sealed: Vec<u8> = row.get(4);
+    let sealed: Vec<u8> = row.try_get("secret")?;
     let values = open(secrets, &sealed)?;
     Ok(CredentialView {
-        id: parse_id(row.get(0))?,
-        name: row.get(1),
-        kind: row.get(2),
-        test: row.get(3),
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        kind: row.try_get("kind")?,
+        test: row.try_get("test")?,
         fields_set: values.default.as_ref().map(|c| c.fields_set()).unwrap_or_default(),
         organizations: values.per_organization.keys().cloned().collect(),
-        created_at: row.get(5),
-        updated_at: row.get(6),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
@@ -76,7 +75,7 @@ pub async fn create(
     client
         .execute(
             "INSERT INTO credentials (id, organization_id, name, kind, test, secret) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&id.as_str(), &organization.as_str(), &name, &kind, &test, &sealed],
+            &[&id, organization, &name, &kind, &test, &sealed],
         )
         .await
         .context("creating a credential")?;
@@ -93,7 +92,7 @@ pub async fn get(
     let client = pool.get().await?;
     let sql =
         format!("SELECT {COLUMNS} FROM credentials WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL");
-    let row = client.query_opt(&sql, &[&id.as_str(), &organization.as_str()]).await.context("loading a credential")?;
+    let row = client.query_opt(&sql, &[id, organization]).await.context("loading a credential")?;
     row.map(|row| view(secrets, &row)).transpose()
 }
 
@@ -108,11 +107,14 @@ pub async fn values(
     let row = client
         .query_opt(
             "SELECT kind, test, secret FROM credentials WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
-            &[&id.as_str(), &organization.as_str()],
+            &[id, organization],
         )
         .await
         .context("loading a credential")?;
-    row.map(|row| Ok((row.get(0), row.get(1), open(secrets, &row.get::<_, Vec<u8>>(2))?))).transpose()
+    row.map(|row| {
+        Ok((row.try_get("kind")?, row.try_get("test")?, open(secrets, &row.try_get::<_, Vec<u8>>("secret")?)?))
+    })
+    .transpose()
 }
 
 /// One page of the organisation's credentials, oldest first.
@@ -127,7 +129,7 @@ pub async fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM credentials WHERE organization_id = $1 AND deleted_at IS NULL AND id > $2 ORDER BY id LIMIT $3"
     );
-    let rows = client.query(&sql, &[&organization.as_str(), &after, &limit]).await.context("listing credentials")?;
+    let rows = client.query(&sql, &[organization, &after, &limit]).await.context("listing credentials")?;
     rows.iter().map(|row| view(secrets, row)).collect()
 }
 
@@ -149,7 +151,7 @@ pub async fn update(
         .execute(
             "UPDATE credentials SET name = $3, kind = $4, test = $5, secret = $6, updated_at = now()
              WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
-            &[&id.as_str(), &organization.as_str(), &name, &kind, &test, &sealed],
+            &[&id, organization, &name, &kind, &test, &sealed],
         )
         .await
         .context("updating a credential")?;
@@ -157,18 +159,18 @@ pub async fn update(
 }
 
 /// Webhooks (undeleted) whose live endpoints use the credential.
-pub async fn used_by(pool: &Pool, organization: &OrganizationId, id: &CredentialId) -> Result<Vec<String>> {
+pub async fn used_by(pool: &Pool, organization: &OrganizationId, id: &CredentialId) -> Result<Vec<WebhookId>> {
     let client = pool.get().await?;
     let rows = client
         .query(
             "SELECT DISTINCT w.id FROM endpoints e JOIN webhooks w ON w.id = e.webhook_id
              WHERE e.credential_id = $1 AND w.organization_id = $2 AND e.removed_at IS NULL AND w.deleted_at IS NULL
              ORDER BY w.id",
-            &[&id.as_str(), &organization.as_str()],
+            &[id, organization],
         )
         .await
         .context("finding a credential's users")?;
-    Ok(rows.iter().map(|row| row.get(0)).collect())
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
 }
 
 /// Deletes an unused credential. False when there is none.
@@ -177,7 +179,7 @@ pub async fn delete(pool: &Pool, organization: &OrganizationId, id: &CredentialI
     let changed = client
         .execute(
             "UPDATE credentials SET deleted_at = now(), secret = NULL WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
-            &[&id.as_str(), &organization.as_str()],
+            &[id, organization],
         )
         .await
         .context("deleting a credential")?;
@@ -195,9 +197,9 @@ pub async fn kind_and_test(
     let row = client
         .query_opt(
             "SELECT kind, test FROM credentials WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
-            &[&id.as_str(), &organization.as_str()],
+            &[id, organization],
         )
         .await
         .context("looking up a credential")?;
-    Ok(row.map(|row| (row.get(0), row.get(1))))
+    row.map(|row| Ok((row.try_get("kind")?, row.try_get("test")?))).transpose()
 }

@@ -1,18 +1,20 @@
-//! Deliveries (one per event × endpoint) and their attempts.
+//! Deliveries (one per event × endpoint): created by routing, settled by the lifecycle's
+//! transitions (with the attempt that caused them), resumed by the reconciliation sweep.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use hookline_core::delivery::{DeliveryStatus, ErrorKind};
+use hookline_core::delivery::{DeliveryStatus, ErrorKind, Trigger};
 use hookline_core::environment::Environment;
 use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId, WebhookId};
+use hookline_core::lifecycle::Transition;
 use tokio_postgres::types::Type;
 
 use crate::error::{Error, QueryContext as _, Result};
-use crate::repo::webhooks::parse_id;
+use crate::rows::count;
 
 /// Where one event goes: the webhook and endpoint of each delivery to create.
 pub type EventTargets = (EventId, OrganizationId, Vec<(WebhookId, EndpointId)>);
@@ -80,22 +82,20 @@ impl Routed {
 /// webhooks (which no foreign key checks). The event row the statement updates anyway
 /// also gives what a first attempt needs of it ([`Routed::event`]).
 pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<Vec<Option<Routed>>> {
-    let mut ids = Vec::new();
-    let mut event_ids = Vec::new();
-    let mut endpoints = Vec::new();
-    let mut webhooks = Vec::new();
-    let mut organizations = Vec::new();
-    for (event, organization, targets) in events {
-        for (webhook, endpoint) in targets {
-            ids.push(DeliveryId::generate().to_string());
-            event_ids.push(event.as_str());
-            endpoints.push(endpoint.as_str());
-            webhooks.push(webhook.as_str());
-            organizations.push(organization.as_str());
-        }
+    let targets = events.iter().flat_map(|(event, organization, targets)| {
+        targets.iter().map(move |(webhook, endpoint)| (event, organization, webhook, endpoint))
+    });
+    let (mut ids, mut event_ids, mut endpoints, mut webhooks, mut organizations) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (event, organization, webhook, endpoint) in targets {
+        ids.push(DeliveryId::generate());
+        event_ids.push(event);
+        endpoints.push(endpoint);
+        webhooks.push(webhook);
+        organizations.push(organization);
     }
-    let routed: Vec<&str> = events.iter().map(|(event, _, _)| event.as_str()).collect();
-    let routed_organizations: Vec<&str> = events.iter().map(|(_, organization, _)| organization.as_str()).collect();
+    let routed: Vec<&EventId> = events.iter().map(|(event, _, _)| event).collect();
+    let routed_organizations: Vec<&OrganizationId> = events.iter().map(|(_, organization, _)| organization).collect();
     let client = pool.get().await?;
     let rows = client
         .query_typed(
@@ -114,8 +114,8 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
                  JOIN routed r ON r.id = d.event_id AND r.organization_id = d.organization_id
                  ON CONFLICT (event_id, endpoint_id) DO NOTHING
                  RETURNING id, event_id, endpoint_id)
-             SELECT r.id, r.organization_id, c.id, c.endpoint_id, r.event_type, r.environment, r.occurred_at,
-                 CASE WHEN octet_length(r.data) <= $8 THEN r.data END
+             SELECT r.id AS event_id, r.organization_id, c.id AS delivery_id, c.endpoint_id, r.event_type,
+                 r.environment, r.occurred_at, CASE WHEN octet_length(r.data) <= $8 THEN r.data END AS data
              FROM routed r LEFT JOIN created c ON c.event_id = r.id",
             &[
                 (&ids, Type::TEXT_ARRAY),
@@ -130,32 +130,37 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
         )
         .await
         .context("creating deliveries")?;
-    let mut found: HashMap<(String, String), Routed> = HashMap::new();
+    let mut found: HashMap<(EventId, OrganizationId), Routed> = HashMap::new();
     for row in rows {
-        let routed = match found.entry((row.get(0), row.get(1))) {
+        let key = (row.try_get("event_id")?, row.try_get("organization_id")?);
+        let routed = match found.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => entry.insert(Routed { deliveries: Vec::new(), event: snapshot_from(&row)? }),
         };
-        if let (Some(id), Some(endpoint)) = (row.get::<_, Option<&str>>(2), row.get::<_, Option<&str>>(3)) {
-            routed.deliveries.push((parse_id(id)?, parse_id(endpoint)?));
+        let created: Option<DeliveryId> = row.try_get("delivery_id")?;
+        if let Some(delivery) = created {
+            routed.deliveries.push((delivery, row.try_get("endpoint_id")?));
         }
     }
     // The same event twice in one call: the first answer has what was created.
     Ok(events
         .iter()
         .map(|(event, organization, _)| {
-            let routed = found.get_mut(&(event.to_string(), organization.to_string()))?;
+            let routed = found.get_mut(&(event.clone(), organization.clone()))?;
             Some(Routed { deliveries: std::mem::take(&mut routed.deliveries), event: routed.event.clone() })
         })
         .collect())
 }
 
-/// The event columns of a row of [`create_for_events`]' statement (columns 4 to 7).
+/// The event columns of a row of [`create_for_events`]' statement.
 fn snapshot_from(row: &tokio_postgres::Row) -> Result<Option<Arc<EventSnapshot>>> {
-    let Some(data) = row.get::<_, Option<String>>(7) else { return Ok(None) };
-    let environment: &str = row.get(5);
-    let environment = environment.parse().map_err(|_| Error::Corrupt(format!("event environment `{environment}`")))?;
-    Ok(Some(Arc::new(EventSnapshot { event_type: row.get(4), environment, occurred_at: row.get(6), data })))
+    let Some(data) = row.try_get::<_, Option<String>>("data")? else { return Ok(None) };
+    Ok(Some(Arc::new(EventSnapshot {
+        event_type: row.try_get("event_type")?,
+        environment: row.try_get("environment")?,
+        occurred_at: row.try_get("occurred_at")?,
+        data,
+    })))
 }
 
 /// Deliveries of an event that no worker has attempted yet: what a router that was
@@ -163,13 +168,10 @@ fn snapshot_from(row: &tokio_postgres::Row) -> Result<Option<Arc<EventSnapshot>>
 pub async fn unattempted_for_event(pool: &Pool, event: &EventId) -> Result<Vec<DeliveryId>> {
     let client = pool.get().await?;
     let rows = client
-        .query(
-            "SELECT id FROM deliveries WHERE event_id = $1 AND status = 'pending' AND attempt_count = 0 ORDER BY id",
-            &[&event.as_str()],
-        )
+        .query("SELECT id FROM deliveries WHERE event_id = $1 AND open AND attempt_count = 0 ORDER BY id", &[event])
         .await
         .context("loading unattempted deliveries")?;
-    rows.into_iter().map(|row| parse_id(row.get(0))).collect()
+    rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
 }
 
 /// One attempt, as recorded.
@@ -179,8 +181,8 @@ pub struct AttemptRecord {
     pub delivery_id: DeliveryId,
     /// From 1.
     pub attempt_number: u32,
-    /// Made on an operator's request rather than by the schedule.
-    pub manual: bool,
+    /// Asked for by the schedule or by an operator.
+    pub trigger: Trigger,
     /// When the request started.
     pub started_at: DateTime<Utc>,
     /// How long until the response (or the failure).
@@ -205,107 +207,187 @@ pub struct AttemptRecord {
     pub error_message: Option<String>,
 }
 
-impl AttemptRecord {
-    /// Whether this attempt delivered the event.
-    pub fn succeeded(&self) -> bool {
-        self.error_kind.is_none()
-    }
+/// A transition of one delivery to persist, with the attempt that caused it (none when
+/// a delivery is closed without one).
+#[derive(Debug, Clone)]
+pub struct Settle {
+    /// The delivery.
+    pub delivery_id: DeliveryId,
+    /// The attempts recorded when the transition was decided: it is persisted only if
+    /// nothing has changed the delivery since.
+    pub attempts_before: u32,
+    /// What the lifecycle decided.
+    pub transition: Transition,
+    /// The attempt that led to it.
+    pub attempt: Option<AttemptRecord>,
 }
 
-/// Records an attempt and updates its delivery in one statement. Returns false when
-/// this attempt was already recorded (a duplicate job), in which case nothing changes.
-pub async fn record_attempt(pool: &Pool, attempt: &AttemptRecord) -> Result<bool> {
-    Ok(record_attempts(pool, std::slice::from_ref(attempt)).await?.pop().unwrap_or(false))
+/// What persisting a [`Settle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settled {
+    /// Whether the attempt was recorded and the transition applied. False when another
+    /// worker recorded this attempt first, or the delivery changed since the decision:
+    /// nothing changed, and nothing should follow.
+    pub applied: bool,
+    /// For a final failure: the endpoint's deliveries in a row that have failed for good,
+    /// this one included (what [`hookline_core::lifecycle::disable`] counts).
+    pub consecutive_failures: u32,
 }
 
-/// [`record_attempt`] for several attempts, in one statement (one commit) for each
-/// attempt of a distinct delivery; answers for each attempt in order.
-pub async fn record_attempts(pool: &Pool, attempts: &[AttemptRecord]) -> Result<Vec<bool>> {
+/// Persists each transition with its attempt, in one statement (one commit) for the
+/// settles of distinct deliveries; answers for each in order.
+///
+/// An endpoint's run of final failures is counted here too: reset by a success, raised
+/// by a final failure (in a second statement, only when there is something to change).
+pub async fn settle(pool: &Pool, settles: &[Settle]) -> Result<Vec<Settled>> {
     let client = pool.get().await?;
-    let mut recorded = vec![false; attempts.len()];
-    // An UPDATE changes a row once however many input rows match it, so two attempts of
+    let mut settled = vec![Settled::default(); settles.len()];
+    // An UPDATE changes a row once however many input rows match it, so two settles of
     // one delivery go to separate statements.
-    let mut rest: Vec<usize> = (0..attempts.len()).collect();
+    let mut rest: Vec<usize> = (0..settles.len()).collect();
     while !rest.is_empty() {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let (now, later): (Vec<usize>, Vec<usize>) =
-            rest.into_iter().partition(|&i| seen.insert(attempts[i].delivery_id.as_str()));
-        let chosen: Vec<&AttemptRecord> = now.iter().map(|&i| &attempts[i]).collect();
-        let inserted = insert_attempts(&client, &chosen).await?;
-        for (i, inserted) in now.into_iter().zip(inserted) {
-            recorded[i] = inserted;
+            rest.into_iter().partition(|&i| seen.insert(&settles[i].delivery_id));
+        let chosen: Vec<&Settle> = now.iter().map(|&i| &settles[i]).collect();
+        for (i, answer) in now.into_iter().zip(settle_distinct(&client, &chosen).await?) {
+            settled[i] = answer;
         }
         rest = later;
     }
-    Ok(recorded)
+    Ok(settled)
 }
 
-/// One statement recording attempts of distinct deliveries, then (only when needed) the
-/// failure-count reset of the endpoints that answered.
-async fn insert_attempts(client: &deadpool_postgres::Client, attempts: &[&AttemptRecord]) -> Result<Vec<bool>> {
-    let to_json = |value: &BTreeMap<String, String>| serde_json::to_value(value).unwrap_or_default();
-    let column = |get: fn(&AttemptRecord) -> &str| attempts.iter().map(|a| get(a)).collect::<Vec<_>>();
-    let delivery_ids = column(|a| a.delivery_id.as_str());
-    let attempt_numbers =
-        attempts.iter().map(|a| i32::try_from(a.attempt_number).unwrap_or(i32::MAX)).collect::<Vec<_>>();
-    let triggers = column(|a| if a.manual { "manual" } else { "scheduled" });
-    let started_at = attempts.iter().map(|a| a.started_at).collect::<Vec<_>>();
-    let durations = attempts.iter().map(|a| i32::try_from(a.duration_ms).unwrap_or(i32::MAX)).collect::<Vec<_>>();
-    let methods = column(|a| a.request_method.as_str());
-    let urls = column(|a| a.request_url.as_str());
-    let request_headers = attempts.iter().map(|a| to_json(&a.request_headers)).collect::<Vec<_>>();
-    let status_codes = attempts.iter().map(|a| a.status_code.map(i32::from)).collect::<Vec<_>>();
-    let response_headers = attempts.iter().map(|a| a.response_headers.as_ref().map(to_json)).collect::<Vec<_>>();
-    let response_bodies = attempts.iter().map(|a| a.response_body.as_deref()).collect::<Vec<_>>();
-    let truncated = attempts.iter().map(|a| a.response_body_truncated).collect::<Vec<_>>();
-    let error_kinds = attempts.iter().map(|a| a.error_kind.map(|k| k.as_str())).collect::<Vec<_>>();
-    let error_messages = attempts.iter().map(|a| a.error_message.as_deref()).collect::<Vec<_>>();
+/// The columns of a settle statement, one vector per column.
+#[derive(Default)]
+struct Columns<'a> {
+    delivery_ids: Vec<&'a DeliveryId>,
+    attempts_before: Vec<i32>,
+    statuses: Vec<Option<DeliveryStatus>>,
+    next_attempt_at: Vec<Option<DateTime<Utc>>>,
+    completes: Vec<bool>,
+    attempt_numbers: Vec<Option<i32>>,
+    triggers: Vec<Option<Trigger>>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    durations: Vec<Option<i32>>,
+    methods: Vec<Option<&'a str>>,
+    urls: Vec<Option<&'a str>>,
+    request_headers: Vec<Option<serde_json::Value>>,
+    status_codes: Vec<Option<i32>>,
+    response_headers: Vec<Option<serde_json::Value>>,
+    response_bodies: Vec<Option<&'a str>>,
+    truncated: Vec<Option<bool>>,
+    error_kinds: Vec<Option<ErrorKind>>,
+    error_messages: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(settles: &[&'a Settle]) -> Self {
+        let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+        let json = |value: &BTreeMap<String, String>| serde_json::to_value(value).unwrap_or_default();
+        let mut columns = Columns::default();
+        for settle in settles {
+            let transition = &settle.transition;
+            columns.delivery_ids.push(&settle.delivery_id);
+            columns.attempts_before.push(count(settle.attempts_before));
+            columns.statuses.push(transition.status());
+            columns.next_attempt_at.push(transition.next_attempt_at());
+            columns.completes.push(transition.status().is_some_and(DeliveryStatus::is_final));
+            let attempt = settle.attempt.as_ref();
+            columns.attempt_numbers.push(attempt.map(|a| count(a.attempt_number)));
+            columns.triggers.push(attempt.map(|a| a.trigger));
+            columns.started_at.push(attempt.map(|a| a.started_at));
+            columns.durations.push(attempt.map(|a| count(a.duration_ms)));
+            columns.methods.push(attempt.map(|a| a.request_method.as_str()));
+            columns.urls.push(attempt.map(|a| a.request_url.as_str()));
+            columns.request_headers.push(attempt.map(|a| json(&a.request_headers)));
+            columns.status_codes.push(attempt.and_then(|a| a.status_code).map(i32::from));
+            columns.response_headers.push(attempt.and_then(|a| a.response_headers.as_ref()).map(json));
+            columns.response_bodies.push(attempt.and_then(|a| a.response_body.as_deref()));
+            columns.truncated.push(attempt.map(|a| a.response_body_truncated));
+            columns.error_kinds.push(attempt.and_then(|a| a.error_kind));
+            columns.error_messages.push(attempt.and_then(|a| a.error_message.as_deref()));
+        }
+        columns
+    }
+}
+
+/// Records the attempts and applies the transitions of distinct deliveries. A
+/// transition applies only when the delivery still has the attempts it was decided on
+/// and, with an attempt, when that attempt was recorded by this statement.
+const SETTLE: &str = "WITH i AS (
+         SELECT * FROM unnest($1::text[], $2::int[], $3::text[]::delivery_status[], $4::timestamptz[], $5::bool[],
+             $6::int[], $7::text[]::attempt_trigger[], $8::timestamptz[], $9::int[], $10::text[], $11::text[],
+             $12::jsonb[], $13::int[], $14::jsonb[], $15::text[], $16::bool[], $17::text[]::error_kind[], $18::text[])
+         AS i (delivery_id, attempts_before, status, next_attempt_at, completes, attempt_number,
+             trigger, started_at, duration_ms, request_method, request_url, request_headers, status_code,
+             response_headers, response_body, response_body_truncated, error_kind, error_message)),
+     recorded AS (
+         INSERT INTO attempts (delivery_id, attempt_number, trigger, started_at, duration_ms, request_method,
+             request_url, request_headers, status_code, response_headers, response_body, response_body_truncated,
+             error_kind, error_message)
+         SELECT delivery_id, attempt_number, trigger, started_at, duration_ms, request_method, request_url,
+             request_headers, status_code, response_headers, response_body, response_body_truncated, error_kind,
+             error_message
+         FROM i WHERE attempt_number IS NOT NULL
+         ON CONFLICT (delivery_id, attempt_number) DO NOTHING
+         RETURNING delivery_id)
+     UPDATE deliveries d SET
+         attempt_count = coalesce(i.attempt_number, d.attempt_count),
+         last_status_code = CASE WHEN i.attempt_number IS NULL THEN d.last_status_code ELSE i.status_code END,
+         last_error_kind = CASE WHEN i.attempt_number IS NULL THEN d.last_error_kind ELSE i.error_kind END,
+         status = coalesce(i.status, d.status),
+         next_attempt_at = i.next_attempt_at,
+         completed_at = CASE WHEN i.completes THEN now() ELSE d.completed_at END,
+         updated_at = now()
+     FROM i
+     WHERE d.id = i.delivery_id AND d.attempt_count = i.attempts_before
+       AND (i.attempt_number IS NULL OR i.delivery_id IN (SELECT delivery_id FROM recorded))
+     RETURNING d.id, d.endpoint_id,
+         (SELECT e.consecutive_failures FROM endpoints e WHERE e.id = d.endpoint_id) AS consecutive_failures";
+
+async fn settle_distinct(client: &deadpool_postgres::Client, settles: &[&Settle]) -> Result<Vec<Settled>> {
+    let c = Columns::of(settles);
     let rows = client
         .query_typed(
-            "WITH a AS (
-                 INSERT INTO attempts (delivery_id, attempt_number, trigger, started_at, duration_ms, request_method,
-                     request_url, request_headers, status_code, response_headers, response_body,
-                     response_body_truncated, error_kind, error_message)
-                 SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::timestamptz[], $5::int[], $6::text[],
-                     $7::text[], $8::jsonb[], $9::int[], $10::jsonb[], $11::text[], $12::bool[], $13::text[], $14::text[])
-                 ON CONFLICT (delivery_id, attempt_number) DO NOTHING
-                 RETURNING delivery_id, attempt_number, status_code, error_kind)
-             UPDATE deliveries d SET
-                 attempt_count = GREATEST(d.attempt_count, a.attempt_number),
-                 last_status_code = a.status_code,
-                 last_error_kind = a.error_kind,
-                 status = CASE WHEN a.error_kind IS NULL THEN 'succeeded' ELSE d.status END,
-                 completed_at = CASE WHEN a.error_kind IS NULL THEN now() ELSE d.completed_at END,
-                 next_attempt_at = NULL,
-                 updated_at = now()
-             FROM a WHERE d.id = a.delivery_id
-             RETURNING d.id, d.endpoint_id, a.error_kind IS NULL,
-                       (SELECT e.consecutive_failures FROM endpoints e WHERE e.id = d.endpoint_id)",
+            SETTLE,
             &[
-                (&delivery_ids, Type::TEXT_ARRAY),
-                (&attempt_numbers, Type::INT4_ARRAY),
-                (&triggers, Type::TEXT_ARRAY),
-                (&started_at, Type::TIMESTAMPTZ_ARRAY),
-                (&durations, Type::INT4_ARRAY),
-                (&methods, Type::TEXT_ARRAY),
-                (&urls, Type::TEXT_ARRAY),
-                (&request_headers, Type::JSONB_ARRAY),
-                (&status_codes, Type::INT4_ARRAY),
-                (&response_headers, Type::JSONB_ARRAY),
-                (&response_bodies, Type::TEXT_ARRAY),
-                (&truncated, Type::BOOL_ARRAY),
-                (&error_kinds, Type::TEXT_ARRAY),
-                (&error_messages, Type::TEXT_ARRAY),
+                (&c.delivery_ids, Type::TEXT_ARRAY),
+                (&c.attempts_before, Type::INT4_ARRAY),
+                (&c.statuses, Type::TEXT_ARRAY),
+                (&c.next_attempt_at, Type::TIMESTAMPTZ_ARRAY),
+                (&c.completes, Type::BOOL_ARRAY),
+                (&c.attempt_numbers, Type::INT4_ARRAY),
+                (&c.triggers, Type::TEXT_ARRAY),
+                (&c.started_at, Type::TIMESTAMPTZ_ARRAY),
+                (&c.durations, Type::INT4_ARRAY),
+                (&c.methods, Type::TEXT_ARRAY),
+                (&c.urls, Type::TEXT_ARRAY),
+                (&c.request_headers, Type::JSONB_ARRAY),
+                (&c.status_codes, Type::INT4_ARRAY),
+                (&c.response_headers, Type::JSONB_ARRAY),
+                (&c.response_bodies, Type::TEXT_ARRAY),
+                (&c.truncated, Type::BOOL_ARRAY),
+                (&c.error_kinds, Type::TEXT_ARRAY),
+                (&c.error_messages, Type::TEXT_ARRAY),
             ],
         )
         .await
-        .context("recording attempts")?;
-    // A success resets the endpoint's run of failures; most of the time there is none.
-    let to_reset: Vec<String> = rows
-        .iter()
-        .filter(|row| row.get::<_, bool>(2) && row.get::<_, Option<i32>>(3).unwrap_or_default() > 0)
-        .map(|row| row.get(1))
-        .collect();
+        .context("settling deliveries")?;
+    let transitions: HashMap<&DeliveryId, &Transition> =
+        settles.iter().map(|s| (&s.delivery_id, &s.transition)).collect();
+    let mut applied: HashMap<DeliveryId, Settled> = HashMap::with_capacity(rows.len());
+    let (mut to_reset, mut to_count) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let (delivery, endpoint): (DeliveryId, EndpointId) = (row.try_get("id")?, row.try_get("endpoint_id")?);
+        let running = row.try_get::<_, Option<i32>>("consecutive_failures")?.unwrap_or_default();
+        match transitions.get(&delivery) {
+            Some(Transition::Succeeded) if running > 0 => to_reset.push(endpoint),
+            Some(transition) if transition.is_final_failure() => to_count.push((delivery.clone(), endpoint)),
+            _ => {}
+        }
+        applied.insert(delivery, Settled { applied: true, consecutive_failures: 0 });
+    }
     if !to_reset.is_empty() {
         // Prepared once per connection: under a recovering endpoint this runs often.
         let reset = client
@@ -316,121 +398,42 @@ async fn insert_attempts(client: &deadpool_postgres::Client, attempts: &[&Attemp
             .context("preparing the failure count reset")?;
         client.execute(&reset, &[&to_reset]).await.context("resetting endpoints' failure counts")?;
     }
-    let inserted: std::collections::HashSet<String> = rows.iter().map(|row| row.get(0)).collect();
-    Ok(attempts.iter().map(|a| inserted.contains(a.delivery_id.as_str())).collect())
+    for (delivery, failures) in count_final_failures(client, &to_count).await? {
+        if let Some(settled) = applied.get_mut(&delivery) {
+            settled.consecutive_failures = failures;
+        }
+    }
+    Ok(settles.iter().map(|s| applied.get(&s.delivery_id).copied().unwrap_or_default()).collect())
 }
 
-/// What `record_final_failure` found out about the delivery's endpoint.
-#[derive(Debug, Clone)]
-pub struct EndpointFailures {
-    /// Deliveries in a row that failed for good, this one included.
-    pub consecutive: u32,
-    /// The endpoint's webhook.
-    pub webhook_id: WebhookId,
-    /// The endpoint's URL.
-    pub url: String,
-    /// Owner.
-    pub organization_id: OrganizationId,
-    /// The webhook's environment.
-    pub environment: Environment,
-}
-
-/// Counts a delivery that failed for good against its endpoint.
-pub async fn record_final_failure(pool: &Pool, id: &DeliveryId) -> Result<Option<EndpointFailures>> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "UPDATE endpoints ep SET consecutive_failures = ep.consecutive_failures + 1
-             FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
-             WHERE d.id = $1 AND ep.id = d.endpoint_id
-             RETURNING ep.consecutive_failures, w.id, ep.url, w.organization_id, w.environment",
-            &[&id.as_str()],
+/// Raises the run of final failures of each delivery's endpoint (twice for an endpoint
+/// named twice) and answers each delivery with its endpoint's new count.
+async fn count_final_failures(
+    client: &deadpool_postgres::Client,
+    failed: &[(DeliveryId, EndpointId)],
+) -> Result<Vec<(DeliveryId, u32)>> {
+    if failed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let endpoints: Vec<&EndpointId> = failed.iter().map(|(_, endpoint)| endpoint).collect();
+    let rows = client
+        .query(
+            "UPDATE endpoints ep SET consecutive_failures = ep.consecutive_failures + n.failures
+             FROM (SELECT id, count(*)::int AS failures FROM unnest($1::text[]) AS id GROUP BY id) n
+             WHERE ep.id = n.id
+             RETURNING ep.id, ep.consecutive_failures",
+            &[&endpoints],
         )
         .await
-        .context("counting an endpoint failure")?;
-    row.map(|row| {
-        let environment: String = row.get(4);
-        Ok(EndpointFailures {
-            consecutive: u32::try_from(row.get::<_, i32>(0)).unwrap_or_default(),
-            webhook_id: parse_id(row.get(1))?,
-            url: row.get(2),
-            organization_id: parse_id(row.get(3))?,
-            environment: environment.parse().map_err(|_| Error::Corrupt("environment".into()))?,
-        })
-    })
-    .transpose()
-}
-
-/// What the scheduler needs to decide on a failed attempt.
-#[derive(Debug, Clone)]
-pub struct RetryTarget {
-    /// Where the delivery stands.
-    pub status: DeliveryStatus,
-    /// Attempts recorded so far.
-    pub attempt_count: u32,
-    /// The webhook's own retry delays, overriding the configured ones.
-    pub retry_delays_ms: Option<Vec<i64>>,
-    /// False once the webhook was deactivated or deleted.
-    pub webhook_enabled: bool,
-    /// The delivered event's id, as stored (for spans and logs).
-    pub event_id: String,
-    /// The webhook's id, as stored (for spans and logs).
-    pub webhook_id: String,
-}
-
-/// Loads what the scheduler needs about a delivery.
-pub async fn retry_target(pool: &Pool, id: &DeliveryId) -> Result<Option<RetryTarget>> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT d.status, d.attempt_count, w.retry_delays_ms, (w.active AND w.deleted_at IS NULL),
-                    d.event_id, d.webhook_id
-             FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1",
-            &[&id.as_str()],
-        )
-        .await
-        .context("loading a delivery for retry")?;
-    row.map(|row| {
-        let status: String = row.get(0);
-        let attempt_count: i32 = row.get(1);
-        Ok(RetryTarget {
-            status: DeliveryStatus::parse(&status).ok_or_else(|| Error::Corrupt(format!("delivery {id}: status")))?,
-            attempt_count: u32::try_from(attempt_count).unwrap_or_default(),
-            retry_delays_ms: row.get(2),
-            webhook_enabled: row.get(3),
-            event_id: row.get(4),
-            webhook_id: row.get(5),
-        })
-    })
-    .transpose()
-}
-
-/// Marks a delivery as waiting for its next attempt at `next_attempt_at`.
-pub async fn schedule_retry(pool: &Pool, id: &DeliveryId, next_attempt_at: DateTime<Utc>) -> Result<bool> {
-    let client = pool.get().await?;
-    let changed = client
-        .execute(
-            "UPDATE deliveries SET status = 'retrying', next_attempt_at = $2, updated_at = now()
-             WHERE id = $1 AND status IN ('pending', 'retrying')",
-            &[&id.as_str(), &next_attempt_at],
-        )
-        .await
-        .context("scheduling a retry")?;
-    Ok(changed == 1)
-}
-
-/// Marks a delivery as failed for good.
-pub async fn mark_failed(pool: &Pool, id: &DeliveryId) -> Result<bool> {
-    let client = pool.get().await?;
-    let changed = client
-        .execute(
-            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, completed_at = now(), updated_at = now()
-             WHERE id = $1 AND status IN ('pending', 'retrying')",
-            &[&id.as_str()],
-        )
-        .await
-        .context("marking a delivery failed")?;
-    Ok(changed == 1)
+        .context("counting endpoints' final failures")?;
+    let mut counts: HashMap<EndpointId, u32> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        counts.insert(row.try_get("id")?, count(&row, "consecutive_failures")?);
+    }
+    Ok(failed
+        .iter()
+        .map(|(delivery, endpoint)| (delivery.clone(), counts.get(endpoint).copied().unwrap_or_default()))
+        .collect())
 }
 
 /// An open delivery whose next step is overdue: its message was probably lost.
@@ -438,12 +441,8 @@ pub async fn mark_failed(pool: &Pool, id: &DeliveryId) -> Result<bool> {
 pub struct Overdue {
     /// The delivery.
     pub id: DeliveryId,
-    /// Pending or retrying.
-    pub status: DeliveryStatus,
-    /// Attempts recorded so far.
-    pub attempt_count: u32,
-    /// Error kind of the last attempt, if any failed.
-    pub last_error_kind: Option<ErrorKind>,
+    /// Attempts recorded so far: the lost job is for the one after.
+    pub attempts: u32,
 }
 
 /// Claims up to `limit` open deliveries that have made no progress for `after`, and
@@ -454,29 +453,17 @@ pub async fn claim_overdue(pool: &Pool, after: std::time::Duration, limit: i64) 
     let rows = client
         .query(
             "UPDATE deliveries d SET updated_at = now(),
-                 next_attempt_at = CASE WHEN d.status = 'retrying' THEN now() ELSE d.next_attempt_at END
+                 next_attempt_at = CASE WHEN d.next_attempt_at IS NULL THEN NULL ELSE now() END
              WHERE d.id IN (
                  SELECT id FROM deliveries
-                 WHERE status IN ('pending', 'retrying')
+                 WHERE open
                    AND updated_at < now() - make_interval(secs => $1)
                    AND (next_attempt_at IS NULL OR next_attempt_at < now() - make_interval(secs => $1))
                  ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING d.id, d.status, d.attempt_count, d.last_error_kind",
+             RETURNING d.id, d.attempt_count",
             &[&after.as_secs_f64(), &limit],
         )
         .await
         .context("claiming overdue deliveries")?;
-    rows.into_iter()
-        .map(|row| {
-            let status: String = row.get(1);
-            let attempt_count: i32 = row.get(2);
-            let kind: Option<String> = row.get(3);
-            Ok(Overdue {
-                id: parse_id(row.get(0))?,
-                status: DeliveryStatus::parse(&status).ok_or_else(|| Error::Corrupt("delivery status".into()))?,
-                attempt_count: u32::try_from(attempt_count).unwrap_or_default(),
-                last_error_kind: kind.as_deref().and_then(ErrorKind::parse),
-            })
-        })
-        .collect()
+    rows.iter().map(|row| Ok(Overdue { id: row.try_get("id")?, attempts: count(row, "attempt_count")? })).collect()
 }

@@ -2,16 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use hookline_core::ids::{DeliveryId, OrganizationId, WebhookId};
+use hookline_core::delivery::{DeliveryStatus, ErrorKind, Trigger};
+use hookline_core::ids::{DeliveryId, EventId, OrganizationId, WebhookId};
 
 use crate::error::{QueryContext as _, Result};
-use crate::repo::webhooks::parse_id;
+use crate::rows::count;
 
 /// Filters of a delivery listing.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     /// Only deliveries in this status.
-    pub status: Option<String>,
+    pub status: Option<DeliveryStatus>,
     /// Only this event type.
     pub event_type: Option<String>,
     /// Created at or after.
@@ -29,7 +30,8 @@ pub struct DeliverySummary {
     /// When the event arrived at hookline and the delivery was created.
     pub created_at: DateTime<Utc>,
     /// The event.
-    pub event_id: String,
+    #[schema(value_type = String)]
+    pub event_id: EventId,
     /// Its type.
     pub event_type: String,
     /// `upstream`, `ping` (activation) or `test` (a test event an operator sent).
@@ -37,7 +39,8 @@ pub struct DeliverySummary {
     /// Where it is sent.
     pub endpoint_url: String,
     /// pending, retrying, succeeded, failed.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: DeliveryStatus,
     /// HTTP status of the latest attempt.
     pub latest_status_code: Option<i32>,
     /// Attempts made.
@@ -52,7 +55,8 @@ pub struct AttemptView {
     /// From 1.
     pub attempt_number: i32,
     /// `scheduled` or `manual`.
-    pub trigger: String,
+    #[schema(value_type = String)]
+    pub trigger: Trigger,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// How long it took.
@@ -72,7 +76,8 @@ pub struct AttemptView {
     /// Whether the body was cut.
     pub response_body_truncated: bool,
     /// Why it failed.
-    pub error_kind: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub error_kind: Option<ErrorKind>,
     /// Details.
     pub error_message: Option<String>,
 }
@@ -84,29 +89,47 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub summary: DeliverySummary,
     /// The webhook.
-    pub webhook_id: String,
+    #[schema(value_type = String)]
+    pub webhook_id: WebhookId,
     /// The event's payload as delivered.
     pub payload: serde_json::Value,
     /// Every attempt, first to last.
     pub attempts: Vec<AttemptView>,
 }
 
-const SUMMARY: &str =
-    "d.id, d.created_at, d.event_id, e.event_type, ep.url, d.status, d.last_status_code, d.attempt_count,
-    d.next_attempt_at, e.origin";
+const SUMMARY: &str = "d.id, d.created_at, d.event_id, e.event_type, ep.url AS endpoint_url, d.status,
+    d.last_status_code, d.attempt_count, d.next_attempt_at, e.origin";
 
 fn summary(row: &tokio_postgres::Row) -> Result<DeliverySummary> {
     Ok(DeliverySummary {
-        id: parse_id(row.get(0))?,
-        created_at: row.get(1),
-        event_id: row.get(2),
-        event_type: row.get(3),
-        endpoint_url: row.get(4),
-        status: row.get(5),
-        latest_status_code: row.get(6),
-        attempt_count: row.get(7),
-        next_attempt_at: row.get(8),
-        origin: row.get(9),
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        endpoint_url: row.try_get("endpoint_url")?,
+        status: row.try_get("status")?,
+        latest_status_code: row.try_get("last_status_code")?,
+        attempt_count: row.try_get("attempt_count")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        origin: row.try_get("origin")?,
+    })
+}
+
+fn attempt(row: &tokio_postgres::Row) -> Result<AttemptView> {
+    Ok(AttemptView {
+        attempt_number: row.try_get("attempt_number")?,
+        trigger: row.try_get("trigger")?,
+        started_at: row.try_get("started_at")?,
+        duration_ms: row.try_get("duration_ms")?,
+        request_method: row.try_get("request_method")?,
+        request_url: row.try_get("request_url")?,
+        request_headers: row.try_get("request_headers")?,
+        status_code: row.try_get("status_code")?,
+        response_headers: row.try_get("response_headers")?,
+        response_body: row.try_get("response_body")?,
+        response_body_truncated: row.try_get("response_body_truncated")?,
+        error_kind: row.try_get("error_kind")?,
+        error_message: row.try_get("error_message")?,
     })
 }
 
@@ -123,7 +146,7 @@ pub async fn list(
     let sql = format!(
         "SELECT {SUMMARY} FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints ep ON ep.id = d.endpoint_id
          WHERE d.organization_id = $1 AND d.webhook_id = $2
-           AND ($3::text IS NULL OR d.status = $3) AND ($4::text IS NULL OR e.event_type = $4)
+           AND ($3::delivery_status IS NULL OR d.status = $3) AND ($4::text IS NULL OR e.event_type = $4)
            AND ($5::timestamptz IS NULL OR d.created_at >= $5) AND ($6::timestamptz IS NULL OR d.created_at < $6)
            AND ($7::text IS NULL OR d.id < $7)
          ORDER BY d.id DESC LIMIT $8"
@@ -131,16 +154,7 @@ pub async fn list(
     let rows = client
         .query(
             &sql,
-            &[
-                &organization.as_str(),
-                &webhook.as_str(),
-                &filter.status,
-                &filter.event_type,
-                &filter.since,
-                &filter.until,
-                &before,
-                &limit,
-            ],
+            &[organization, webhook, &filter.status, &filter.event_type, &filter.since, &filter.until, &before, &limit],
         )
         .await
         .context("listing deliveries")?;
@@ -154,9 +168,7 @@ pub async fn detail(pool: &Pool, organization: &OrganizationId, id: &DeliveryId)
         "SELECT {SUMMARY}, d.webhook_id, e.data FROM deliveries d JOIN events e ON e.id = d.event_id
          JOIN endpoints ep ON ep.id = d.endpoint_id WHERE d.id = $1 AND d.organization_id = $2"
     );
-    let Some(row) =
-        client.query_opt(&sql, &[&id.as_str(), &organization.as_str()]).await.context("loading a delivery")?
-    else {
+    let Some(row) = client.query_opt(&sql, &[id, organization]).await.context("loading a delivery")? else {
         return Ok(None);
     };
     let attempts = client
@@ -164,62 +176,53 @@ pub async fn detail(pool: &Pool, organization: &OrganizationId, id: &DeliveryId)
             "SELECT attempt_number, trigger, started_at, duration_ms, request_method, request_url, request_headers,
                     status_code, response_headers, response_body, response_body_truncated, error_kind, error_message
              FROM attempts WHERE delivery_id = $1 ORDER BY attempt_number",
-            &[&id.as_str()],
+            &[id],
         )
         .await
         .context("loading attempts")?
         .iter()
-        .map(|a| AttemptView {
-            attempt_number: a.get(0),
-            trigger: a.get(1),
-            started_at: a.get(2),
-            duration_ms: a.get(3),
-            request_method: a.get(4),
-            request_url: a.get(5),
-            request_headers: a.get(6),
-            status_code: a.get(7),
-            response_headers: a.get(8),
-            response_body: a.get(9),
-            response_body_truncated: a.get(10),
-            error_kind: a.get(11),
-            error_message: a.get(12),
-        })
-        .collect();
-    Ok(Some(DeliveryDetail { summary: summary(&row)?, webhook_id: row.get(10), payload: row.get(11), attempts }))
+        .map(attempt)
+        .collect::<Result<_>>()?;
+    Ok(Some(DeliveryDetail {
+        summary: summary(&row)?,
+        webhook_id: row.try_get("webhook_id")?,
+        payload: row.try_get("data")?,
+        attempts,
+    }))
 }
 
-/// The attempt number a manual attempt of this delivery would take, if the organisation
-/// has the delivery and its webhook still exists.
-pub async fn next_attempt(pool: &Pool, organization: &OrganizationId, id: &DeliveryId) -> Result<Option<u32>> {
+/// The attempts recorded for a delivery of the organisation whose webhook still exists:
+/// what a manual attempt follows. `None` when there is no such delivery.
+pub async fn redeliverable(pool: &Pool, organization: &OrganizationId, id: &DeliveryId) -> Result<Option<u32>> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
             "SELECT d.attempt_count FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id
              WHERE d.id = $1 AND d.organization_id = $2 AND w.deleted_at IS NULL",
-            &[&id.as_str(), &organization.as_str()],
+            &[id, organization],
         )
         .await
         .context("loading a delivery")?;
-    Ok(row.map(|row| u32::try_from(row.get::<_, i32>(0)).unwrap_or_default() + 1))
+    row.map(|row| count(&row, "attempt_count")).transpose()
 }
 
-/// Failed deliveries of a webhook created since `since`, with their next attempt number.
-pub async fn failed_since(
+/// The webhook's deliveries in `status` created since `since`, with the attempts each has
+/// recorded.
+pub async fn in_status_since(
     pool: &Pool,
     organization: &OrganizationId,
     webhook: &WebhookId,
+    status: DeliveryStatus,
     since: DateTime<Utc>,
 ) -> Result<Vec<(DeliveryId, u32)>> {
     let client = pool.get().await?;
     let rows = client
         .query(
             "SELECT id, attempt_count FROM deliveries
-             WHERE organization_id = $1 AND webhook_id = $2 AND status = 'failed' AND created_at >= $3 ORDER BY id",
-            &[&organization.as_str(), &webhook.as_str(), &since],
+             WHERE organization_id = $1 AND webhook_id = $2 AND status = $3 AND created_at >= $4 ORDER BY id",
+            &[organization, webhook, &status, &since],
         )
         .await
-        .context("loading failed deliveries")?;
-    rows.iter()
-        .map(|row| Ok((parse_id(row.get(0))?, u32::try_from(row.get::<_, i32>(1)).unwrap_or_default() + 1)))
-        .collect()
+        .context("loading deliveries")?;
+    rows.iter().map(|row| Ok((row.try_get("id")?, count(row, "attempt_count")?))).collect()
 }

@@ -3,12 +3,12 @@
 use std::borrow::Borrow;
 
 use deadpool_postgres::Pool;
-use hookline_core::envelope::UpstreamEvent;
-use hookline_core::ids::EventId;
+use hookline_core::envelope::{Origin, UpstreamEvent};
+use hookline_core::environment::Environment;
+use hookline_core::ids::{EventId, OrganizationId};
 use tokio_postgres::types::Type;
 
 use crate::error::{QueryContext as _, Result};
-use crate::repo::webhooks::parse_id;
 
 /// What storing an event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,13 +29,13 @@ pub enum Stored {
 /// Stores an event unless the organisation already has one with the same idempotency
 /// key (without a key, the event's own id is its key, so it is always new).
 pub async fn insert(pool: &Pool, event: &UpstreamEvent) -> Result<Stored> {
-    let mut stored = insert_all(pool, std::slice::from_ref(event), "upstream").await?;
+    let mut stored = insert_all(pool, std::slice::from_ref(event), Origin::Upstream).await?;
     stored.pop().ok_or_else(|| crate::Error::Corrupt("an event insert answered nothing".into()))
 }
 
 /// Stores an event made by hookline itself: `ping` and `test` events are stored as
 /// already routed (they go to one webhook only); `system` events are routed normally.
-pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: &str) -> Result<EventId> {
+pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: Origin) -> Result<EventId> {
     match insert_all(pool, std::slice::from_ref(event), origin).await?.pop() {
         Some(Stored::Inserted(id)) => Ok(id),
         other => Err(crate::Error::Corrupt(format!("synthetic event not stored: {other:?}"))),
@@ -50,7 +50,7 @@ pub async fn insert_synthetic(pool: &Pool, event: &UpstreamEvent, origin: &str) 
 pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
     pool: &Pool,
     events: &[E],
-    origin: &str,
+    origin: Origin,
 ) -> Result<Vec<Stored>> {
     let events: Vec<&UpstreamEvent> = events.iter().map(Borrow::borrow).collect();
     let client = pool.get().await?;
@@ -63,12 +63,13 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
                  INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team,
                      data, origin, routed_at)
                  SELECT i.id, i.organization_id, i.message_id, i.event_type, i.environment, i.occurred_at, i.actor,
-                     i.team, i.data, $10::text, CASE WHEN $10::text IN ('upstream', 'system') THEN NULL ELSE now() END
+                     i.team, i.data, $10::text, CASE WHEN $11 THEN NULL ELSE now() END
                  FROM input i JOIN organizations o ON o.id = i.organization_id
                  ORDER BY i.n
                  ON CONFLICT (organization_id, message_id) DO NOTHING
                  RETURNING id)
-             SELECT o.id IS NOT NULL, ins.id, prior.id, prior.routed_at IS NOT NULL
+             SELECT o.id IS NOT NULL AS organization_exists, ins.id AS inserted, prior.id AS prior,
+                 prior.routed_at IS NOT NULL AS prior_routed
              FROM input i
              LEFT JOIN organizations o ON o.id = i.organization_id
              LEFT JOIN ins ON ins.id = i.id
@@ -83,13 +84,12 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
         if open.is_empty() {
             break;
         }
-        let ids: Vec<String> = open.iter().map(|_| EventId::generate().to_string()).collect();
-        let message_ids: Vec<String> =
-            open.iter().zip(&ids).map(|(&i, id)| events[i].message_id.clone().unwrap_or_else(|| id.clone())).collect();
-        let column = |get: fn(&UpstreamEvent) -> &str| open.iter().map(|&i| get(events[i])).collect::<Vec<_>>();
-        let organizations = column(|e| e.organization.as_str());
-        let event_types = column(|e| e.event_type.as_str());
-        let environments = column(|e| e.environment.as_str());
+        let ids: Vec<EventId> = open.iter().map(|_| EventId::generate()).collect();
+        let message_ids: Vec<&str> =
+            open.iter().zip(&ids).map(|(&i, id)| events[i].message_id.as_deref().unwrap_or(id.as_str())).collect();
+        let organizations: Vec<&OrganizationId> = open.iter().map(|&i| &events[i].organization).collect();
+        let event_types: Vec<&str> = open.iter().map(|&i| events[i].event_type.as_str()).collect();
+        let environments: Vec<Environment> = open.iter().map(|&i| events[i].environment).collect();
         let occurred_at = open.iter().map(|&i| events[i].occurred_at).collect::<Vec<_>>();
         let actors = open.iter().map(|&i| events[i].actor.as_deref()).collect::<Vec<_>>();
         let teams = open.iter().map(|&i| events[i].team.as_deref()).collect::<Vec<_>>();
@@ -108,24 +108,21 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
                     (&teams, Type::TEXT_ARRAY),
                     (&data, Type::JSONB_ARRAY),
                     (&origin, Type::TEXT),
+                    (&origin.is_routed(), Type::BOOL),
                 ],
             )
             .await
             .context("storing events")?;
         for (&i, row) in open.iter().zip(rows) {
-            let inserted: Option<String> = row.get(1);
-            let prior: Option<String> = row.get(2);
-            answers[i] = if !row.get::<_, bool>(0) {
+            let inserted: Option<EventId> = row.try_get("inserted")?;
+            let prior: Option<EventId> = row.try_get("prior")?;
+            answers[i] = if !row.try_get::<_, bool>("organization_exists")? {
                 Some(Stored::UnknownOrganization)
             } else if let Some(inserted) = inserted {
-                Some(Stored::Inserted(parse_id(&inserted)?))
-            } else if let Some(prior) = prior {
-                Some(Stored::Duplicate {
-                    id: parse_id(&prior)?,
-                    routed: row.get::<_, Option<bool>>(3).unwrap_or(false),
-                })
+                Some(Stored::Inserted(inserted))
             } else {
-                None
+                let routed = row.try_get::<_, Option<bool>>("prior_routed")?.unwrap_or(false);
+                prior.map(|id| Stored::Duplicate { id, routed })
             };
         }
         if answers.iter().any(Option::is_none) {
@@ -142,13 +139,13 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
 #[derive(Debug, Clone)]
 pub struct Unrouted {
     /// The event.
-    pub id: hookline_core::ids::EventId,
+    pub id: EventId,
     /// Owner.
-    pub organization_id: String,
+    pub organization_id: OrganizationId,
     /// Catalog code.
     pub event_type: String,
-    /// `live` or `test`.
-    pub environment: String,
+    /// Live or test.
+    pub environment: Environment,
     /// Acting user.
     pub actor: Option<String>,
     /// Team.
@@ -167,15 +164,15 @@ pub async fn unrouted(pool: &Pool, after: std::time::Duration, limit: i64) -> Re
         )
         .await
         .context("loading unrouted events")?;
-    rows.into_iter()
+    rows.iter()
         .map(|row| {
             Ok(Unrouted {
-                id: parse_id(row.get(0))?,
-                organization_id: row.get(1),
-                event_type: row.get(2),
-                environment: row.get(3),
-                actor: row.get(4),
-                team: row.get(5),
+                id: row.try_get("id")?,
+                organization_id: row.try_get("organization_id")?,
+                event_type: row.try_get("event_type")?,
+                environment: row.try_get("environment")?,
+                actor: row.try_get("actor")?,
+                team: row.try_get("team")?,
             })
         })
         .collect()

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use hookline_core::RetryPolicy;
 use hookline_core::credential::CredentialValues;
 use hookline_core::crypto::SecretBox;
 use hookline_core::delivery::DeliveryStatus;
 use hookline_core::environment::Environment;
 use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId, WebhookId};
+use hookline_core::lifecycle::Delivery;
 use hookline_core::signing::SigningSecret;
 use hookline_core::webhook::HttpMethod;
 use tokio_postgres::types::Type;
@@ -19,7 +21,7 @@ use tokio_postgres::types::Type;
 use crate::config_watch::ConfigCache;
 use crate::error::{Error, QueryContext as _, Result};
 use crate::repo::credentials;
-use crate::repo::webhooks::parse_id;
+use crate::rows::count;
 
 /// Everything a worker needs to make one attempt.
 #[derive(Debug, Clone)]
@@ -29,7 +31,7 @@ pub struct JobContext {
     /// Where it stands now.
     pub status: DeliveryStatus,
     /// Attempts recorded so far.
-    pub attempt_count: u32,
+    pub attempts: u32,
     /// The event: its id is the `messageId` and `webhook-id`.
     pub event_id: EventId,
     /// Catalog code.
@@ -46,6 +48,13 @@ pub struct JobContext {
     pub target: Arc<EndpointTarget>,
 }
 
+impl JobContext {
+    /// The delivery as the lifecycle sees it.
+    pub fn delivery(&self) -> Delivery {
+        Delivery { status: self.status, attempts: self.attempts, webhook_enabled: self.target.webhook_enabled }
+    }
+}
+
 /// What every delivery to one endpoint has in common.
 #[derive(Debug)]
 pub struct EndpointTarget {
@@ -58,6 +67,8 @@ pub struct EndpointTarget {
     pub signing_secret: SigningSecret,
     /// The secret before the last rotation and when its overlap ends.
     previous_signing_secret: Option<(SigningSecret, DateTime<Utc>)>,
+    /// The webhook's own retry policy, when it has one (else the configured default).
+    pub retry_policy: Option<RetryPolicy>,
     /// The endpoint.
     pub endpoint_id: EndpointId,
     /// Endpoint URL.
@@ -93,21 +104,20 @@ pub async fn job_contexts(
     ids: &[DeliveryId],
 ) -> Result<Vec<Option<JobContext>>> {
     let client = pool.get().await?;
-    let wanted: Vec<&str> = ids.iter().map(DeliveryId::as_str).collect();
     let rows = client
         .query_typed(
             "SELECT d.id, d.status, d.attempt_count, d.organization_id, d.endpoint_id,
-                    e.id, e.event_type, e.environment, e.occurred_at, e.data
+                    e.id AS event_id, e.event_type, e.environment, e.occurred_at, e.data
              FROM deliveries d JOIN events e ON e.id = d.event_id
              WHERE d.id = ANY($1::text[])",
-            &[(&wanted, Type::TEXT_ARRAY)],
+            &[(&ids, Type::TEXT_ARRAY)],
         )
         .await
         .context("loading deliveries")?;
     let mut targets: HashMap<EndpointId, Arc<EndpointTarget>> = HashMap::new();
     let mut missing = HashSet::new();
     for row in &rows {
-        let endpoint: EndpointId = parse_id(row.get(4))?;
+        let endpoint: EndpointId = row.try_get("endpoint_id")?;
         if targets.contains_key(&endpoint) || missing.contains(&endpoint) {
             continue;
         }
@@ -142,22 +152,19 @@ fn job_context_from(
     row: &tokio_postgres::Row,
     targets: &HashMap<EndpointId, Arc<EndpointTarget>>,
 ) -> Result<JobContext> {
-    let id: DeliveryId = parse_id(row.get(0))?;
-    let corrupt = |what: &str| Error::Corrupt(format!("delivery {id}: {what}"));
-    let status: String = row.get(1);
-    let attempt_count: i32 = row.get(2);
-    let endpoint: EndpointId = parse_id(row.get(4))?;
-    let environment: String = row.get(7);
+    let id: DeliveryId = row.try_get("id")?;
+    let endpoint: EndpointId = row.try_get("endpoint_id")?;
+    let target = targets.get(&endpoint).cloned();
     Ok(JobContext {
-        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("status"))?,
-        attempt_count: u32::try_from(attempt_count).map_err(|_| corrupt("attempt count"))?,
-        organization_id: parse_id(row.get(3))?,
-        target: targets.get(&endpoint).cloned().ok_or_else(|| corrupt("its endpoint does not exist"))?,
-        event_id: parse_id(row.get(5))?,
-        event_type: row.get(6),
-        environment: environment.parse().map_err(|_| corrupt("environment"))?,
-        occurred_at: row.get(8),
-        data: row.get(9),
+        status: row.try_get("status")?,
+        attempts: count(row, "attempt_count")?,
+        organization_id: row.try_get("organization_id")?,
+        target: target.ok_or_else(|| Error::Corrupt(format!("delivery {id}: its endpoint does not exist")))?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        environment: row.try_get("environment")?,
+        occurred_at: row.try_get("occurred_at")?,
+        data: row.try_get("data")?,
         delivery_id: id,
     })
 }
@@ -168,17 +175,17 @@ async fn endpoint_targets(
     secrets: &SecretBox,
     endpoints: &[EndpointId],
 ) -> Result<Vec<EndpointTarget>> {
-    let wanted: Vec<&str> = endpoints.iter().map(EndpointId::as_str).collect();
     let rows = client
         .query_typed(
-            "SELECT ep.id, w.id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL), w.signing_secret,
-                    w.previous_signing_secret, w.previous_secret_expires_at,
-                    ep.url, ep.method, ep.headers, ep.credential_id IS NOT NULL, c.secret
+            "SELECT ep.id, w.id AS webhook_id, (w.active AND w.deleted_at IS NULL AND ep.removed_at IS NULL) AS enabled,
+                    w.signing_secret, w.previous_signing_secret, w.previous_secret_expires_at, w.retry_delays_ms,
+                    ep.url, ep.method, ep.headers, ep.credential_id IS NOT NULL AS has_credential,
+                    c.secret AS credential
              FROM endpoints ep
              JOIN webhooks w ON w.id = ep.webhook_id
              LEFT JOIN credentials c ON c.id = ep.credential_id AND c.deleted_at IS NULL
              WHERE ep.id = ANY($1::text[])",
-            &[(&wanted, Type::TEXT_ARRAY)],
+            &[(&endpoints, Type::TEXT_ARRAY)],
         )
         .await
         .context("loading endpoints")?;
@@ -186,29 +193,29 @@ async fn endpoint_targets(
 }
 
 fn endpoint_target_from(row: &tokio_postgres::Row, secrets: &SecretBox) -> Result<EndpointTarget> {
-    let id: EndpointId = parse_id(row.get(0))?;
+    let id: EndpointId = row.try_get("id")?;
     let corrupt = |what: &str| Error::Corrupt(format!("endpoint {id}: {what}"));
     let open_secret = |sealed: &[u8], what: &str| -> Result<SigningSecret> {
         SigningSecret::parse(&secrets.open_string(sealed)?).map_err(|_| corrupt(what))
     };
-    let sealed_secret: Vec<u8> = row.get(3);
-    let previous: Option<Vec<u8>> = row.get(4);
-    let previous_expires_at: Option<DateTime<Utc>> = row.get(5);
-    let method: String = row.get(7);
-    let headers: serde_json::Value = row.get(8);
-    let credential: Option<Vec<u8>> = row.get(10);
+    let sealed_secret: Vec<u8> = row.try_get("signing_secret")?;
+    let previous: Option<Vec<u8>> = row.try_get("previous_signing_secret")?;
+    let previous_expires_at: Option<DateTime<Utc>> = row.try_get("previous_secret_expires_at")?;
+    let headers: serde_json::Value = row.try_get("headers")?;
+    let credential: Option<Vec<u8>> = row.try_get("credential")?;
     Ok(EndpointTarget {
-        webhook_id: parse_id(row.get(1))?,
-        webhook_enabled: row.get(2),
+        webhook_id: row.try_get("webhook_id")?,
+        webhook_enabled: row.try_get("enabled")?,
         signing_secret: open_secret(&sealed_secret, "secret")?,
         previous_signing_secret: match (previous, previous_expires_at) {
             (Some(sealed), Some(expires_at)) => Some((open_secret(&sealed, "previous secret")?, expires_at)),
             _ => None,
         },
-        url: row.get(6),
-        method: method.parse().map_err(|_| corrupt("method"))?,
+        retry_policy: row.try_get("retry_delays_ms")?,
+        url: row.try_get("url")?,
+        method: row.try_get("method")?,
         headers: serde_json::from_value(headers).map_err(|_| corrupt("headers"))?,
-        credential: if row.get::<_, bool>(9) {
+        credential: if row.try_get("has_credential")? {
             Some(credential.map(|sealed| credentials::open(secrets, &sealed)).transpose()?)
         } else {
             None

@@ -23,7 +23,7 @@ pub async fn verify(pool: &Pool, secrets: &SecretBox) -> Result<()> {
         .query_one("SELECT sealed FROM key_check WHERE id = 1", &[])
         .await
         .context("loading the key check")?
-        .get(0);
+        .try_get("sealed")?;
     match secrets.open(&sealed) {
         Ok(plaintext) if plaintext == PLAINTEXT => Ok(()),
         _ => Err(Error::Config("secrets.key is not the key this database's secrets were encrypted with".into())),

@@ -1,5 +1,6 @@
-//! One module per table group. Functions take the pool and typed ids, and return typed
-//! rows; SQL stays here.
+//! One module per table group. Functions take the pool and typed values (ids, states,
+//! policies bind and read as themselves, through hookline-core's `ToSql`/`FromSql`),
+//! read columns by name, and return typed rows; SQL stays here.
 
 pub mod api_keys;
 pub mod catalog;
@@ -10,5 +11,4 @@ pub mod events;
 pub mod jobs;
 pub mod key_check;
 pub mod organizations;
-pub mod webhook_views;
 pub mod webhooks;

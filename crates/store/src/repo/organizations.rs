@@ -10,7 +10,7 @@ pub async fn create(pool: &Pool, name: &str) -> Result<OrganizationId> {
     let id = OrganizationId::generate();
     let client = pool.get().await?;
     client
-        .execute("INSERT INTO organizations (id, name) VALUES ($1, $2)", &[&id.as_str(), &name])
+        .execute("INSERT INTO organizations (id, name) VALUES ($1, $2)", &[&id, &name])
         .await
         .context("creating an organization")?;
     Ok(id)
@@ -20,8 +20,8 @@ pub async fn create(pool: &Pool, name: &str) -> Result<OrganizationId> {
 pub async fn exists(pool: &Pool, id: &OrganizationId) -> Result<bool> {
     let client = pool.get().await?;
     let row = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1)", &[&id.as_str()])
+        .query_one("SELECT EXISTS (SELECT 1 FROM organizations WHERE id = $1) AS found", &[id])
         .await
         .context("looking up an organization")?;
-    Ok(row.get(0))
+    Ok(row.try_get("found")?)
 }

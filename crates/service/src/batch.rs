@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::error::{Error, Result};
-
 /// Rows one statement takes at most: enough that a busy service commits rarely, few
 /// enough that a batch of large events stays a modest statement.
 pub const MAX_ROWS: usize = 128;
@@ -24,7 +22,24 @@ pub const MAX_ROWS: usize = 128;
 /// Statements of one kind running at once, each on its own pool connection.
 pub const MAX_RUNNING: usize = 1;
 
-type Reply<O> = oneshot::Sender<Result<O>>;
+/// Why a batcher could not answer a call itself (the batch's own errors are the caller's
+/// error type, `E`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The batcher's task is gone (the runtime is shutting down, or a batch panicked).
+    #[error("batched work: {0}")]
+    Stopped(&'static str),
+    /// The batch's function answered a batch with another number of results.
+    #[error("a batch of {expected} answered {got} results")]
+    ShortAnswer {
+        /// Items in the batch.
+        expected: usize,
+        /// Results given.
+        got: usize,
+    },
+}
+
+type Reply<O, E> = oneshot::Sender<Result<O, E>>;
 
 /// When the previous batch started and how many items it took: the arrival rate a
 /// batcher decides to linger on.
@@ -43,43 +58,66 @@ impl LastBatch {
     }
 }
 
-/// Runs submitted items in batches through one function.
+/// How a batcher makes its batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Items one batch takes at most.
+    pub max_batch: usize,
+    /// Batches running at once (each holds a pool connection, or a publish in flight).
+    pub max_running: usize,
+    /// How long a batch waits for company when items are coming fast (see [`Batcher::new`]).
+    pub linger: Duration,
+}
+
+impl Limits {
+    /// One batched statement at a time, of up to [`MAX_ROWS`] rows, lingering `linger`.
+    pub fn statement(linger: Duration) -> Self {
+        Self { max_batch: MAX_ROWS, max_running: MAX_RUNNING, linger }
+    }
+}
+
+/// Runs submitted items in batches through one function, whose errors are `E`.
 ///
 /// Cheap to clone; clones share the batches. The background task ends when the last
 /// clone is dropped.
-pub struct Batcher<I, O> {
-    queue: mpsc::UnboundedSender<(I, Reply<O>)>,
+pub struct Batcher<I, O, E> {
+    queue: mpsc::UnboundedSender<(I, Reply<O, E>)>,
 }
 
-impl<I, O> Clone for Batcher<I, O> {
+impl<I, O, E> Clone for Batcher<I, O, E> {
     fn clone(&self) -> Self {
         Self { queue: self.queue.clone() }
     }
 }
 
-impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
-    /// A batcher passing up to `max_batch` items at a time to `run`, with at most
-    /// `max_running` batches running at once (each holds a pool connection).
+impl<I, O, E> Batcher<I, O, E>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+    E: From<BatchError> + Send + 'static,
+{
+    /// A batcher passing up to `limits.max_batch` items at a time to `run`, with at most
+    /// `limits.max_running` batches running at once.
     ///
-    /// When items came at least one per `linger` over the last batch's cycle, a batch
-    /// waits `linger` for more before it runs: a steady stream then makes fewer, larger
-    /// statements, while an item arriving at a quiet moment goes at once. A zero
-    /// `linger` never waits.
+    /// When items came at least one per `limits.linger` over the last batch's cycle, a
+    /// batch waits that long for more before it runs: a steady stream then makes fewer,
+    /// larger statements, while an item arriving at a quiet moment goes at once. A zero
+    /// linger never waits.
     ///
     /// `run` must answer every item, in order: a result of another length is an error.
     /// When a batch of several fails, each of its items is run again on its own, so one
     /// item the database refuses fails alone instead of taking its batch-mates with it.
     ///
     /// Must be called inside a tokio runtime.
-    pub fn new<F, Fut>(max_batch: usize, max_running: usize, linger: Duration, run: F) -> Self
+    pub fn new<F, Fut>(limits: Limits, run: F) -> Self
     where
         F: Fn(Arc<Vec<I>>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
     {
-        let (queue, mut waiting) = mpsc::unbounded_channel::<(I, Reply<O>)>();
+        let (queue, mut waiting) = mpsc::unbounded_channel::<(I, Reply<O, E>)>();
         let run = Arc::new(run);
-        let running = Arc::new(Semaphore::new(max_running.max(1)));
-        let max_batch = max_batch.max(1);
+        let running = Arc::new(Semaphore::new(limits.max_running.max(1)));
+        let (max_batch, linger) = (limits.max_batch.max(1), limits.linger);
         tokio::spawn(async move {
             let mut last: Option<LastBatch> = None;
             while let Some(first) = waiting.recv().await {
@@ -101,32 +139,8 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
                 let run = run.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.into_iter().unzip();
-                    let items = Arc::new(items);
-                    let error = match answer(&*run, items.clone()).await {
-                        Ok(outputs) => {
-                            for (reply, output) in replies.into_iter().zip(outputs) {
-                                let _ = reply.send(Ok(output));
-                            }
-                            return;
-                        }
-                        Err(error) => error,
-                    };
-                    match Arc::try_unwrap(items) {
-                        Ok(items) if items.len() > 1 => {
-                            tracing::debug!(error = %error, size = items.len(), "a batch failed; running its items one by one");
-                            for (item, reply) in items.into_iter().zip(replies) {
-                                let _ =
-                                    reply.send(answer(&*run, Arc::new(vec![item])).await.map(|mut one| one.remove(0)));
-                            }
-                        }
-                        _ => {
-                            let error = Arc::new(error);
-                            for reply in replies {
-                                let _ = reply.send(Err(Error::Batch(error.clone())));
-                            }
-                        }
-                    }
+                    let (items, replies): (Vec<I>, Vec<Reply<O, E>>) = batch.into_iter().unzip();
+                    run_batch(&*run, items, replies).await;
                 });
             }
         });
@@ -134,26 +148,26 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     }
 
     /// Runs `item` with whatever else is waiting, and returns its own result.
-    pub async fn submit(&self, item: I) -> Result<O> {
+    pub async fn submit(&self, item: I) -> Result<O, E> {
         self.enqueue(item).await
     }
 
     /// Queues `item` now and returns its result to wait for: items queued one after
     /// another without waiting in between share a batch (up to the batcher's limit).
-    pub fn enqueue(&self, item: I) -> impl Future<Output = Result<O>> + Send + 'static {
+    pub fn enqueue(&self, item: I) -> impl Future<Output = Result<O, E>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let queued = self.queue.send((item, reply)).map_err(|_| Error::BatcherGone("the batcher has stopped"));
+        let queued = self.queue.send((item, reply)).map_err(|_| BatchError::Stopped("the batcher has stopped"));
         async move {
             queued?;
             // A dropped reply means the batch's task panicked or the runtime is shutting down.
-            answer.await.map_err(|_| Error::BatcherGone("a batch ended without an answer"))?
+            answer.await.map_err(|_| BatchError::Stopped("a batch ended without an answer"))?
         }
     }
 
     /// Runs `items` with whatever else is waiting, and returns their results in order.
     /// Every item is queued before any is waited for, so they share a batch (up to the
     /// batcher's limit) rather than the first going alone.
-    pub async fn submit_all(&self, items: impl IntoIterator<Item = I>) -> Vec<Result<O>> {
+    pub async fn submit_all(&self, items: impl IntoIterator<Item = I>) -> Vec<Result<O, E>> {
         let answers: Vec<_> = items.into_iter().map(|item| self.enqueue(item)).collect();
         let mut results = Vec::with_capacity(answers.len());
         for answer in answers {
@@ -163,18 +177,59 @@ impl<I: Send + Sync + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
-/// Runs one batch and checks that every item got its answer.
-async fn answer<I, O, F, Fut>(run: &F, items: Arc<Vec<I>>) -> Result<Vec<O>>
+/// Runs one batch and answers each of its callers; when a batch of several fails, runs
+/// each item on its own so that only the failing one gets an error.
+async fn run_batch<I, O, E, F, Fut>(run: &F, items: Vec<I>, replies: Vec<Reply<O, E>>)
 where
+    E: From<BatchError>,
     F: Fn(Arc<Vec<I>>) -> Fut,
-    Fut: Future<Output = Result<Vec<O>>>,
+    Fut: Future<Output = Result<Vec<O>, E>>,
+{
+    let items = Arc::new(items);
+    let error = match answer(run, items.clone()).await {
+        Ok(outputs) => {
+            for (reply, output) in replies.into_iter().zip(outputs) {
+                let _ = reply.send(Ok(output));
+            }
+            return;
+        }
+        Err(error) => error,
+    };
+    let mut replies = replies.into_iter();
+    match Arc::try_unwrap(items) {
+        Ok(items) if items.len() > 1 => {
+            tracing::debug!(size = items.len(), "a batch failed; running its items one by one");
+            for (item, reply) in items.into_iter().zip(replies) {
+                let _ = reply.send(answer(run, Arc::new(vec![item])).await.map(|mut one| one.remove(0)));
+            }
+        }
+        Ok(_) => {
+            if let Some(reply) = replies.next() {
+                let _ = reply.send(Err(error));
+            }
+        }
+        // The function kept the items past its answer: they cannot be run again alone.
+        Err(_) => {
+            for reply in replies {
+                let _ = reply.send(Err(BatchError::Stopped("a failed batch's items were kept by its function").into()));
+            }
+        }
+    }
+}
+
+/// Runs one batch and checks that every item got its answer.
+async fn answer<I, O, E, F, Fut>(run: &F, items: Arc<Vec<I>>) -> Result<Vec<O>, E>
+where
+    E: From<BatchError>,
+    F: Fn(Arc<Vec<I>>) -> Fut,
+    Fut: Future<Output = Result<Vec<O>, E>>,
 {
     let expected = items.len();
     let outputs = run(items).await?;
     if outputs.len() == expected {
         Ok(outputs)
     } else {
-        Err(Error::Corrupt(format!("a batch of {expected} answered {} results", outputs.len())))
+        Err(BatchError::ShortAnswer { expected, got: outputs.len() }.into())
     }
 }
 
@@ -184,11 +239,26 @@ mod tests {
 
     use super::*;
 
+    /// The tests' batch function error.
+    #[derive(Debug, PartialEq, thiserror::Error)]
+    enum TestError {
+        #[error("refused: {0}")]
+        Refused(&'static str),
+        #[error(transparent)]
+        Batch(#[from] BatchError),
+    }
+
+    type TestBatcher = Batcher<u32, u32, TestError>;
+
+    fn limits(max_batch: usize, max_running: usize, linger: Duration) -> Limits {
+        Limits { max_batch, max_running, linger }
+    }
+
     #[tokio::test]
     async fn callers_waiting_together_share_a_batch_and_each_gets_its_own_answer() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Batcher::new(100, 1, Duration::ZERO, move |items: Arc<Vec<u32>>| {
+        let batcher: TestBatcher = Batcher::new(limits(100, 1, Duration::ZERO), move |items: Arc<Vec<u32>>| {
             seen.lock().unwrap().push(items.len());
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -204,14 +274,10 @@ mod tests {
 
     /// A batcher whose statement takes no time and answers each item with itself,
     /// recording the size of every batch.
-    fn recording(
-        max_batch: usize,
-        max_running: usize,
-        linger: Duration,
-    ) -> (Batcher<u32, u32>, Arc<Mutex<Vec<usize>>>) {
+    fn recording(max_batch: usize, max_running: usize, linger: Duration) -> (TestBatcher, Arc<Mutex<Vec<usize>>>) {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let batcher = Batcher::new(max_batch, max_running, linger, move |items: Arc<Vec<u32>>| {
+        let batcher = Batcher::new(limits(max_batch, max_running, linger), move |items: Arc<Vec<u32>>| {
             seen.lock().unwrap().push(items.len());
             async move { Ok(items.to_vec()) }
         });
@@ -219,7 +285,7 @@ mod tests {
     }
 
     /// A batcher with a 2 ms linger.
-    fn lingering() -> (Batcher<u32, u32>, Arc<Mutex<Vec<usize>>>) {
+    fn lingering() -> (TestBatcher, Arc<Mutex<Vec<usize>>>) {
         recording(100, 1, Duration::from_millis(2))
     }
 
@@ -275,27 +341,27 @@ mod tests {
     #[tokio::test]
     async fn an_item_the_database_refuses_fails_alone() {
         // Refuses any batch holding 13, as a statement fails as a whole on one bad row.
-        let batcher = Batcher::new(100, 1, Duration::ZERO, |items: Arc<Vec<u32>>| async move {
+        let batcher: TestBatcher = Batcher::new(limits(100, 1, Duration::ZERO), |items: Arc<Vec<u32>>| async move {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            if items.contains(&13) { Err(Error::Corrupt("13 refused".into())) } else { Ok(items.to_vec()) }
+            if items.contains(&13) { Err(TestError::Refused("13")) } else { Ok(items.to_vec()) }
         });
         let answers = submit_all(&batcher, 0..30).await;
         for (item, answer) in (0..30).zip(answers) {
             match answer {
                 Ok(value) => assert_eq!(value, item),
-                Err(error) => assert!(item == 13 && error.contains("13 refused"), "{item}: {error}"),
+                Err(error) => assert!(item == 13 && error.contains("refused: 13"), "{item}: {error}"),
             }
         }
     }
 
     #[tokio::test]
     async fn a_short_answer_is_an_error() {
-        let short = Batcher::new(10, 1, Duration::ZERO, |_: Arc<Vec<u32>>| async { Ok(Vec::<u32>::new()) });
+        let short: TestBatcher = Batcher::new(limits(10, 1, Duration::ZERO), |_| async { Ok(Vec::new()) });
         let error = short.submit(1).await.unwrap_err();
-        assert!(error.to_string().contains("answered 0 results"), "{error}");
+        assert_eq!(error, TestError::Batch(BatchError::ShortAnswer { expected: 1, got: 0 }));
     }
 
-    async fn submit_all(batcher: &Batcher<u32, u32>, items: std::ops::Range<u32>) -> Vec<Result<u32, String>> {
+    async fn submit_all(batcher: &TestBatcher, items: std::ops::Range<u32>) -> Vec<Result<u32, String>> {
         let mut tasks = tokio::task::JoinSet::new();
         for item in items {
             let batcher = batcher.clone();

@@ -1,0 +1,34 @@
+//! The one error every service stops with.
+
+use crate::batch::BatchError;
+
+/// Why a service stopped (or could not start).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration is unusable.
+    #[error(transparent)]
+    Settings(#[from] hookline_telemetry::SettingsError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Store(#[from] hookline_store::Error),
+    /// RabbitMQ failed.
+    #[error(transparent)]
+    Bus(#[from] hookline_bus::Error),
+    /// Batched work could not be answered (see [`crate::batch`]).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// A listener or another resource of the operating system failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A part of the service could not be set up.
+    #[error("{what}: {source}")]
+    Start {
+        /// What was being set up.
+        what: &'static str,
+        /// Why it failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Result of service operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
