@@ -170,8 +170,7 @@ async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_the
         let timestamp = request.header("x-hookline-timestamp").unwrap();
         let mut signed = format!("{timestamp}.").into_bytes();
         signed.extend_from_slice(&request.body);
-        let expected: String =
-            hmac_sha256::HMAC::mac(&signed, b"hmac-key").iter().map(|b| format!("{b:02x}")).collect();
+        let expected = hex::encode(mac(b"hmac-key", &signed));
         assert_eq!(request.header("x-hookline-signature"), Some(format!("sha256={expected}").as_str()));
     }
     // The SigV4 receiver recomputes the signature from the canonical request, per AWS's
@@ -186,8 +185,18 @@ async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_the
     env.cleanup().await;
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// HMAC-SHA256 of `data` keyed with `key`.
+fn mac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// SHA-256 of `data`, in hex.
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// AWS Signature Version 4, computed from the received request as an AWS service would.
@@ -208,18 +217,18 @@ fn sigv4_verifies(request: &hookline_tests::Recorded, secret: &str, region: &str
         "{}\n{}\n\n{canonical_headers}\n{signed_headers}\n{}",
         request.method,
         request.path,
-        hex(&hmac_sha256::Hash::hash(&request.body))
+        sha256_hex(&request.body)
     );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{}/{region}/{service}/aws4_request\n{}",
         scope[0],
-        hex(&hmac_sha256::Hash::hash(canonical_request.as_bytes()))
+        sha256_hex(canonical_request.as_bytes())
     );
-    let date_key = hmac_sha256::HMAC::mac(scope[0].as_bytes(), format!("AWS4{secret}").as_bytes());
-    let region_key = hmac_sha256::HMAC::mac(region.as_bytes(), date_key);
-    let service_key = hmac_sha256::HMAC::mac(service.as_bytes(), region_key);
-    let signing_key = hmac_sha256::HMAC::mac(b"aws4_request", service_key);
-    hex(&hmac_sha256::HMAC::mac(string_to_sign.as_bytes(), signing_key)) == signature
+    let date_key = mac(format!("AWS4{secret}").as_bytes(), scope[0].as_bytes());
+    let region_key = mac(&date_key, region.as_bytes());
+    let service_key = mac(&region_key, service.as_bytes());
+    let signing_key = mac(&service_key, b"aws4_request");
+    hex::encode(mac(&signing_key, string_to_sign.as_bytes())) == signature
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,3 +101,60 @@ async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failu
     drop(api);
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_requeues_only_the_failures_since_the_time_given() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    receiver.always("/hook", Reply::Status(500));
+    let api = env.start_api().await;
+    let services = env.start();
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    // One attempt per delivery, so each fails for good at once.
+    let (_, webhook) = api
+        .call(
+            "POST",
+            "/v1/webhooks",
+            key,
+            Some(json!({"name": "w", "endpoints": [{"url": receiver.url("/hook")}], "events": ["job.*"],
+                "retry_policy": {"delays": []}})),
+        )
+        .await;
+    let webhook_id = webhook["id"].as_str().unwrap().to_owned();
+    api.call("POST", &format!("/v1/webhooks/{webhook_id}/activate"), key, None).await;
+    let failed_count = || async {
+        let (_, page) =
+            api.call("GET", &format!("/v1/webhooks/{webhook_id}/deliveries?status=failed"), key, None).await;
+        page["data"].as_array().map_or(0, Vec::len)
+    };
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {"jobId": "before"}})).await;
+    assert!(eventually(WAIT, || async { failed_count().await == 2 }).await, "the ping and the first event failed");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let since = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    env.publish(json!({"type": "job.updated", "organization": org.id, "data": {"jobId": "after"}})).await;
+    assert!(eventually(WAIT, || async { failed_count().await == 3 }).await, "the second event failed");
+
+    receiver.always("/hook", Reply::Status(200));
+    let (status, recovered) = api
+        .call("POST", &format!("/v1/webhooks/{webhook_id}/recover"), key, Some(json!({"since": since.to_rfc3339()})))
+        .await;
+    assert_eq!((status, recovered["requeued"].as_i64()), (202, Some(1)), "only the failure since then: {recovered}");
+    let recovered = eventually(WAIT, || async {
+        let (_, page) =
+            api.call("GET", &format!("/v1/webhooks/{webhook_id}/deliveries?status=succeeded"), key, None).await;
+        page["data"].as_array().is_some_and(|d| d.len() == 1 && d[0]["event_type"] == "job.updated")
+    })
+    .await;
+    assert!(recovered, "the delivery after `since` succeeded");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(failed_count().await, 2, "the ping and the delivery before `since` stay failed");
+    let payloads: Vec<serde_json::Value> =
+        receiver.requests("/hook").iter().map(|r| r.json()["payload"]["jobId"].clone()).collect();
+    assert_eq!(payloads.iter().filter(|p| **p == "before").count(), 1, "the earlier delivery was not sent again");
+    assert_eq!(payloads.iter().filter(|p| **p == "after").count(), 2, "the later one was: {payloads:?}");
+    services.stop().await;
+    drop(api);
+    env.cleanup().await;
+}

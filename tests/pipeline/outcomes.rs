@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use hookline_core::delivery::DeliveryStatus;
 use hookline_tests::{Receiver, Reply, TestEnv, eventually};
 use serde_json::json;
@@ -245,6 +247,40 @@ async fn endpoint_headers_cannot_override_the_signature_content_type_or_host() {
     assert!(request.header("host").unwrap().starts_with("127.0.0.1:"));
     assert!(!request.header("webhook-signature").unwrap().contains("forged"));
     standardwebhooks::Webhook::new(&webhook.signing_secret).unwrap().verify(&request.body, &request.headers).unwrap();
+    services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_201_and_a_204_are_successes_like_a_200() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    receiver.always("/created", Reply::Status(201));
+    receiver.always("/no-content", Reply::Status(204));
+    let org = env.organization().await;
+    let urls = [receiver.url("/created"), receiver.url("/no-content")];
+    env.create_webhook(TestEnv::webhook(&org.id, &urls, &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+
+    let settled = eventually(WAIT, || async {
+        env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'succeeded'", &[]).await == 2
+    })
+    .await;
+    assert!(settled, "both deliveries succeeded");
+    let client = env.pool.get().await.unwrap();
+    let mut codes: Vec<(Option<i32>, Option<String>)> = client
+        .query("SELECT status_code, error_kind::text FROM attempts ORDER BY status_code", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    codes.sort();
+    assert_eq!(codes, [(Some(201), None), (Some(204), None)], "one attempt each, neither a failure");
+    // Longer than the first retry delay (1 s): a retry would have come by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!((receiver.requests("/created").len(), receiver.requests("/no-content").len()), (1, 1));
     services.stop().await;
     env.cleanup().await;
 }

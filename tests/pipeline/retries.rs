@@ -88,6 +88,16 @@ async fn a_receiver_that_hangs_yields_a_timeout_attempt() {
     env.cleanup().await;
 }
 
+/// Whether the broker has a queue of this name: a passive declaration fails (404) when
+/// it does not, and creates nothing.
+async fn exists(bus: &Bus, name: &str) -> bool {
+    let channel = bus.connection.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    let found = channel.queue_declare(name.into(), passive, FieldTable::default()).await.is_ok();
+    let _ = channel.close(200, "checked".into()).await;
+    found
+}
+
 /// Declares a queue with arguments; RabbitMQ refuses (406) when they differ from the
 /// queue's, which is how the test reads what the broker holds.
 async fn redeclare(bus: &Bus, name: &str, ttl_ms: i64, dead_letter_exchange: &str) -> bool {
@@ -120,6 +130,12 @@ async fn the_shipped_default_policy_declares_5m_and_10m_delay_queues_for_3_attem
     let (five, ten) = (Duration::from_secs(300), Duration::from_secs(600));
     assert_eq!(topology.delay_queue(five), format!("{}.retry.5m", settings.amqp.prefix));
     let exchange = topology.delivery_exchange();
+    // They exist: declared by the services' start, not by the checks below.
+    assert!(exists(&bus, &topology.delay_queue(five)).await, "the 5m delay queue was declared");
+    assert!(exists(&bus, &topology.delay_queue(ten)).await, "the 10m delay queue was declared");
+    assert!(exists(&bus, &topology.defer_queue()).await, "the defer queue was declared");
+    let one = Duration::from_secs(60);
+    assert!(!exists(&bus, &topology.delay_queue(one)).await, "no delay queue the policy does not use");
     assert!(redeclare(&bus, &topology.delay_queue(five), 300_000, &exchange).await, "5m queue has a 300000 ms TTL");
     assert!(redeclare(&bus, &topology.delay_queue(ten), 600_000, &exchange).await, "10m queue has a 600000 ms TTL");
     assert!(!redeclare(&bus, &topology.delay_queue(five), 60_000, &exchange).await, "the broker checks the TTL");
@@ -185,5 +201,63 @@ async fn retry_after_on_429_and_503_pushes_the_next_attempt_back() {
     assert!(second_gap >= Duration::from_millis(1950), "attempt 3 came {second_gap:?} after a 503 asking for ~3 s");
     assert!(eventually(WAIT, || async { delivery_status(&env).await == DeliveryStatus::Succeeded }).await);
     services.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhooks_own_policy_of_60_seconds_three_times_makes_four_attempts_a_minute_apart() {
+    // 004: "auto retry to send the request 3 times (each time separated by 60s)". The
+    // deployment's own delays are 1 s and 2 s: only the webhook's policy can space the
+    // attempts a minute apart, through a delay queue no configuration declares.
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    receiver.always("/hook", Reply::Status(500));
+    let api = env.start_api().await;
+    let services = env.start();
+    let org = env.organization().await;
+    let minute = env.bus.topology.delay_queue(Duration::from_secs(60));
+    assert!(!exists(&env.bus, &minute).await, "no 1m delay queue before the webhook needs one");
+    let (status, created) = api
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&org.api_key),
+            Some(json!({"name": "inspections", "active": true, "events": ["job.created"],
+                "endpoints": [{"url": receiver.url("/hook")}], "retry_policy": {"delays": ["60s", "60s", "60s"]}})),
+        )
+        .await;
+    assert_eq!((status, created["retry_delays_ms"].clone()), (201, json!([60_000, 60_000, 60_000])), "{created}");
+    receiver.wait_for("/hook", 1, WAIT).await; // the activation ping fails too
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {}})).await;
+
+    let four_minutes = Duration::from_secs(4 * 60);
+    let attempts: Vec<_> = receiver
+        .wait_for("/hook", 8, four_minutes)
+        .await
+        .into_iter()
+        .filter(|request| request.json()["eventCode"] == "job.created")
+        .collect();
+    assert_eq!(attempts.len(), 4, "an attempt and three retries");
+    for pair in attempts.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(59_900), "a retry came {gap:?} after the attempt before it");
+    }
+    assert!(exists(&env.bus, &minute).await, "the scheduler declared the 1m delay queue on demand");
+    let failed = eventually(WAIT, || async {
+        let client = env.pool.get().await.unwrap();
+        let row = client
+            .query_one(
+                "SELECT d.status, d.attempt_count FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE e.event_type = 'job.created'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, DeliveryStatus>(0), row.get::<_, i32>(1)) == (DeliveryStatus::Failed, 4)
+    })
+    .await;
+    assert!(failed, "the delivery failed after its fourth attempt");
+    services.stop().await;
+    drop(api);
     env.cleanup().await;
 }

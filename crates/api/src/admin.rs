@@ -225,45 +225,11 @@ pub fn validate(
         return Err(invalid("invalid_endpoints", "endpoints", "a webhook needs 1 to 10 endpoints"));
     }
     let environment = if input.test { Environment::Test } else { Environment::Live };
-    let mut endpoints = Vec::with_capacity(input.endpoints.len());
-    for endpoint in &input.endpoints {
-        let url = url::Url::parse(endpoint.url.trim()).map_err(|err| {
-            invalid("invalid_url", "endpoints.url", format!("`{}` is not a URL: {err}", endpoint.url))
-        })?;
-        match url.scheme() {
-            "https" => {}
-            "http" if rules.allow_http || input.test => {}
-            "http" => {
-                return Err(invalid(
-                    "https_required",
-                    "endpoints.url",
-                    format!("live webhooks must use https (`{url}`); delivery.allow_http permits http in development"),
-                ));
-            }
-            other => return Err(invalid("invalid_url", "endpoints.url", format!("scheme `{other}` is not http(s)"))),
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(invalid("invalid_url", "endpoints.url", format!("`{url}` has no host")));
-        }
-        let method = match &endpoint.method {
-            None => HttpMethod::Post,
-            Some(method) => {
-                method.parse().map_err(|err| invalid("invalid_method", "endpoints.method", format!("{err}")))?
-            }
-        };
-        let credential_id = match endpoint.credential_id.as_deref() {
-            None | Some("") => None,
-            Some(id) => Some(id.parse().map_err(|_| {
-                invalid("unknown_credential", "endpoints.credential_id", format!("`{id}` is not a credential id"))
-            })?),
-        };
-        endpoints.push(webhooks::NewEndpoint {
-            url: url.to_string(),
-            method,
-            credential_id,
-            headers: endpoint.headers.clone(),
-        });
-    }
+    let endpoints = input
+        .endpoints
+        .iter()
+        .map(|endpoint| validate_endpoint(endpoint, input.test, rules))
+        .collect::<Result<_, _>>()?;
     Ok(webhooks::NewWebhook {
         organization_id: organization_id.clone(),
         name: name.to_owned(),
@@ -277,6 +243,45 @@ pub fn validate(
         retry_policy: input.retry_policy.clone(),
         created_by: input.created_by.clone(),
     })
+}
+
+/// Checks one endpoint: an http(s) URL with a host (https for a live webhook unless
+/// `delivery.allow_http`), an allowed method, a credential id that parses.
+fn validate_endpoint(
+    endpoint: &EndpointInput,
+    test: bool,
+    rules: WebhookRules<'_>,
+) -> Result<webhooks::NewEndpoint, AdminError> {
+    let url = url::Url::parse(endpoint.url.trim())
+        .map_err(|err| invalid("invalid_url", "endpoints.url", format!("`{}` is not a URL: {err}", endpoint.url)))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if rules.allow_http || test => {}
+        "http" => {
+            return Err(invalid(
+                "https_required",
+                "endpoints.url",
+                format!("live webhooks must use https (`{url}`); delivery.allow_http permits http in development"),
+            ));
+        }
+        other => return Err(invalid("invalid_url", "endpoints.url", format!("scheme `{other}` is not http(s)"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("invalid_url", "endpoints.url", format!("`{url}` has no host")));
+    }
+    let method = match &endpoint.method {
+        None => HttpMethod::Post,
+        Some(method) => {
+            method.parse().map_err(|err| invalid("invalid_method", "endpoints.method", format!("{err}")))?
+        }
+    };
+    let credential_id = match endpoint.credential_id.as_deref() {
+        None | Some("") => None,
+        Some(id) => Some(id.parse().map_err(|_| {
+            invalid("unknown_credential", "endpoints.credential_id", format!("`{id}` is not a credential id"))
+        })?),
+    };
+    Ok(webhooks::NewEndpoint { url: url.to_string(), method, credential_id, headers: endpoint.headers.clone() })
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::{ApiError, AppState};
 /// Body of `POST /v1/api-keys`.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateKey {
+pub(crate) struct CreateKey {
     /// A name to tell the key apart.
     label: String,
     /// `admin`, `webhooks:write`, `webhooks:read`.
@@ -25,7 +25,7 @@ pub struct CreateKey {
 
 /// A new key: the only response that carries its secret.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct CreatedKey {
+pub(crate) struct CreatedKey {
     id: String,
     label: String,
     prefix: String,
@@ -40,7 +40,7 @@ fn not_found() -> ApiError {
 
 /// Creates a key; the response holds the only copy of the secret.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", summary = "Create an API key (shown once)", security(("api_key" = [])), request_body = CreateKey, responses((status = 201, description = "The key, with its secret", body = CreatedKey), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<CreateKey>,
@@ -86,7 +86,7 @@ pub async fn create(
 
 /// Lists keys by label and prefix.
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", summary = "List API keys by label and prefix", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<ApiKeySummary>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Query(query): Query<PageQuery>,
@@ -100,7 +100,7 @@ pub async fn list(
 
 /// Revokes a key; it answers 401 from the next request on.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", summary = "Revoke an API key at once", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,

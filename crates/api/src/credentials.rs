@@ -20,7 +20,7 @@ use crate::{ApiError, AppState};
 /// organisation ids to value sets of the same type, picked by the event's organisation.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CredentialBody {
+pub(crate) struct CredentialBody {
     name: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -99,7 +99,7 @@ fn name(name: Option<String>) -> Result<String, ApiError> {
 
 /// `POST /v1/credentials` (admin)
 #[utoipa::path(post, path = "/v1/credentials", tag = "credentials", summary = "Create a credential (values are write-only)", security(("api_key" = [])), request_body = CredentialBody, responses((status = 201, body = CredentialView), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Body(body): Body<CredentialBody>,
@@ -118,7 +118,7 @@ pub async fn create(
 
 /// `GET /v1/credentials`
 #[utoipa::path(get, path = "/v1/credentials", tag = "credentials", summary = "List credentials", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<CredentialView>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Query(query): Query<PageQuery>,
@@ -132,7 +132,7 @@ pub async fn list(
 
 /// `GET /v1/credentials/{id}`
 #[utoipa::path(get, path = "/v1/credentials/{id}", tag = "credentials", summary = "Get a credential (which fields are set, never their values)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(id): Path<String>,
@@ -147,7 +147,7 @@ pub async fn get(
 /// `PATCH /v1/credentials/{id}` (admin): values given replace the stored ones; a type
 /// change needs new values.
 #[utoipa::path(patch, path = "/v1/credentials/{id}", tag = "credentials", summary = "Change a credential", security(("api_key" = [])), request_body = CredentialBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
@@ -198,7 +198,7 @@ pub async fn update(
 /// `DELETE /v1/credentials/{id}` (admin): refused with 409, naming the webhooks, while
 /// any webhook uses it.
 #[utoipa::path(delete, path = "/v1/credentials/{id}", tag = "credentials", summary = "Delete an unused credential", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Deleted"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "In use; the message names the webhooks", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,

@@ -22,7 +22,7 @@ use crate::{ApiError, AppState};
 
 /// `?status=&event_type=&since=&until=&limit=&cursor=`
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct LogQuery {
+pub(crate) struct LogQuery {
     status: Option<String>,
     event_type: Option<String>,
     since: Option<DateTime<Utc>>,
@@ -37,7 +37,7 @@ fn not_found(what: &str) -> ApiError {
 
 /// A webhook's deliveries, newest first (deleted webhooks' history included).
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries", summary = "A webhook's log history, newest first", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id"), ("status" = Option<String>, Query, description = "pending, retrying, succeeded or failed"), ("event_type" = Option<String>, Query, description = "Event type code"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<DeliverySummary>), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(id): Path<String>,
@@ -69,7 +69,7 @@ pub async fn list(
 
 /// One delivery with its payload and every attempt.
 #[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", summary = "A delivery with its payload and every attempt", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = DeliveryDetail), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(id): Path<String>,
@@ -99,7 +99,7 @@ async fn publish_manual(state: &AppState, deliveries: &[(DeliveryId, u32)]) -> R
 /// Makes a manual attempt now. It counts as the delivery's next attempt: on success the
 /// delivery has succeeded; on failure the schedule goes on from it.
 #[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries", summary = "Make a manual attempt now", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn redeliver(
+pub(crate) async fn redeliver(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
@@ -117,14 +117,14 @@ pub async fn redeliver(
 /// Body of `POST /v1/webhooks/{id}/recover`.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RecoverBody {
+pub(crate) struct RecoverBody {
     /// RFC 3339 time; failed deliveries created since then are re-queued.
     since: DateTime<Utc>,
 }
 
 /// Re-queues every failed delivery of the webhook created since `since`.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "deliveries", summary = "Re-queue every failed delivery since a time", security(("api_key" = [])), request_body = RecoverBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn recover(
+pub(crate) async fn recover(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,

@@ -13,7 +13,7 @@ use crate::{ApiError, AppState};
 
 /// Accepts one event for the API key's organisation; 202 with the event id.
 #[utoipa::path(post, path = "/v1/events", tag = "events", summary = "Publish an upstream event for the key's organisation", security(("api_key" = [])), request_body = Object, responses((status = 202, description = "Accepted", body = Object), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 413, description = "Over ingest.max_event_size", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn publish(
+pub(crate) async fn publish(
     State(state): State<AppState>,
     Writer(caller): Writer,
     headers: HeaderMap,

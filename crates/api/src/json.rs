@@ -9,7 +9,7 @@ use crate::ApiError;
 /// Like `axum::Json`, but a body that is not the expected JSON is answered 400 (syntax)
 /// or 422 (shape) with code `invalid_body` and serde's description, which names the
 /// field.
-pub struct Body<T>(pub T);
+pub(crate) struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where

@@ -7,7 +7,7 @@ use crate::ApiError;
 
 /// `?limit=&cursor=`
 #[derive(Debug, Clone, Default, serde::Deserialize)]
-pub struct PageQuery {
+pub(crate) struct PageQuery {
     /// Items per page, 1 to 200 (default 50).
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
@@ -16,7 +16,7 @@ pub struct PageQuery {
 
 /// A page of results.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
+pub(crate) struct Page<T> {
     /// The items, oldest first.
     pub data: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -25,7 +25,7 @@ pub struct Page<T> {
 
 impl PageQuery {
     /// The validated limit.
-    pub fn limit(&self) -> Result<i64, ApiError> {
+    pub(crate) fn limit(&self) -> Result<i64, ApiError> {
         match self.limit {
             None => Ok(50),
             Some(limit @ 1..=200) => Ok(limit),
@@ -36,13 +36,13 @@ impl PageQuery {
     }
 
     /// The id after which the page starts ("" for the first page).
-    pub fn after(&self) -> &str {
+    pub(crate) fn after(&self) -> &str {
         self.cursor.as_deref().unwrap_or("")
     }
 }
 
 /// Builds a page from up to `limit + 1` fetched items.
-pub fn page<T>(mut items: Vec<T>, limit: i64, id_of: impl Fn(&T) -> String) -> Page<T> {
+pub(crate) fn page<T>(mut items: Vec<T>, limit: i64, id_of: impl Fn(&T) -> String) -> Page<T> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let next_cursor = if items.len() > limit {
         items.truncate(limit);

@@ -14,10 +14,10 @@ use hookline_store::repo::{deliveries, events};
 use crate::{ApiError, AppState};
 
 /// Event type of the activation ping.
-pub const PING: &str = "webhook.ping";
+pub(crate) const PING: &str = "webhook.ping";
 
 /// Stores the event and one delivery per endpoint of `webhook`, and publishes their jobs.
-pub async fn send(
+pub(crate) async fn send(
     state: &AppState,
     organization: &OrganizationId,
     webhook: &WebhookId,
@@ -57,7 +57,7 @@ pub async fn send(
 }
 
 /// The activation ping.
-pub async fn ping(state: &AppState, organization: &OrganizationId, webhook: &WebhookId) -> Result<(), ApiError> {
+pub(crate) async fn ping(state: &AppState, organization: &OrganizationId, webhook: &WebhookId) -> Result<(), ApiError> {
     let data = serde_json::json!({"webhookId": webhook, "message": "hookline ping"});
     send(state, organization, webhook, PING, data, Origin::Ping).await.map(|_| ())
 }

@@ -22,7 +22,7 @@ use crate::{ApiError, AppState, synthetic};
 /// and only the fields given change.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookBody {
+pub(crate) struct WebhookBody {
     name: Option<String>,
     description: Option<String>,
     endpoints: Option<Vec<EndpointBody>>,
@@ -36,7 +36,7 @@ pub struct WebhookBody {
 /// One endpoint; on update, `id` keeps an existing endpoint (and its history).
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct EndpointBody {
+pub(crate) struct EndpointBody {
     id: Option<String>,
     url: String,
     method: Option<String>,
@@ -48,7 +48,7 @@ pub struct EndpointBody {
 /// `{actor, team}`
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct FiltersBody {
+pub(crate) struct FiltersBody {
     actor: Option<String>,
     team: Option<String>,
 }
@@ -56,7 +56,7 @@ pub struct FiltersBody {
 /// `{"delays": ["5m", "10m"]}`
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetryPolicyBody {
+pub(crate) struct RetryPolicyBody {
     delays: Vec<String>,
 }
 
@@ -65,7 +65,7 @@ fn not_found() -> ApiError {
 }
 
 /// Parses a webhook id from the path; a malformed one is simply not found.
-pub fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
+pub(crate) fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
     id.parse().map_err(|_| not_found())
 }
 
@@ -104,7 +104,7 @@ async fn load(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<Webho
 /// `POST /v1/webhooks`: 201 with the webhook and its signing secret (shown here and to
 /// admins through `GET /v1/webhooks/{id}/secret`).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", summary = "Create a webhook (inactive unless `active`)", security(("api_key" = [])), request_body = WebhookBody, responses((status = 201, description = "The webhook with its signing_secret", body = WebhookView), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Body(body): Body<WebhookBody>,
@@ -138,7 +138,7 @@ pub async fn create(
 
 /// `GET /v1/webhooks`
 #[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", summary = "List webhooks", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<WebhookView>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Query(query): Query<PageQuery>,
@@ -152,7 +152,7 @@ pub async fn list(
 
 /// `GET /v1/webhooks/{id}`
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Get a webhook", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn get(
+pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(id): Path<String>,
@@ -163,7 +163,7 @@ pub async fn get(
 /// `PATCH /v1/webhooks/{id}`: changes the fields given; the whole result is validated
 /// as on creation, and nothing is saved if any rule fails.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Change the fields given", security(("api_key" = [])), request_body = WebhookBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
@@ -171,42 +171,7 @@ pub async fn update(
 ) -> Result<Json<WebhookView>, ApiError> {
     let id = webhook_id(&id)?;
     let current = load(&state, &caller, &id).await?;
-    let (endpoint_inputs, endpoint_ids) = match body.endpoints {
-        Some(bodies) => endpoints(bodies),
-        None => current
-            .endpoints
-            .iter()
-            .map(|e| {
-                let input = EndpointInput {
-                    url: e.url.clone(),
-                    method: Some(e.method.as_str().to_owned()),
-                    headers: e.headers.clone(),
-                    credential_id: e.credential_id.as_ref().map(ToString::to_string),
-                };
-                (input, Some(e.id.to_string()))
-            })
-            .unzip(),
-    };
-    let mut kept = Vec::with_capacity(endpoint_ids.len());
-    for endpoint_id in endpoint_ids {
-        let parsed = match endpoint_id {
-            None => None,
-            Some(text) => {
-                let parsed: Option<EndpointId> = text.parse().ok();
-                match parsed.filter(|p| current.endpoints.iter().any(|e| &e.id == p)) {
-                    Some(p) => Some(p),
-                    None => {
-                        return Err(unprocessable(
-                            "unknown_endpoint",
-                            "endpoints.id",
-                            format!("`{text}` is not an endpoint of this webhook"),
-                        ));
-                    }
-                }
-            }
-        };
-        kept.push(parsed);
-    }
+    let (endpoint_inputs, kept) = updated_endpoints(body.endpoints, &current)?;
     let filters = body.filters.map(|f| (f.actor, f.team)).unwrap_or((current.filters.actor, current.filters.team));
     let retry_policy = match &body.retry_policy {
         Some(policy) => Some(retry_policy(policy)?),
@@ -246,10 +211,50 @@ pub async fn update(
     Ok(Json(load(&state, &caller, &id).await?))
 }
 
+/// The endpoints an update leaves the webhook with (`given`, or the current ones), each
+/// with the id of the current endpoint it keeps (`None` for a new one).
+fn updated_endpoints(
+    given: Option<Vec<EndpointBody>>,
+    current: &WebhookView,
+) -> Result<(Vec<EndpointInput>, Vec<Option<EndpointId>>), ApiError> {
+    let Some(bodies) = given else {
+        return Ok(current
+            .endpoints
+            .iter()
+            .map(|e| {
+                let input = EndpointInput {
+                    url: e.url.clone(),
+                    method: Some(e.method.as_str().to_owned()),
+                    headers: e.headers.clone(),
+                    credential_id: e.credential_id.as_ref().map(ToString::to_string),
+                };
+                (input, Some(e.id.clone()))
+            })
+            .unzip());
+    };
+    let (inputs, ids) = endpoints(bodies);
+    let kept = ids
+        .into_iter()
+        .map(|id| {
+            let Some(text) = id else { return Ok(None) };
+            let parsed: Option<EndpointId> = text.parse().ok();
+            match parsed.filter(|p| current.endpoints.iter().any(|e| &e.id == p)) {
+                Some(kept) => Ok(Some(kept)),
+                None => Err(unprocessable(
+                    "unknown_endpoint",
+                    "endpoints.id",
+                    format!("`{text}` is not an endpoint of this webhook"),
+                )),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((inputs, kept))
+}
+
 /// `DELETE /v1/webhooks/{id}`: stops deliveries at once (waiting retries included) and
 /// keeps the delivery history readable.
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Delete a webhook, keeping its history", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Deleted"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
@@ -281,7 +286,7 @@ async fn deactivate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> 
 
 /// `POST /v1/webhooks/{id}/activate`: turns the webhook on and pings its endpoints.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/activate", tag = "webhooks", summary = "Activate and ping every endpoint", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn activate(
+pub(crate) async fn activate(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
@@ -293,7 +298,7 @@ pub async fn activate(
 
 /// `POST /v1/webhooks/{id}/deactivate`: nothing more is delivered, waiting retries included.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/deactivate", tag = "webhooks", summary = "Deactivate; waiting retries are dropped", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn deactivate(
+pub(crate) async fn deactivate(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
@@ -305,7 +310,7 @@ pub async fn deactivate(
 
 /// `GET /v1/webhooks/{id}/secret` (admin): the signing secret receivers verify with.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/secret", tag = "webhooks", summary = "The signing secret (admin)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn secret(
+pub(crate) async fn secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
@@ -321,7 +326,7 @@ pub async fn secret(
 /// `POST /v1/webhooks/{id}/rotate-secret` (admin): a new secret, returned once here; the
 /// old one keeps signing alongside it for `signing.rotation_overlap`.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", summary = "Rotate the signing secret; both sign during the overlap", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
@@ -342,14 +347,14 @@ pub async fn rotate_secret(
 /// Body of `POST /v1/webhooks/{id}/test`.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TestBody {
+pub(crate) struct TestBody {
     event_type: String,
 }
 
 /// `POST /v1/webhooks/{id}/test`: delivers the catalog's example payload of the event
 /// type to this webhook's endpoints, logged as a test delivery (origin `test`).
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", summary = "Deliver the catalog example of an event type", security(("api_key" = [])), request_body = TestBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
-pub async fn send_test(
+pub(crate) async fn send_test(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,

@@ -4,13 +4,13 @@
 use hookline_api::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use hookline_bus::Bus;
 use hookline_core::ids::OrganizationId;
+use hookline_sandbox::{Sandbox, Services};
 use hookline_store::Pool;
 use hookline_telemetry::Settings;
-use hookline_tests::{Services, TestEnv};
 
 /// Which deployment the scenarios measure.
 #[derive(Clone)]
-pub enum Target {
+pub(crate) enum Target {
     /// A fresh database and broker prefix per scenario, with every service in the bench.
     InProcess,
     /// The running deployment these settings describe. Its workers must be on this
@@ -20,11 +20,11 @@ pub enum Target {
 }
 
 /// A deployment a scenario publishes to and reads its progress from.
-pub enum Deployment {
+pub(crate) enum Deployment {
     /// Owned by the scenario, removed after it.
     InProcess {
         /// The throwaway database and prefix.
-        env: Box<TestEnv>,
+        env: Box<Sandbox>,
         /// The services, in this process.
         services: Services,
     },
@@ -42,10 +42,10 @@ pub enum Deployment {
 impl Deployment {
     /// Sets up `target` for one scenario; `overrides` are `HOOKLINE__…` settings for an
     /// in-process deployment.
-    pub async fn open(target: &Target, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
+    pub(crate) async fn open(target: &Target, overrides: &[(&str, &str)]) -> anyhow::Result<Self> {
         Ok(match target {
             Target::InProcess => {
-                let env = Box::new(TestEnv::with(overrides).await);
+                let env = Box::new(Sandbox::with(overrides).await);
                 let services = env.start();
                 Self::InProcess { env, services }
             }
@@ -59,7 +59,7 @@ impl Deployment {
     }
 
     /// The deployment's database.
-    pub fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool {
         match self {
             Self::InProcess { env, .. } => &env.pool,
             Self::Running { pool, .. } => pool,
@@ -67,7 +67,7 @@ impl Deployment {
     }
 
     /// The deployment's broker.
-    pub fn bus(&self) -> &Bus {
+    pub(crate) fn bus(&self) -> &Bus {
         match self {
             Self::InProcess { env, .. } => &env.bus,
             Self::Running { bus, .. } => bus,
@@ -76,19 +76,19 @@ impl Deployment {
 
     /// Whether the services run in another process (their CPU and memory are then read
     /// from the `hookline` processes).
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         matches!(self, Self::Running { .. })
     }
 
     /// A new organisation for the scenario, so its counts are its own.
-    pub async fn organization(&self) -> anyhow::Result<OrganizationId> {
+    pub(crate) async fn organization(&self) -> anyhow::Result<OrganizationId> {
         Ok(admin::create_organization(self.pool(), "hookline-bench").await?.id)
     }
 
     /// A webhook of `organization` sending `job.created` to `url`. On a running
     /// deployment it is a test-mode webhook, so plain http:// to the sink is allowed
     /// whatever the deployment's `delivery.allow_http`.
-    pub async fn create_webhook(&self, organization: &OrganizationId, url: String) -> anyhow::Result<()> {
+    pub(crate) async fn create_webhook(&self, organization: &OrganizationId, url: String) -> anyhow::Result<()> {
         let settings = match self {
             Self::InProcess { env, .. } => &env.settings,
             Self::Running { settings, .. } => settings,
@@ -110,7 +110,7 @@ impl Deployment {
     }
 
     /// The environment of the events to publish (matching the webhooks').
-    pub fn event_environment(&self) -> &'static str {
+    pub(crate) fn event_environment(&self) -> &'static str {
         if self.is_running() { "test" } else { "live" }
     }
 
@@ -118,7 +118,7 @@ impl Deployment {
     /// (and per route message), as `(name, rows, ms)`, from an in-process deployment's
     /// metrics: how much group commit gathered and what a message waited behind. None
     /// for a running deployment (read its `/metrics`).
-    pub async fn batch_sizes(&self) -> Option<Vec<(String, f64, f64)>> {
+    pub(crate) async fn batch_sizes(&self) -> Option<Vec<(String, f64, f64)>> {
         let Self::InProcess { env, .. } = self else { return None };
         let rendered = env.metrics.render().await;
         let seconds = histogram_means(&rendered, "hookline_batch_seconds_");
@@ -134,7 +134,7 @@ impl Deployment {
 
     /// Stops and removes an in-process deployment; leaves a running one as it is (the
     /// scenario's organisation and its rows stay).
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         match self {
             Self::InProcess { env, services } => {
                 services.stop().await;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures_lite::StreamExt as _;
-use hookline_tests::TestEnv;
+use hookline_sandbox::Sandbox;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
@@ -21,7 +21,7 @@ use crate::usage::{CpuTimes, Latency};
 
 /// Operations per second of each floor.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Floor {
+pub(crate) struct Floor {
     /// Messages per second published with confirms and consumed with manual acks.
     pub broker: f64,
     /// Rows per second, one INSERT per row, 16 connections.
@@ -40,8 +40,8 @@ const CONFIRM_WINDOW: usize = 1000;
 const PREFETCH: u16 = 256;
 
 /// Measures every floor with `messages` operations each.
-pub async fn measure(messages: u64) -> anyhow::Result<Floor> {
-    let env = TestEnv::new().await;
+pub(crate) async fn measure(messages: u64) -> anyhow::Result<Floor> {
+    let env = Sandbox::new().await;
     let sink = Sink::start(Instant::now(), 0).await?;
     let connection = &env.bus.connection;
     let prefix = &env.settings.amqp.prefix;
@@ -121,7 +121,7 @@ async fn remove(channel: &Channel, queue: &str, consumer: &str) -> anyhow::Resul
     Ok(())
 }
 
-async fn inserts(env: &TestEnv, count: u64) -> anyhow::Result<(f64, f64)> {
+async fn inserts(env: &Sandbox, count: u64) -> anyhow::Result<(f64, f64)> {
     let client = env.pool.get().await?;
     client.batch_execute("CREATE TABLE floor_rows (id bigserial PRIMARY KEY, seq bigint, body text)").await?;
     drop(client);
@@ -185,7 +185,7 @@ async fn http(sink: &Sink, count: u64) -> anyhow::Result<f64> {
 /// The least a delivery needs: consume from a durable quorum queue with prefetch, POST to
 /// the sink, insert one row (batched with whatever else finished meanwhile), ack; fed as
 /// fast as confirms allow. Deliveries per second.
-async fn pipeline(env: &TestEnv, sink: &Sink, queue: &str, count: u64) -> anyhow::Result<f64> {
+async fn pipeline(env: &Sandbox, sink: &Sink, queue: &str, count: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
     let publishing = publish_confirmed(&env.bus.connection, queue, count, br#"{"deliveryId":"dlv_floor","attempt":1}"#);
     run_pipeline(env, sink, queue, count, publishing).await?;
@@ -195,8 +195,8 @@ async fn pipeline(env: &TestEnv, sink: &Sink, queue: &str, count: u64) -> anyhow
 /// The bare pipeline fed at `rate` messages per second, each carrying its publish time
 /// as the scenarios' events do: the latency and CPU the machine itself shows at the
 /// rate of the paced scenarios.
-pub async fn paced_pipeline(count: u64, rate: f64) -> anyhow::Result<(Latency, CpuTimes)> {
-    let env = TestEnv::new().await;
+pub(crate) async fn paced_pipeline(count: u64, rate: f64) -> anyhow::Result<(Latency, CpuTimes)> {
+    let env = Sandbox::new().await;
     let clock = Instant::now();
     let sink = Sink::start(clock, 0).await?;
     let queue = format!("{}.floor.paced", env.settings.amqp.prefix);
@@ -254,7 +254,7 @@ async fn publish_paced(
 /// each is POSTed to the sink, then recorded as a row in a batch with whatever else
 /// finished meanwhile, then acked.
 async fn run_pipeline(
-    env: &TestEnv,
+    env: &Sandbox,
     sink: &Sink,
     queue: &str,
     count: u64,

@@ -65,6 +65,7 @@ fn scenario(name: &str, events: u64) -> Option<Scenario> {
 }
 
 #[tokio::main]
+#[allow(clippy::too_many_lines, reason = "the run in the order it prints: settings, floor, each scenario, the summary")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let scenarios: Vec<Scenario> = args

@@ -20,7 +20,7 @@ use crate::usage::{CpuTimes, Latency, peak_rss_mib, rss_mib};
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub struct Scenario {
+pub(crate) struct Scenario {
     /// Name printed in the results.
     pub name: &'static str,
     /// Events published.
@@ -37,7 +37,7 @@ pub struct Scenario {
 
 /// What a scenario measured.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The scenario.
     pub scenario: Scenario,
     /// Events stored per second, publish start to the last event stored.
@@ -74,7 +74,11 @@ const FAILURE_CHECK_EVERY: Duration = Duration::from_secs(5);
 const PUBLISHERS: u64 = 64;
 
 /// Runs `scenario` and cleans up after it; gives up after `deadline`.
-pub async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> anyhow::Result<Outcome> {
+#[allow(
+    clippy::too_many_lines,
+    reason = "one scenario in the order it happens: set up, publish, wait, measure, report"
+)]
+pub(crate) async fn run(scenario: Scenario, target: &Target, deadline: Duration) -> anyhow::Result<Outcome> {
     // `HOOKLINE__…` variables given to the bench override these, to measure a setting.
     let from_environment: Vec<(String, String)> =
         std::env::vars().filter(|(k, _)| k.starts_with("HOOKLINE__")).collect();

@@ -63,7 +63,7 @@ impl Minutes {
 
 /// A sink on 127.0.0.1.
 #[derive(Clone)]
-pub struct Sink {
+pub(crate) struct Sink {
     address: SocketAddr,
     clock: Instant,
     /// Every `fail_every`-th event (by sequence number) fails its first request; 0: none.
@@ -99,7 +99,7 @@ async fn receive(State(sink): State<Sink>, uri: Uri, body: Bytes) -> StatusCode 
 impl Sink {
     /// Starts a sink whose clock is `clock` (the publisher's), failing the first request
     /// of every `fail_every`-th event (0: never).
-    pub async fn start(clock: Instant, fail_every: u64) -> anyhow::Result<Self> {
+    pub(crate) async fn start(clock: Instant, fail_every: u64) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let inner = Inner {
             // 1 µs to 1 hour, to three significant digits.
@@ -119,22 +119,22 @@ impl Sink {
     }
 
     /// The URL of `path` on this sink.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
     /// Successful deliveries received.
-    pub fn succeeded(&self) -> u64 {
+    pub(crate) fn succeeded(&self) -> u64 {
         self.inner.succeeded.load(Ordering::Relaxed)
     }
 
     /// Percentiles of the latencies recorded so far.
-    pub fn latency(&self) -> Latency {
+    pub(crate) fn latency(&self) -> Latency {
         self.inner.latencies.lock().map(|histogram| Latency::of(&histogram)).unwrap_or_default()
     }
 
     /// Percentiles of each minute of arrivals so far (the last one possibly partial).
-    pub fn latency_by_minute(&self) -> Vec<Latency> {
+    pub(crate) fn latency_by_minute(&self) -> Vec<Latency> {
         let Ok(minutes) = self.inner.minutes.lock() else { return Vec::new() };
         let mut all = minutes.finished.clone();
         if !minutes.current.is_empty() {

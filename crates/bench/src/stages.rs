@@ -13,7 +13,7 @@ use hookline_store::Pool;
 
 /// The p50 and p99 of one stage, milliseconds.
 #[derive(Debug, Clone)]
-pub struct Stage {
+pub(crate) struct Stage {
     /// What the stage spans.
     pub name: &'static str,
     /// Median, ms.
@@ -24,7 +24,7 @@ pub struct Stage {
 
 /// The stages of `organization`'s first attempts. `clock_epoch` is the wall-clock time
 /// of the instant the events' `sent` offsets count from.
-pub async fn measure(
+pub(crate) async fn measure(
     pool: &Pool,
     organization: &OrganizationId,
     clock_epoch: SystemTime,

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-/// Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux this runs on.
+/// Clock ticks per second of `/proc/<pid>/stat` times; 100 on every Linux this runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU seconds used so far by the processes a run involves.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CpuTimes {
+pub(crate) struct CpuTimes {
     /// This process (the publisher, the sink and, in-process, every hookline service),
     /// and every `hookline` process when the services run apart.
     pub bench: f64,
@@ -22,7 +22,7 @@ pub struct CpuTimes {
 
 impl CpuTimes {
     /// Reads the CPU time used so far; `services_apart` counts `hookline` processes too.
-    pub fn now(services_apart: bool) -> Self {
+    pub(crate) fn now(services_apart: bool) -> Self {
         let mut times = Self { bench: process_seconds("self").unwrap_or_default(), ..Self::default() };
         let Ok(entries) = std::fs::read_dir("/proc") else { return times };
         for entry in entries.flatten() {
@@ -43,7 +43,7 @@ impl CpuTimes {
     }
 
     /// CPU used between `earlier` and `self`.
-    pub fn since(&self, earlier: &CpuTimes) -> CpuTimes {
+    pub(crate) fn since(&self, earlier: &CpuTimes) -> CpuTimes {
         CpuTimes {
             bench: self.bench - earlier.bench,
             broker: self.broker - earlier.broker,
@@ -52,7 +52,7 @@ impl CpuTimes {
     }
 
     /// All three together.
-    pub fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         self.bench + self.broker + self.database
     }
 }
@@ -69,13 +69,13 @@ fn process_seconds(pid: &str) -> Option<f64> {
 
 /// The most resident memory the services have had (VmHWM), in MiB: this process's, or
 /// the sum over `hookline` processes when the services run apart.
-pub fn peak_rss_mib(services_apart: bool) -> f64 {
+pub(crate) fn peak_rss_mib(services_apart: bool) -> f64 {
     services_kib("VmHWM", services_apart) / 1024.0
 }
 
 /// The resident memory the services have now (VmRSS), in MiB: this process's, or the
 /// sum over `hookline` processes when the services run apart.
-pub fn rss_mib(services_apart: bool) -> f64 {
+pub(crate) fn rss_mib(services_apart: bool) -> f64 {
     services_kib("VmRSS", services_apart) / 1024.0
 }
 
@@ -103,7 +103,7 @@ fn status_kib(pid: &str, field: &str) -> f64 {
 
 /// Percentiles of a set of durations.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Latency {
+pub(crate) struct Latency {
     /// Median.
     pub p50: Duration,
     /// 95th percentile.
@@ -116,7 +116,7 @@ pub struct Latency {
 
 impl Latency {
     /// Percentiles of a histogram of microseconds.
-    pub fn of(histogram: &Histogram<u64>) -> Self {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
         if histogram.is_empty() {
             return Self::default();
         }

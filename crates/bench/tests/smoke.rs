@@ -2,6 +2,7 @@
 //! checking that it reports every figure (not how fast they are: that is BENCHMARKS.md's
 //! business, never a test's).
 #![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::too_many_lines, reason = "an end-to-end test reads best as one story, setup to last check")]
 
 use std::process::Command;
 
@@ -43,7 +44,7 @@ fn a_smoke_run_reports_every_figure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_smoke_run_against_a_running_deployment_measures_that_deployment() {
     // The deployment runs here, apart from the bench, which finds it from its settings.
-    let env = hookline_tests::TestEnv::new().await;
+    let env = hookline_sandbox::Sandbox::new().await;
     let services = env.start();
     let environment = env.environment.clone();
     let output = tokio::task::spawn_blocking(move || {

@@ -12,7 +12,7 @@ use lapin::Acker;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -99,7 +99,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// Consumes `options.queue` until `shutdown` is cancelled, running `handler` on up to
 /// `options.concurrency` messages at once. Messages are acked only after the handler
 /// returns [`Outcome::Ack`], many at a time where they finish together (see
-/// [`crate::acks`]); rejected ones are first published (with confirm) to
+/// the `acks` module); rejected ones are first published (with confirm) to
 /// `rejected_queue`. Returns an error only when the broker connection fails.
 pub async fn consume<H, F>(
     connection: &Connection,
@@ -109,72 +109,32 @@ pub async fn consume<H, F>(
     handler: H,
 ) -> Result<()>
 where
-    H: Fn(Arc<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Arc<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Outcome> + Send + 'static,
 {
-    let channel = connection.create_channel().await.context("opening a consuming channel")?;
-    let prefetch = u16::try_from(options.concurrency.max(1)).unwrap_or(u16::MAX);
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await.context("setting prefetch")?;
-    let mut consumer = channel
-        .basic_consume(
-            options.queue.as_str().into(),
-            options.tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .context(format!("consuming {}", options.queue))?;
+    let (channel, mut consumer) = open(connection, &options).await?;
     let slots = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let rejects = Arc::new(rejects);
     let (acks, acking) = Acks::start(options.queue.clone());
+    let handling = Arc::new(Handling { handler, rejects, acks, options });
     let mut tasks = JoinSet::new();
     let result = loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             next = consumer.next() => next,
         };
+        let queue = &handling.options.queue;
         let delivery = match next {
             Some(Ok(delivery)) => delivery,
-            Some(Err(source)) => break Err(Error::Amqp { context: format!("consuming {}", options.queue), source }),
-            None => break Err(Error::ConsumerCancelled(options.queue.clone())),
+            Some(Err(source)) => break Err(Error::Amqp { context: format!("consuming {queue}"), source }),
+            None => break Err(Error::ConsumerCancelled(queue.clone())),
         };
         let Ok(permit) = slots.clone().acquire_owned().await else { break Ok(()) };
-        let tag = delivery.delivery_tag;
-        acks.delivered(tag);
-        // Shared with the handler, so a rejected message can be moved to the rejected
-        // queue as it came without copying every message in case.
-        let incoming = Arc::new(Incoming {
-            data: delivery.data,
-            properties: delivery.properties,
-            redelivered: delivery.redelivered,
-        });
-        let span = tracing::info_span!(
-            "consume",
-            otel.name = %format!("process {}", options.queue),
-            otel.kind = "consumer",
-            service.name = options.service,
-            messaging.destination.name = %options.queue,
-            redelivered = incoming.redelivered,
-        );
-        // Only upstream publishers put trace context in headers (hookline's own messages
-        // carry it per item): an event published in a trace is ingested in it.
-        trace::continue_from_headers(&span, incoming.properties.headers().as_ref());
-        let handler = handler.clone();
-        let rejects = rejects.clone();
-        let metrics = options.metrics.clone();
-        let queue = options.queue.clone();
-        let (acker, acks) = (delivery.acker, acks.clone());
-        // Boxed: a handler's future runs to kilobytes, and the runtime moves a task's
-        // future (and later its output slot) several times; a box moves as a pointer.
-        let task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
-            let _permit = permit;
-            let outcome = handler(incoming.clone()).await;
-            settle(Settling { acks: &acks, tag, acker }, outcome, &incoming, &queue, &rejects, &metrics).await;
-        });
+        let (task, span) = Handling::task(&handling, delivery, permit);
         tasks.spawn(task.instrument(span));
         while tasks.try_join_next().is_some() {}
     };
     // Stop receiving, let in-flight messages finish for a while, then hand the rest back.
+    let options = &handling.options;
     let _ = channel.basic_cancel(options.tag.as_str().into(), BasicCancelOptions::default()).await;
     let drained =
         tokio::time::timeout(options.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -184,10 +144,83 @@ where
         while tasks.join_next().await.is_some() {}
     }
     // Every handler is done or gone: ack what finished before closing the channel.
-    drop(acks);
+    drop(handling);
     acking.finish().await;
     let _ = channel.close(200, "shutdown".into()).await;
     result
+}
+
+/// A channel consuming `options.queue` with a prefetch of `options.concurrency`.
+async fn open(connection: &Connection, options: &ConsumerOptions) -> Result<(lapin::Channel, lapin::Consumer)> {
+    let channel = connection.create_channel().await.context("opening a consuming channel")?;
+    let prefetch = u16::try_from(options.concurrency.max(1)).unwrap_or(u16::MAX);
+    channel.basic_qos(prefetch, BasicQosOptions::default()).await.context("setting prefetch")?;
+    let consumer = channel
+        .basic_consume(
+            options.queue.as_str().into(),
+            options.tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .context(format!("consuming {}", options.queue))?;
+    Ok((channel, consumer))
+}
+
+/// What every message's task shares.
+struct Handling<H> {
+    handler: H,
+    rejects: (Publisher, String),
+    acks: Acks,
+    options: ConsumerOptions,
+}
+
+/// A message's task, boxed: a handler's future runs to kilobytes, and the runtime moves a
+/// task's future (and later its output slot) several times; a box moves as a pointer.
+type Task = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl<H, F> Handling<H>
+where
+    H: Fn(Arc<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    /// The task that handles and settles one delivered message, holding `permit` (a
+    /// place in the consumer's concurrency) while it runs, and the span it runs in.
+    fn task(
+        this: &Arc<Self>,
+        delivery: lapin::message::Delivery,
+        permit: OwnedSemaphorePermit,
+    ) -> (Task, tracing::Span) {
+        let tag = delivery.delivery_tag;
+        this.acks.delivered(tag);
+        // Shared with the handler, so a rejected message can be moved to the rejected
+        // queue as it came without copying every message in case.
+        let incoming = Arc::new(Incoming {
+            data: delivery.data,
+            properties: delivery.properties,
+            redelivered: delivery.redelivered,
+        });
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format!("process {}", this.options.queue),
+            otel.kind = "consumer",
+            service.name = this.options.service,
+            messaging.destination.name = %this.options.queue,
+            redelivered = incoming.redelivered,
+        );
+        // Only upstream publishers put trace context in headers (hookline's own messages
+        // carry it per item): an event published in a trace is ingested in it.
+        trace::continue_from_headers(&span, incoming.properties.headers().as_ref());
+        let (this, acker) = (this.clone(), delivery.acker);
+        let task: Task = Box::pin(async move {
+            let _permit = permit;
+            let outcome = (this.handler)(incoming.clone()).await;
+            let settling = Settling { acks: &this.acks, tag, acker };
+            let Self { rejects, options, .. } = &*this;
+            settle(settling, outcome, &incoming, &options.queue, rejects, &options.metrics).await;
+        });
+        (task, span)
+    }
 }
 
 /// One delivered message's ways to be settled.

@@ -11,7 +11,7 @@ use hookline_telemetry::Settings;
 use lapin::BasicProperties;
 
 #[derive(Debug, Subcommand)]
-pub enum OrgCommand {
+pub(crate) enum OrgCommand {
     /// Create an organisation; prints its id and an admin API key (shown once).
     Create {
         /// Organisation name.
@@ -20,13 +20,13 @@ pub enum OrgCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum WebhookCommand {
+pub(crate) enum WebhookCommand {
     /// Create a webhook; prints its id and signing secret.
     Create(WebhookCreateArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct WebhookCreateArgs {
+pub(crate) struct WebhookCreateArgs {
     /// Owning organisation id.
     #[arg(long)]
     org: OrganizationId,
@@ -63,7 +63,7 @@ pub struct WebhookCreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// Organisation id.
     #[arg(long)]
     org: OrganizationId,
@@ -91,7 +91,7 @@ async fn pool(settings: &Settings) -> anyhow::Result<hookline_store::Pool> {
     Ok(hookline_store::open(settings.database_url(), 2).await?)
 }
 
-pub async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
+pub(crate) async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
         OrgCommand::Create { name } => {
             let created = admin::create_organization(&pool(settings).await?, &name).await?;
@@ -101,7 +101,7 @@ pub async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()>
     Ok(())
 }
 
-pub async fn webhook(command: WebhookCommand, settings: &Settings) -> anyhow::Result<()> {
+pub(crate) async fn webhook(command: WebhookCommand, settings: &Settings) -> anyhow::Result<()> {
     let WebhookCommand::Create(args) = command;
     let basic = match args.basic {
         None => None,
@@ -138,7 +138,7 @@ pub async fn webhook(command: WebhookCommand, settings: &Settings) -> anyhow::Re
 }
 
 /// The JSON envelope an upstream application publishes.
-pub fn envelope(args: &PublishArgs) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn envelope(args: &PublishArgs) -> anyhow::Result<serde_json::Value> {
     let data: serde_json::Value = serde_json::from_str(&args.data).context("--data must be a JSON object")?;
     Ok(serde_json::json!({
         "id": args.id,
@@ -152,14 +152,14 @@ pub fn envelope(args: &PublishArgs) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
-pub async fn publish(args: PublishArgs, settings: &Settings) -> anyhow::Result<()> {
+pub(crate) async fn publish(args: PublishArgs, settings: &Settings) -> anyhow::Result<()> {
     let body = publish_event(&args, settings).await?;
     println!("{}", serde_json::to_string_pretty(&serde_json::json!({"published": body}))?);
     Ok(())
 }
 
 /// Publishes the event described by `args` and returns the envelope sent.
-pub async fn publish_event(args: &PublishArgs, settings: &Settings) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn publish_event(args: &PublishArgs, settings: &Settings) -> anyhow::Result<serde_json::Value> {
     let body = envelope(args)?;
     let delays = settings.retry_policy()?.delays().to_vec();
     let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-cli", &delays).await?;
@@ -172,7 +172,7 @@ pub async fn publish_event(args: &PublishArgs, settings: &Settings) -> anyhow::R
 
 impl PublishArgs {
     /// A live event with a payload, for the demo.
-    pub fn sample(org: OrganizationId, event_type: &str, data: &str) -> Self {
+    pub(crate) fn sample(org: OrganizationId, event_type: &str, data: &str) -> Self {
         Self {
             org,
             event_type: event_type.to_owned(),

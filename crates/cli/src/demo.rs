@@ -11,13 +11,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use clap::Args;
 use hookline_api::admin::{self, EndpointInput, WebhookInput, WebhookRules};
+use hookline_core::ids::OrganizationId;
 use hookline_telemetry::Settings;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::PublishArgs;
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Keep running after the sample deliveries settle (Ctrl-C to stop).
     #[arg(long)]
     keep_running: bool,
@@ -51,7 +52,40 @@ async fn receive(State(receiver): State<Receiver>, uri: Uri, headers: HeaderMap,
     status
 }
 
-pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
+/// The demo's two webhooks, to the receiver at `address`, which learns their secrets.
+async fn create_webhooks(
+    pool: &hookline_store::Pool,
+    settings: &Settings,
+    org: &OrganizationId,
+    receiver: &Receiver,
+    address: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let secrets = settings.secret_box()?;
+    hookline_store::repo::key_check::verify(pool, &secrets).await?;
+    let catalog = settings.catalog()?;
+    let rules = WebhookRules { catalog: &catalog, allow_http: true };
+    for (name, path, events) in
+        [("Jobs to CRM", "/crm/jobs", "job.*"), ("Reports to warehouse (flaky)", "/warehouse/flaky", "report.created")]
+    {
+        let input = WebhookInput {
+            organization_id: Some(org.clone()),
+            name: name.into(),
+            endpoints: vec![EndpointInput { url: format!("http://{address}{path}"), ..Default::default() }],
+            events: vec![events.into()],
+            active: true,
+            created_by: Some("demo".into()),
+            ..Default::default()
+        };
+        let created = admin::create_webhook(pool, &secrets, rules, input).await?;
+        if let Ok(mut map) = receiver.secrets.lock() {
+            map.insert(path.to_owned(), created.signing_secret.clone());
+        }
+        println!("webhook {} `{name}` -> {path} for {events}", created.id);
+    }
+    Ok(())
+}
+
+pub(crate) async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     // A demo on one machine: loopback receiver over http, short retry delays so the
     // retry is seen within seconds, human-readable warnings only.
     settings.delivery.allow_http = true;
@@ -77,30 +111,9 @@ pub async fn run(args: DemoArgs, mut settings: Settings) -> anyhow::Result<()> {
     let pool = hookline_store::open(settings.database_url(), 4).await.context("connecting to PostgreSQL")?;
     let secrets = settings.secret_box()?;
     hookline_store::repo::key_check::verify(&pool, &secrets).await?;
-    let catalog = settings.catalog()?;
     let org = admin::create_organization(&pool, "Demo Solar Co").await?;
     println!("organisation {} created (admin key {}…)", org.id, &org.api_key[..10]);
-    let rules = WebhookRules { catalog: &catalog, allow_http: true };
-    let mut webhook_ids = Vec::new();
-    for (name, path, events) in
-        [("Jobs to CRM", "/crm/jobs", "job.*"), ("Reports to warehouse (flaky)", "/warehouse/flaky", "report.created")]
-    {
-        let input = WebhookInput {
-            organization_id: Some(org.id.clone()),
-            name: name.into(),
-            endpoints: vec![EndpointInput { url: format!("http://{address}{path}"), ..Default::default() }],
-            events: vec![events.into()],
-            active: true,
-            created_by: Some("demo".into()),
-            ..Default::default()
-        };
-        let created = admin::create_webhook(&pool, &secrets, rules, input).await?;
-        if let Ok(mut map) = receiver.secrets.lock() {
-            map.insert(path.to_owned(), created.signing_secret.clone());
-        }
-        println!("webhook {} `{name}` -> {path} for {events}", created.id);
-        webhook_ids.push(created.id);
-    }
+    create_webhooks(&pool, &settings, &org.id, &receiver, address).await?;
 
     let services_shutdown = shutdown.child_token();
     let metrics = hookline_telemetry::Metrics::new();

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 /// One of hookline's services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Service {
+pub(crate) enum Service {
     Ingest,
     Router,
     Worker,
@@ -16,9 +16,10 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 5] = [Service::Ingest, Service::Router, Service::Worker, Service::Scheduler, Service::Api];
+    pub(crate) const ALL: [Service; 5] =
+        [Service::Ingest, Service::Router, Service::Worker, Service::Scheduler, Service::Api];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Service::Ingest => "hookline-ingest",
             Service::Router => "hookline-router",
@@ -29,7 +30,12 @@ impl Service {
     }
 
     /// Runs the service until `shutdown` is cancelled.
-    pub async fn run(self, settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub(crate) async fn run(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         match self {
             Service::Ingest => hookline_ingest::run(settings, metrics, shutdown).await?,
             Service::Router => hookline_router::run(settings, metrics, shutdown).await?,
@@ -47,7 +53,7 @@ impl Service {
 }
 
 /// Runs one service with logging, tracing, metrics and signal handling.
-pub async fn one(service: Service, settings: Settings) -> anyhow::Result<()> {
+pub(crate) async fn one(service: Service, settings: Settings) -> anyhow::Result<()> {
     init_tracing(service.name(), &settings.telemetry);
     let shutdown = shutdown_on_signals();
     let metrics = Metrics::new();
@@ -59,7 +65,7 @@ pub async fn one(service: Service, settings: Settings) -> anyhow::Result<()> {
 
 /// Runs every service in this process, with one `/metrics` endpoint for all of them;
 /// the first to fail stops the others.
-pub async fn all(settings: Settings) -> anyhow::Result<()> {
+pub(crate) async fn all(settings: Settings) -> anyhow::Result<()> {
     init_tracing("hookline", &settings.telemetry);
     let shutdown = shutdown_on_signals();
     let metrics = Metrics::new();
@@ -70,7 +76,7 @@ pub async fn all(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Runs every service until `shutdown` is cancelled or one of them fails.
-pub async fn run_all(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn run_all(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Migrate once up front rather than have five services queue on the lock.
     let pool = hookline_store::connect(settings.database_url(), 1)?;
     hookline_store::migrate(&pool).await.context("migrating the database")?;

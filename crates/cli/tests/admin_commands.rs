@@ -1,6 +1,7 @@
 //! The bootstrap commands, run as the `hookline` binary against the real database and
 //! broker: their JSON output is what an operator copies into the next command.
 #![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::too_many_lines, reason = "an end-to-end test reads best as one story, setup to last check")]
 
 use std::process::Output;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! none of them: its unacknowledged jobs return to the queue and another worker (a
 //! competing consumer) delivers them.
 #![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::too_many_lines, reason = "an end-to-end test reads best as one story, setup to last check")]
 
 use std::collections::BTreeSet;
 use std::process::{Child, Stdio};

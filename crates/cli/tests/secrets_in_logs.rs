@@ -2,6 +2,7 @@
 //! uses every credential type, an API key and signing secrets, and its whole output is
 //! searched for them.
 #![allow(clippy::unwrap_used, missing_docs)]
+#![allow(clippy::too_many_lines, reason = "an end-to-end test reads best as one story, setup to last check")]
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

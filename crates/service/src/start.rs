@@ -74,7 +74,7 @@ impl Service {
     /// shutdown; in-flight messages then get `shutdown.grace` to finish.
     pub async fn consume<H, F>(&self, queue: String, concurrency: usize, handler: H) -> Result<()>
     where
-        H: Fn(Arc<Incoming>) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Arc<Incoming>) -> F + Send + Sync + 'static,
         F: Future<Output = Outcome> + Send + 'static,
     {
         let options = ConsumerOptions {

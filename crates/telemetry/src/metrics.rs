@@ -122,93 +122,100 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// `metric`, registered as `name` with `help`: what the registry reads at every scrape
+/// is the clone it keeps.
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// A fresh registry with every hookline metric at zero.
+    #[allow(clippy::too_many_lines, reason = "one registration per metric, with the help text /metrics shows")]
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("hookline");
-        let events_ingested = Family::<SourceLabels, Counter>::default();
-        registry.register("events_ingested", "Events accepted (duplicates included)", events_ingested.clone());
-        let messages_rejected = Family::<RejectLabels, Counter>::default();
-        registry.register(
-            "messages_rejected",
-            "Messages moved to the rejected queue, by the queue they came from and the reason",
-            messages_rejected.clone(),
-        );
-        let deliveries_created = Counter::default();
-        registry.register(
-            "deliveries_created",
-            "Deliveries created (one per event and matching endpoint)",
-            deliveries_created.clone(),
-        );
-        let deliveries_completed = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "deliveries_completed",
-            "Deliveries that ended, by outcome (succeeded, failed, closed)",
-            deliveries_completed.clone(),
-        );
-        let attempts = Family::<AttemptLabels, Counter>::default();
-        registry.register(
-            "attempts",
-            "Delivery attempts by response status class (2xx to 5xx, or none when no response came)",
-            attempts.clone(),
-        );
-        let attempt_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        registry.register(
-            "attempt_duration_seconds",
-            "Time from sending a delivery request to its response (or failure)",
-            attempt_duration.clone(),
-        );
-        let delivery_latency = Histogram::new(exponential_buckets(0.005, 2.5, 16));
-        registry.register(
-            "delivery_latency_seconds",
-            "Time from an event's occurred_at to its successful delivery, retries included",
-            delivery_latency.clone(),
-        );
-        let attempts_in_flight = Gauge::default();
-        registry.register("attempts_in_flight", "Delivery requests waiting for a response", attempts_in_flight.clone());
-        let retries_scheduled = Family::<DelayLabels, Counter>::default();
-        registry.register(
-            "retries_scheduled",
-            "Failed attempts put into a delay queue, by delay",
-            retries_scheduled.clone(),
-        );
-        let queue_messages = Family::<QueueLabels, Gauge>::default();
-        registry.register(
-            "queue_messages",
-            "Messages waiting in each queue (delivery, delay queues, rejected, ...) at scrape time",
-            queue_messages.clone(),
-        );
-        let batch_rows = Family::<StatementLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            batch_rows_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "batch_rows",
-            "Messages whose database work ran in one statement, by statement (group commit at work)",
-            batch_rows.clone(),
-        );
-        let batch_seconds = Family::<StatementLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            batch_seconds_histogram as fn() -> Histogram,
-        );
-        registry.register(
-            "batch_seconds",
-            "Time one batched statement (or route message publish) took, by statement: what a message waits behind",
-            batch_seconds.clone(),
-        );
+        let r = &mut registry;
+        let statements = || Family::<StatementLabels, Histogram, fn() -> Histogram>::new_with_constructor;
         Self(Arc::new(Inner {
-            registry,
-            events_ingested,
-            messages_rejected,
-            deliveries_created,
-            deliveries_completed,
-            attempts,
-            attempt_duration,
-            delivery_latency,
-            attempts_in_flight,
-            retries_scheduled,
-            queue_messages,
-            batch_rows,
-            batch_seconds,
+            events_ingested: registered(
+                r,
+                "events_ingested",
+                "Events accepted (duplicates included)",
+                Family::default(),
+            ),
+            messages_rejected: registered(
+                r,
+                "messages_rejected",
+                "Messages moved to the rejected queue, by the queue they came from and the reason",
+                Family::default(),
+            ),
+            deliveries_created: registered(
+                r,
+                "deliveries_created",
+                "Deliveries created (one per event and matching endpoint)",
+                Counter::default(),
+            ),
+            deliveries_completed: registered(
+                r,
+                "deliveries_completed",
+                "Deliveries that ended, by outcome (succeeded, failed, closed)",
+                Family::default(),
+            ),
+            attempts: registered(
+                r,
+                "attempts",
+                "Delivery attempts by response status class (2xx to 5xx, or none when no response came)",
+                Family::default(),
+            ),
+            attempt_duration: registered(
+                r,
+                "attempt_duration_seconds",
+                "Time from sending a delivery request to its response (or failure)",
+                Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            ),
+            delivery_latency: registered(
+                r,
+                "delivery_latency_seconds",
+                "Time from an event's occurred_at to its successful delivery, retries included",
+                Histogram::new(exponential_buckets(0.005, 2.5, 16)),
+            ),
+            attempts_in_flight: registered(
+                r,
+                "attempts_in_flight",
+                "Delivery requests waiting for a response",
+                Gauge::default(),
+            ),
+            retries_scheduled: registered(
+                r,
+                "retries_scheduled",
+                "Failed attempts put into a delay queue, by delay",
+                Family::default(),
+            ),
+            queue_messages: registered(
+                r,
+                "queue_messages",
+                "Messages waiting in each queue (delivery, delay queues, rejected, ...) at scrape time",
+                Family::default(),
+            ),
+            batch_rows: registered(
+                r,
+                "batch_rows",
+                "Messages whose database work ran in one statement, by statement (group commit at work)",
+                statements()(batch_rows_histogram as fn() -> Histogram),
+            ),
+            batch_seconds: registered(
+                r,
+                "batch_seconds",
+                "Time one batched statement (or route message publish) took, by statement: what a message waits behind",
+                statements()(batch_seconds_histogram as fn() -> Histogram),
+            ),
             queue_depths: OnceLock::new(),
+            registry,
         }))
     }
 

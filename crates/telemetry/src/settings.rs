@@ -9,7 +9,7 @@ use hookline_core::{Catalog, RetryPolicy};
 use secrecy::{ExposeSecret as _, SecretString};
 
 /// The defaults file, shipped in the repository and compiled in.
-pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
+pub(crate) const DEFAULTS: &str = include_str!("../../../config/default.toml");
 
 /// A configuration that cannot be used; the message names the key.
 #[derive(Debug, thiserror::Error)]

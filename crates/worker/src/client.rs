@@ -90,17 +90,18 @@ pub fn classify(err: &reqwest::Error) -> ErrorKind {
     let mut blocked = false;
     let mut unresolved = false;
     let mut tls = false;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = source {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
         blocked |= current.is::<BlockedAddress>();
         unresolved |= current.is::<Unresolved>();
         tls |= current.is::<rustls::Error>();
-        // An I/O error's `source` skips the error it wraps (the TLS stream's rustls
-        // error, say): look at that one too.
-        if let Some(wrapped) = current.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
-            tls |= wrapped.is::<rustls::Error>();
-        }
-        source = current.source();
+        // An I/O error's `source` skips the error it wraps (the TLS stream wraps rustls's
+        // error in one, and that in another): go into the wrapped error instead.
+        let wrapped = current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        cause = match wrapped {
+            Some(wrapped) => Some(wrapped as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
     if blocked {
         ErrorKind::BlockedAddress
@@ -114,5 +115,50 @@ pub fn classify(err: &reqwest::Error) -> ErrorKind {
         ErrorKind::Connect
     } else {
         ErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt as _;
+
+    use super::*;
+
+    /// A loopback listener that answers every connection with `reply` (and then
+    /// closes it), or holds it open saying nothing when `reply` is `None`.
+    async fn listener(reply: Option<&'static [u8]>) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                match reply {
+                    Some(reply) => {
+                        let _ = stream.write_all(reply).await;
+                    }
+                    None => held.push(stream),
+                }
+            }
+        });
+        port
+    }
+
+    async fn failure(client: &reqwest::Client, url: String) -> ErrorKind {
+        classify(&client.get(url).send().await.expect_err("the request fails"))
+    }
+
+    #[tokio::test]
+    async fn failures_are_told_apart_by_the_typed_errors_among_their_causes() {
+        let open = AddressPolicy { allow_private_networks: true, allowed_networks: Vec::new() };
+        let client = build(Duration::from_millis(500), &open, 4).unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        assert_eq!(failure(&client, format!("http://127.0.0.1:{closed}/")).await, ErrorKind::Connect);
+        assert_eq!(failure(&client, "http://nowhere.invalid/".into()).await, ErrorKind::Dns);
+        let plain = listener(Some(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")).await;
+        assert_eq!(failure(&client, format!("https://127.0.0.1:{plain}/")).await, ErrorKind::Tls);
+        let silent = listener(None).await;
+        assert_eq!(failure(&client, format!("http://127.0.0.1:{silent}/")).await, ErrorKind::Timeout);
+        let guarded = build(Duration::from_millis(500), &AddressPolicy::default(), 4).unwrap();
+        assert_eq!(failure(&guarded, format!("http://localhost:{silent}/")).await, ErrorKind::BlockedAddress);
     }
 }

@@ -71,6 +71,27 @@ impl Routed {
     }
 }
 
+/// Marks the events routed and inserts the deliveries of those it found under the
+/// organisation named, returning what the first attempts need of each event.
+const CREATE_DELIVERIES: &str = "WITH routed AS (
+                 UPDATE events e SET routed_at = coalesce(e.routed_at, now())
+                 FROM unnest($6::text[], $7::text[]) AS r (id, organization_id)
+                 WHERE e.id = r.id AND e.organization_id = r.organization_id
+                 RETURNING e.id, e.organization_id, e.event_type, e.environment, e.occurred_at,
+                     CASE WHEN pg_column_compression(e.data) IS NULL AND pg_column_size(e.data) <= $8
+                         THEN e.data::text END AS data),
+             created AS (
+                 INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
+                 SELECT d.id, d.event_id, d.endpoint_id, d.webhook_id, d.organization_id
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                     AS d (id, event_id, endpoint_id, webhook_id, organization_id)
+                 JOIN routed r ON r.id = d.event_id AND r.organization_id = d.organization_id
+                 ON CONFLICT (event_id, endpoint_id) DO NOTHING
+                 RETURNING id, event_id, endpoint_id)
+             SELECT r.id AS event_id, r.organization_id, c.id AS delivery_id, c.endpoint_id, r.event_type,
+                 r.environment, r.occurred_at, CASE WHEN octet_length(r.data) <= $8 THEN r.data END AS data
+             FROM routed r LEFT JOIN created c ON c.event_id = r.id";
+
 /// [`create_for_event`] for several events in one statement (one commit); answers for
 /// each event in order: what was created, or `None` when its organisation has no such
 /// event stored.
@@ -99,24 +120,7 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
     let client = pool.get().await?;
     let rows = client
         .query_typed(
-            "WITH routed AS (
-                 UPDATE events e SET routed_at = coalesce(e.routed_at, now())
-                 FROM unnest($6::text[], $7::text[]) AS r (id, organization_id)
-                 WHERE e.id = r.id AND e.organization_id = r.organization_id
-                 RETURNING e.id, e.organization_id, e.event_type, e.environment, e.occurred_at,
-                     CASE WHEN pg_column_compression(e.data) IS NULL AND pg_column_size(e.data) <= $8
-                         THEN e.data::text END AS data),
-             created AS (
-                 INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
-                 SELECT d.id, d.event_id, d.endpoint_id, d.webhook_id, d.organization_id
-                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-                     AS d (id, event_id, endpoint_id, webhook_id, organization_id)
-                 JOIN routed r ON r.id = d.event_id AND r.organization_id = d.organization_id
-                 ON CONFLICT (event_id, endpoint_id) DO NOTHING
-                 RETURNING id, event_id, endpoint_id)
-             SELECT r.id AS event_id, r.organization_id, c.id AS delivery_id, c.endpoint_id, r.event_type,
-                 r.environment, r.occurred_at, CASE WHEN octet_length(r.data) <= $8 THEN r.data END AS data
-             FROM routed r LEFT JOIN created c ON c.event_id = r.id",
+            CREATE_DELIVERIES,
             &[
                 (&ids, Type::TEXT_ARRAY),
                 (&event_ids, Type::TEXT_ARRAY),
@@ -130,19 +134,33 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
         )
         .await
         .context("creating deliveries")?;
+    let found = routed_by_event(&rows)?;
+    answer_each(events, found)
+}
+
+/// What the statement created, by event (and the organisation it was routed under).
+fn routed_by_event(rows: &[tokio_postgres::Row]) -> Result<HashMap<(EventId, OrganizationId), Routed>> {
     let mut found: HashMap<(EventId, OrganizationId), Routed> = HashMap::new();
     for row in rows {
         let key = (row.try_get("event_id")?, row.try_get("organization_id")?);
         let routed = match found.entry(key) {
             Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(Routed { deliveries: Vec::new(), event: snapshot_from(&row)? }),
+            Entry::Vacant(entry) => entry.insert(Routed { deliveries: Vec::new(), event: snapshot_from(row)? }),
         };
         let created: Option<DeliveryId> = row.try_get("delivery_id")?;
         if let Some(delivery) = created {
             routed.deliveries.push((delivery, row.try_get("endpoint_id")?));
         }
     }
-    // The same event twice in one call: the first answer has what was created.
+    Ok(found)
+}
+
+/// Each event's answer, in order. The same event twice in one call: the first answer
+/// has what was created.
+fn answer_each(
+    events: &[EventTargets],
+    mut found: HashMap<(EventId, OrganizationId), Routed>,
+) -> Result<Vec<Option<Routed>>> {
     Ok(events
         .iter()
         .map(|(event, organization, _)| {

@@ -54,76 +54,20 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
 ) -> Result<Vec<Stored>> {
     let events: Vec<&UpstreamEvent> = events.iter().map(Borrow::borrow).collect();
     let client = pool.get().await?;
-    const STORE_EVENTS: &str = "WITH input AS (
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                                      $7::text[], $8::text[], $9::jsonb[])
-                     WITH ORDINALITY AS i (id, organization_id, message_id, event_type, environment, occurred_at,
-                                           actor, team, data, n)),
-             ins AS (
-                 INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team,
-                     data, origin, routed_at)
-                 SELECT i.id, i.organization_id, i.message_id, i.event_type, i.environment, i.occurred_at, i.actor,
-                     i.team, i.data, $10::text, CASE WHEN $11 THEN NULL ELSE now() END
-                 FROM input i JOIN organizations o ON o.id = i.organization_id
-                 ORDER BY i.n
-                 ON CONFLICT (organization_id, message_id) DO NOTHING
-                 RETURNING id)
-             SELECT o.id IS NOT NULL AS organization_exists, ins.id AS inserted, prior.id AS prior,
-                 prior.routed_at IS NOT NULL AS prior_routed
-             FROM input i
-             LEFT JOIN organizations o ON o.id = i.organization_id
-             LEFT JOIN ins ON ins.id = i.id
-             LEFT JOIN events prior ON prior.organization_id = i.organization_id AND prior.message_id = i.message_id
-             ORDER BY i.n";
     let mut answers: Vec<Option<Stored>> = vec![None; events.len()];
     // The same key twice in one statement, or a concurrent insert of a key, can leave a
     // row seeing neither its own insert nor the other one; the next pass sees the
     // committed row.
     for _ in 0..3 {
-        let open: Vec<usize> = (0..events.len()).filter(|&i| answers[i].is_none()).collect();
+        let open: Vec<&UpstreamEvent> =
+            (0..events.len()).filter(|&i| answers[i].is_none()).map(|i| events[i]).collect();
         if open.is_empty() {
             break;
         }
-        let ids: Vec<EventId> = open.iter().map(|_| EventId::generate()).collect();
-        let message_ids: Vec<&str> =
-            open.iter().zip(&ids).map(|(&i, id)| events[i].message_id.as_deref().unwrap_or(id.as_str())).collect();
-        let organizations: Vec<&OrganizationId> = open.iter().map(|&i| &events[i].organization).collect();
-        let event_types: Vec<&str> = open.iter().map(|&i| events[i].event_type.as_str()).collect();
-        let environments: Vec<Environment> = open.iter().map(|&i| events[i].environment).collect();
-        let occurred_at = open.iter().map(|&i| events[i].occurred_at).collect::<Vec<_>>();
-        let actors = open.iter().map(|&i| events[i].actor.as_deref()).collect::<Vec<_>>();
-        let teams = open.iter().map(|&i| events[i].team.as_deref()).collect::<Vec<_>>();
-        let data = open.iter().map(|&i| &events[i].data).collect::<Vec<_>>();
-        let rows = client
-            .query_typed(
-                STORE_EVENTS,
-                &[
-                    (&ids, Type::TEXT_ARRAY),
-                    (&organizations, Type::TEXT_ARRAY),
-                    (&message_ids, Type::TEXT_ARRAY),
-                    (&event_types, Type::TEXT_ARRAY),
-                    (&environments, Type::TEXT_ARRAY),
-                    (&occurred_at, Type::TIMESTAMPTZ_ARRAY),
-                    (&actors, Type::TEXT_ARRAY),
-                    (&teams, Type::TEXT_ARRAY),
-                    (&data, Type::JSONB_ARRAY),
-                    (&origin, Type::TEXT),
-                    (&origin.is_routed(), Type::BOOL),
-                ],
-            )
-            .await
-            .context("storing events")?;
-        for (&i, row) in open.iter().zip(rows) {
-            let inserted: Option<EventId> = row.try_get("inserted")?;
-            let prior: Option<EventId> = row.try_get("prior")?;
-            answers[i] = if !row.try_get::<_, bool>("organization_exists")? {
-                Some(Stored::UnknownOrganization)
-            } else if let Some(inserted) = inserted {
-                Some(Stored::Inserted(inserted))
-            } else {
-                let routed = row.try_get::<_, Option<bool>>("prior_routed")?.unwrap_or(false);
-                prior.map(|id| Stored::Duplicate { id, routed })
-            };
+        let stored = store(&client, &open, origin).await?;
+        let mut stored = stored.into_iter();
+        for answer in answers.iter_mut().filter(|answer| answer.is_none()) {
+            *answer = stored.next().flatten();
         }
         if answers.iter().any(Option::is_none) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -132,6 +76,79 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
     answers
         .into_iter()
         .map(|answer| answer.ok_or_else(|| crate::Error::Corrupt("an event key was neither inserted nor found".into())))
+        .collect()
+}
+
+/// Stores the events of one pass, each once per (organisation, idempotency key).
+const STORE_EVENTS: &str = "WITH input AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+                              $7::text[], $8::text[], $9::jsonb[])
+             WITH ORDINALITY AS i (id, organization_id, message_id, event_type, environment, occurred_at,
+                                   actor, team, data, n)),
+     ins AS (
+         INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team,
+             data, origin, routed_at)
+         SELECT i.id, i.organization_id, i.message_id, i.event_type, i.environment, i.occurred_at, i.actor,
+             i.team, i.data, $10::text, CASE WHEN $11 THEN NULL ELSE now() END
+         FROM input i JOIN organizations o ON o.id = i.organization_id
+         ORDER BY i.n
+         ON CONFLICT (organization_id, message_id) DO NOTHING
+         RETURNING id)
+     SELECT o.id IS NOT NULL AS organization_exists, ins.id AS inserted, prior.id AS prior,
+         prior.routed_at IS NOT NULL AS prior_routed
+     FROM input i
+     LEFT JOIN organizations o ON o.id = i.organization_id
+     LEFT JOIN ins ON ins.id = i.id
+     LEFT JOIN events prior ON prior.organization_id = i.organization_id AND prior.message_id = i.message_id
+     ORDER BY i.n";
+
+/// One pass of [`insert_all`]: what became of each event, `None` for one whose key it
+/// could see neither inserted nor stored before (the next pass will).
+async fn store(
+    client: &deadpool_postgres::Client,
+    events: &[&UpstreamEvent],
+    origin: Origin,
+) -> Result<Vec<Option<Stored>>> {
+    let ids: Vec<EventId> = events.iter().map(|_| EventId::generate()).collect();
+    let message_ids: Vec<&str> =
+        events.iter().zip(&ids).map(|(event, id)| event.message_id.as_deref().unwrap_or(id.as_str())).collect();
+    let organizations: Vec<&OrganizationId> = events.iter().map(|event| &event.organization).collect();
+    let event_types: Vec<&str> = events.iter().map(|event| event.event_type.as_str()).collect();
+    let environments: Vec<Environment> = events.iter().map(|event| event.environment).collect();
+    let occurred_at: Vec<_> = events.iter().map(|event| event.occurred_at).collect();
+    let actors: Vec<_> = events.iter().map(|event| event.actor.as_deref()).collect();
+    let teams: Vec<_> = events.iter().map(|event| event.team.as_deref()).collect();
+    let data: Vec<_> = events.iter().map(|event| &event.data).collect();
+    let rows = client
+        .query_typed(
+            STORE_EVENTS,
+            &[
+                (&ids, Type::TEXT_ARRAY),
+                (&organizations, Type::TEXT_ARRAY),
+                (&message_ids, Type::TEXT_ARRAY),
+                (&event_types, Type::TEXT_ARRAY),
+                (&environments, Type::TEXT_ARRAY),
+                (&occurred_at, Type::TIMESTAMPTZ_ARRAY),
+                (&actors, Type::TEXT_ARRAY),
+                (&teams, Type::TEXT_ARRAY),
+                (&data, Type::JSONB_ARRAY),
+                (&origin, Type::TEXT),
+                (&origin.is_routed(), Type::BOOL),
+            ],
+        )
+        .await
+        .context("storing events")?;
+    rows.iter()
+        .map(|row| {
+            if !row.try_get::<_, bool>("organization_exists")? {
+                return Ok(Some(Stored::UnknownOrganization));
+            }
+            if let Some(inserted) = row.try_get::<_, Option<EventId>>("inserted")? {
+                return Ok(Some(Stored::Inserted(inserted)));
+            }
+            let routed = row.try_get::<_, Option<bool>>("prior_routed")?.unwrap_or(false);
+            Ok(row.try_get::<_, Option<EventId>>("prior")?.map(|id| Stored::Duplicate { id, routed }))
+        })
         .collect()
 }
 

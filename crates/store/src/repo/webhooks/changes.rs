@@ -163,49 +163,53 @@ pub async fn update(
         .await
         .context("reordering endpoints")?;
     for (index, (endpoint, existing)) in updated.endpoints.iter().zip(endpoint_ids).enumerate() {
-        let headers = headers_json(endpoint)?;
-        let rows = match existing {
-            Some(endpoint_id) => tx
-                .execute(
-                    "UPDATE endpoints SET position = $3, url = $4, method = $5, credential_id = $6, headers = $7
-                     WHERE id = $1 AND webhook_id = $2 AND removed_at IS NULL",
-                    &[
-                        endpoint_id,
-                        id,
-                        &position(index),
-                        &endpoint.url,
-                        &endpoint.method,
-                        &endpoint.credential_id,
-                        &headers,
-                    ],
-                )
-                .await
-                .context("updating an endpoint")?,
-            None => tx
-                .execute(
-                    "INSERT INTO endpoints (id, webhook_id, organization_id, position, url, method, credential_id,
-                         headers)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    &[
-                        &EndpointId::generate(),
-                        id,
-                        &updated.organization_id,
-                        &position(index),
-                        &endpoint.url,
-                        &endpoint.method,
-                        &endpoint.credential_id,
-                        &headers,
-                    ],
-                )
-                .await
-                .context("adding an endpoint")?,
-        };
-        if rows != 1 {
-            return Err(Error::Corrupt(format!("endpoint {existing:?} is not one of webhook {id}'s endpoints")));
-        }
+        put_endpoint(&tx, id, &updated.organization_id, position(index), endpoint, existing.as_ref()).await?;
     }
     tx.commit().await.context("committing a webhook update")?;
     Ok(true)
+}
+
+/// Changes the `existing` endpoint of a webhook in place, or adds a new one, at `position`.
+async fn put_endpoint(
+    tx: &deadpool_postgres::Transaction<'_>,
+    webhook: &WebhookId,
+    organization: &OrganizationId,
+    position: i32,
+    endpoint: &NewEndpoint,
+    existing: Option<&EndpointId>,
+) -> Result<()> {
+    let headers = headers_json(endpoint)?;
+    let rows = match existing {
+        Some(endpoint_id) => tx
+            .execute(
+                "UPDATE endpoints SET position = $3, url = $4, method = $5, credential_id = $6, headers = $7
+                 WHERE id = $1 AND webhook_id = $2 AND removed_at IS NULL",
+                &[endpoint_id, webhook, &position, &endpoint.url, &endpoint.method, &endpoint.credential_id, &headers],
+            )
+            .await
+            .context("updating an endpoint")?,
+        None => tx
+            .execute(
+                "INSERT INTO endpoints (id, webhook_id, organization_id, position, url, method, credential_id, headers)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &EndpointId::generate(),
+                    webhook,
+                    organization,
+                    &position,
+                    &endpoint.url,
+                    &endpoint.method,
+                    &endpoint.credential_id,
+                    &headers,
+                ],
+            )
+            .await
+            .context("adding an endpoint")?,
+    };
+    if rows != 1 {
+        return Err(Error::Corrupt(format!("endpoint {existing:?} is not one of webhook {webhook}'s endpoints")));
+    }
+    Ok(())
 }
 
 /// Activates an inactive webhook. Returns `None` when there is no such webhook, and

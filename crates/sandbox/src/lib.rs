@@ -1,4 +1,5 @@
-//! A throwaway world per test: its own database, its own broker prefix, its services.
+#![doc = include_str!("../README.md")]
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,6 +21,14 @@ fn admin_database_url() -> String {
 
 fn amqp_url() -> String {
     std::env::var("HOOKLINE_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Every span finished in this process, when the sandbox installed tracing (the first
+/// sandbox of a process that had not installed it itself does): a test can check the
+/// trace its event made.
+pub fn spans() -> &'static hookline_telemetry::MemoryExporter {
+    static SPANS: std::sync::OnceLock<hookline_telemetry::MemoryExporter> = std::sync::OnceLock::new();
+    SPANS.get_or_init(hookline_telemetry::MemoryExporter::default)
 }
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
@@ -86,12 +95,17 @@ impl ApiServer {
     }
 }
 
-/// One test's database, broker prefix and settings.
-pub struct TestEnv {
+/// One test's (or benchmark scenario's) database, broker prefix and settings.
+pub struct Sandbox {
+    /// The id in its database's name and broker prefix.
     pub id: String,
+    /// The settings its services run with.
     pub settings: Settings,
+    /// Its database, migrated.
     pub pool: Pool,
+    /// Its broker prefix, with the topology declared.
     pub bus: Bus,
+    /// The key its secrets are sealed with.
     pub secrets: SecretBox,
     /// What this test's services count; every test has its own.
     pub metrics: hookline_telemetry::Metrics,
@@ -123,7 +137,7 @@ impl Drop for Services {
     }
 }
 
-impl TestEnv {
+impl Sandbox {
     /// A fresh environment with retry delays of 1 s and 2 s and a 2 s delivery timeout.
     pub async fn new() -> Self {
         Self::with(&[]).await
@@ -165,7 +179,7 @@ impl TestEnv {
         .collect();
         environment.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = Settings::load_with(None, environment.clone()).unwrap();
-        hookline_telemetry::init_tracing_in_memory("hookline-tests", &settings.telemetry, crate::spans().clone());
+        hookline_telemetry::init_tracing_in_memory("hookline-sandbox", &settings.telemetry, spans().clone());
         let pool = hookline_store::open(settings.database_url(), 8).await.unwrap();
         let delays = settings.retry_policy().unwrap().delays().to_vec();
         let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", &delays).await.unwrap();
@@ -335,7 +349,7 @@ async fn cleanup(settings: Settings, database: String) {
     }
 }
 
-impl Drop for TestEnv {
+impl Drop for Sandbox {
     fn drop(&mut self) {
         if self.cleaned {
             return;
