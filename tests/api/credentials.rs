@@ -1,4 +1,4 @@
-use hookline_tests::{Receiver, TestEnv};
+use hookline_tests::{Running, TestEnv};
 use serde_json::json;
 
 use crate::WAIT;
@@ -121,12 +121,9 @@ async fn bad_credentials_and_mismatched_environments_are_refused_and_used_ones_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_them() {
-    let env = TestEnv::new().await;
-    let receiver = Receiver::start().await;
-    let api = env.start_api().await;
-    let services = env.start();
-    let org = env.organization().await;
-    let key = Some(org.api_key.as_str());
+    let running = Running::start(&[]).await;
+    let Running { env, receiver, api, org, .. } = &running;
+    let key = running.key();
     let (_, token) = api
         .call(
             "POST",
@@ -180,9 +177,7 @@ async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_the
         assert!(!sigv4_verifies(&request, "wrong-secret", "eu-west-1", "execute-api"), "the check can fail");
         assert!(request.header("authorization").unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AK/"));
     }
-    services.stop().await;
-    drop(api);
-    env.cleanup().await;
+    running.stop().await;
 }
 
 /// HMAC-SHA256 of `data` keyed with `key`.
@@ -233,12 +228,9 @@ fn sigv4_verifies(request: &hookline_tests::Recorded, secret: &str, region: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_without_values_for_the_events_organisation_fails_clearly_and_is_not_retried() {
-    let env = TestEnv::new().await;
-    let receiver = Receiver::start().await;
-    let api = env.start_api().await;
-    let services = env.start();
-    let org = env.organization().await;
-    let key = Some(org.api_key.as_str());
+    let running = Running::start(&[]).await;
+    let Running { receiver, api, .. } = &running;
+    let key = running.key();
     let someone_else = hookline_core::ids::OrganizationId::generate();
     let (_, credential) = api
         .call(
@@ -267,7 +259,5 @@ async fn a_credential_without_values_for_the_events_organisation_fails_clearly_a
     assert_eq!(attempts[0]["error_kind"], "invalid_endpoint");
     assert!(attempts[0]["error_message"].as_str().unwrap().contains("no values for organisation"));
     assert!(receiver.requests("/hook").is_empty(), "nothing was sent unauthenticated");
-    services.stop().await;
-    drop(api);
-    env.cleanup().await;
+    running.stop().await;
 }

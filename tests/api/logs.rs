@@ -1,17 +1,14 @@
-use hookline_tests::{Receiver, Reply, TestEnv, eventually};
+use hookline_tests::{Reply, Running, eventually};
 use serde_json::json;
 
 use crate::WAIT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failures() {
-    let env = TestEnv::with(&[("HOOKLINE__RETRY__DELAYS", "1s")]).await; // 2 attempts in all
-    let receiver = Receiver::start().await;
+    let running = Running::start(&[("HOOKLINE__RETRY__DELAYS", "1s")]).await; // 2 attempts in all
+    let Running { env, receiver, api, org, .. } = &running;
     receiver.always("/hook", Reply::Status(500));
-    let api = env.start_api().await;
-    let services = env.start();
-    let org = env.organization().await;
-    let key = Some(org.api_key.as_str());
+    let key = running.key();
     let started = chrono::Utc::now();
     let (_, webhook) = api
         .call(
@@ -97,20 +94,15 @@ async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failu
     })
     .await;
     assert!(all_succeeded);
-    services.stop().await;
-    drop(api);
-    env.cleanup().await;
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recover_requeues_only_the_failures_since_the_time_given() {
-    let env = TestEnv::new().await;
-    let receiver = Receiver::start().await;
+    let running = Running::start(&[]).await;
+    let Running { env, receiver, api, org, .. } = &running;
     receiver.always("/hook", Reply::Status(500));
-    let api = env.start_api().await;
-    let services = env.start();
-    let org = env.organization().await;
-    let key = Some(org.api_key.as_str());
+    let key = running.key();
     // One attempt per delivery, so each fails for good at once.
     let (_, webhook) = api
         .call(
@@ -154,7 +146,5 @@ async fn recover_requeues_only_the_failures_since_the_time_given() {
         receiver.requests("/hook").iter().map(|r| r.json()["payload"]["jobId"].clone()).collect();
     assert_eq!(payloads.iter().filter(|p| **p == "before").count(), 1, "the earlier delivery was not sent again");
     assert_eq!(payloads.iter().filter(|p| **p == "after").count(), 2, "the later one was: {payloads:?}");
-    services.stop().await;
-    drop(api);
-    env.cleanup().await;
+    running.stop().await;
 }

@@ -1,17 +1,14 @@
-use hookline_tests::{Receiver, Reply, TestEnv, eventually};
+use hookline_tests::{Reply, Running, eventually};
 use serde_json::json;
 
 use crate::WAIT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_410_gone_deactivates_the_webhook_and_says_why() {
-    let env = TestEnv::new().await;
-    let receiver = Receiver::start().await;
+    let running = Running::start(&[]).await;
+    let Running { env, receiver, api, org, .. } = &running;
     receiver.script("/gone", &[Reply::Status(410)]);
-    let api = env.start_api().await;
-    let services = env.start();
-    let org = env.organization().await;
-    let key = Some(org.api_key.as_str());
+    let key = running.key();
     let (_, created) = api
         .call("POST", "/v1/webhooks", key, Some(json!({"name": "w", "active": true, "events": ["job.created"], "endpoints": [{"url": receiver.url("/gone")}]})))
         .await;
@@ -47,20 +44,15 @@ async fn a_410_gone_deactivates_the_webhook_and_says_why() {
     let (_, reactivated) = api.call("POST", &format!("/v1/webhooks/{id}/activate"), key, None).await;
     assert_eq!((reactivated["active"].as_bool(), reactivated["disabled_reason"].as_str()), (Some(true), None));
     receiver.wait_for("/gone", 2, WAIT).await;
-    services.stop().await;
-    drop(api);
-    env.cleanup().await;
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_auto_disable_the_webhook_and_announce_it() {
-    let env = TestEnv::with(&[("HOOKLINE__DELIVERY__AUTO_DISABLE_AFTER", "3")]).await;
-    let receiver = Receiver::start().await;
+    let running = Running::start(&[("HOOKLINE__DELIVERY__AUTO_DISABLE_AFTER", "3")]).await;
+    let Running { env, receiver, api, org, .. } = &running;
     receiver.always("/bad", Reply::Status(500));
-    let api = env.start_api().await;
-    let services = env.start();
-    let org = env.organization().await;
-    let key = Some(org.api_key.as_str());
+    let key = running.key();
     let (_, watcher) = api
         .call("POST", "/v1/webhooks", key, Some(json!({"name": "ops", "active": true, "events": ["webhook.disabled"], "endpoints": [{"url": receiver.url("/ops")}]})))
         .await;
@@ -89,7 +81,5 @@ async fn repeated_failures_auto_disable_the_webhook_and_announce_it() {
     assert_eq!(webhook["active"], false);
     assert!(webhook["disabled_reason"].as_str().unwrap().contains("in a row"));
     assert_eq!(receiver.requests("/bad").len(), 3);
-    services.stop().await;
-    drop(api);
-    env.cleanup().await;
+    running.stop().await;
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 use hookline_bus::Bus;
 use hookline_core::delivery::DeliveryStatus;
 use hookline_telemetry::Settings;
-use hookline_tests::{Receiver, Reply, TestEnv, eventually};
+use hookline_tests::{Receiver, Reply, Running, TestEnv, eventually};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
@@ -209,12 +209,9 @@ async fn a_webhooks_own_policy_of_60_seconds_three_times_makes_four_attempts_a_m
     // 004: "auto retry to send the request 3 times (each time separated by 60s)". The
     // deployment's own delays are 1 s and 2 s: only the webhook's policy can space the
     // attempts a minute apart, through a delay queue no configuration declares.
-    let env = TestEnv::new().await;
-    let receiver = Receiver::start().await;
+    let running = Running::start(&[]).await;
+    let Running { env, receiver, api, org, .. } = &running;
     receiver.always("/hook", Reply::Status(500));
-    let api = env.start_api().await;
-    let services = env.start();
-    let org = env.organization().await;
     let minute = env.bus.topology.delay_queue(Duration::from_secs(60));
     assert!(!exists(&env.bus, &minute).await, "no 1m delay queue before the webhook needs one");
     let (status, created) = api
@@ -257,7 +254,5 @@ async fn a_webhooks_own_policy_of_60_seconds_three_times_makes_four_attempts_a_m
     })
     .await;
     assert!(failed, "the delivery failed after its fourth attempt");
-    services.stop().await;
-    drop(api);
-    env.cleanup().await;
+    running.stop().await;
 }

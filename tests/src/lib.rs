@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod receiver;
+mod running;
 
 pub use hookline_sandbox::{ApiServer, Sandbox as TestEnv, Services, eventually, spans};
 pub use receiver::{Receiver, Recorded, Reply};
+pub use running::Running;

@@ -31,7 +31,12 @@ pub(crate) async fn publish(
                 RejectReason::UnsupportedContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            Err(ApiError { status, code: rejection.reason.code(), field: rejection.field, message: rejection.message })
+            Err(ApiError {
+                status,
+                code: rejection.reason.as_str(),
+                field: rejection.field,
+                message: rejection.message,
+            })
         }
         Err(AcceptError::Unavailable(err)) => Err(ApiError::unavailable(&err)),
     }

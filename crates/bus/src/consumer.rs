@@ -276,7 +276,7 @@ async fn move_to_rejected(
     metrics: &Metrics,
 ) -> Result<()> {
     let RejectedPart { body, rejection } = part;
-    let (reason, detail) = (rejection.reason.code(), rejection.message);
+    let (reason, detail) = (rejection.reason.as_str(), rejection.message);
     let mut headers = original.properties.headers().clone().unwrap_or_default();
     headers.insert(REJECT_REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
     headers.insert(REJECT_DETAIL_HEADER.into(), AMQPValue::LongString(detail.clone().into()));

@@ -74,6 +74,14 @@ pub trait Traced: Sized {
         let (traceparent, tracestate) = self.carried();
         trace::continue_from_fields(span, traceparent, tracestate);
     }
+
+    /// `span`, the span of the work on this item: a child of the span that caused the
+    /// item, linked to the span current now (the one processing the message it came in).
+    fn work_span(&self, span: tracing::Span) -> tracing::Span {
+        self.continue_trace(&span);
+        hookline_telemetry::propagation::link_to_current(&span);
+        span
+    }
 }
 
 macro_rules! traced {

@@ -8,38 +8,21 @@ const KEY_PREFIX: &str = "hk_";
 /// How much of a key is kept in clear so people can tell their keys apart in lists.
 pub const DISPLAY_PREFIX_LEN: usize = 10;
 
-/// What an API key may do.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
-pub enum Scope {
-    /// Everything in the organisation, keys and credentials included.
-    #[serde(rename = "admin")]
-    #[strum(serialize = "admin")]
-    Admin,
-    /// Create, change and delete webhooks; publish events.
-    #[serde(rename = "webhooks:write")]
-    #[strum(serialize = "webhooks:write")]
-    WebhooksWrite,
-    /// See webhooks and their logs, change nothing.
-    #[serde(rename = "webhooks:read")]
-    #[strum(serialize = "webhooks:read")]
-    WebhooksRead,
-}
-
-impl Scope {
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+named_enum! {
+    /// What an API key may do.
+    pub enum Scope {
+        /// Everything in the organisation, keys and credentials included.
+        #[serde(rename = "admin")]
+        #[strum(serialize = "admin")]
+        Admin,
+        /// Create, change and delete webhooks; publish events.
+        #[serde(rename = "webhooks:write")]
+        #[strum(serialize = "webhooks:write")]
+        WebhooksWrite,
+        /// See webhooks and their logs, change nothing.
+        #[serde(rename = "webhooks:read")]
+        #[strum(serialize = "webhooks:read")]
+        WebhooksRead,
     }
 }
 

@@ -48,40 +48,25 @@ impl<'a> DeliveredBody<'a> {
     }
 }
 
-/// Where a delivery stands. Stored as the PostgreSQL enum `delivery_status`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum DeliveryStatus {
-    /// Created, first attempt not yet made.
-    Pending,
-    /// An attempt failed and another is scheduled.
-    Retrying,
-    /// An attempt got a 2xx.
-    Succeeded,
-    /// Every attempt failed, the failure cannot be retried, or the webhook went away.
-    Failed,
+named_enum! {
+    /// Where a delivery stands. Stored as the PostgreSQL enum `delivery_status`.
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum DeliveryStatus {
+        /// Created, first attempt not yet made.
+        Pending,
+        /// An attempt failed and another is scheduled.
+        Retrying,
+        /// An attempt got a 2xx.
+        Succeeded,
+        /// Every attempt failed, the failure cannot be retried, or the webhook went away.
+        Failed,
+    }
 }
 
 impl DeliveryStatus {
     /// The states in which another attempt is still expected.
     pub const OPEN: [DeliveryStatus; 2] = [DeliveryStatus::Pending, DeliveryStatus::Retrying];
-
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
 
     /// Whether no further attempt will be made.
     pub fn is_final(self) -> bool {
@@ -89,47 +74,32 @@ impl DeliveryStatus {
     }
 }
 
-/// Why an attempt failed. Stored on the attempt (the PostgreSQL enum `error_kind`) and
-/// used to decide whether to retry.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum ErrorKind {
-    /// The receiver answered, but not with a 2xx (redirects included: they are not followed).
-    HttpStatus,
-    /// No complete answer within the delivery timeout.
-    Timeout,
-    /// The connection was refused, reset or could not be made.
-    Connect,
-    /// The host name did not resolve.
-    Dns,
-    /// The TLS handshake failed (bad certificate, protocol mismatch).
-    Tls,
-    /// The URL resolves only to addresses deliveries may not reach.
-    BlockedAddress,
-    /// The endpoint's URL or credential cannot be used as configured.
-    InvalidEndpoint,
-    /// Any other transport failure.
-    Other,
+named_enum! {
+    /// Why an attempt failed. Stored on the attempt (the PostgreSQL enum `error_kind`) and
+    /// used to decide whether to retry.
+    #[serde(rename_all = "snake_case")]
+    #[strum(serialize_all = "snake_case")]
+    pub enum ErrorKind {
+        /// The receiver answered, but not with a 2xx (redirects included: they are not followed).
+        HttpStatus,
+        /// No complete answer within the delivery timeout.
+        Timeout,
+        /// The connection was refused, reset or could not be made.
+        Connect,
+        /// The host name did not resolve.
+        Dns,
+        /// The TLS handshake failed (bad certificate, protocol mismatch).
+        Tls,
+        /// The URL resolves only to addresses deliveries may not reach.
+        BlockedAddress,
+        /// The endpoint's URL or credential cannot be used as configured.
+        InvalidEndpoint,
+        /// Any other transport failure.
+        Other,
+    }
 }
 
 impl ErrorKind {
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// Whether trying again later could succeed. A blocked address or a broken endpoint
     /// configuration will fail the same way every time, so it is not retried.
     pub fn is_retryable(self) -> bool {
@@ -137,37 +107,22 @@ impl ErrorKind {
     }
 }
 
-/// What asked for an attempt. Stored as the PostgreSQL enum `attempt_trigger`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase")]
-pub enum Trigger {
-    /// The schedule: the first attempt, or a retry.
-    Scheduled,
-    /// An operator (redelivery or recovery).
-    Manual,
+named_enum! {
+    /// What asked for an attempt. Stored as the PostgreSQL enum `attempt_trigger`.
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase")]
+    pub enum Trigger {
+        /// The schedule: the first attempt, or a retry.
+        Scheduled,
+        /// An operator (redelivery or recovery).
+        Manual,
+    }
 }
 
 impl Trigger {
     /// The trigger of a job: manual when an operator asked for it.
     pub fn of(manual: bool) -> Self {
         if manual { Trigger::Manual } else { Trigger::Scheduled }
-    }
-
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        self.into()
     }
 }
 

@@ -18,62 +18,52 @@ pub const RESERVED_COMPONENT: &str = "webhook.";
 /// than truncated so two different keys never collide.
 pub const MAX_FIELD_LEN: usize = 256;
 
-/// Why a message was refused: one list for every queue and for the API's event ingest.
-/// The code is stable: it is what the rejected queue's reason header and the API's error
-/// code carry, and what operators count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
-#[strum(serialize_all = "snake_case")]
-pub enum RejectReason {
-    /// Larger than the configured limit.
-    TooLarge,
-    /// Not JSON (or not protobuf, for that content type), not a JSON object, or not the
-    /// message the queue carries.
-    Malformed,
-    /// A content type hookline does not read.
-    UnsupportedContentType,
-    /// No `type`.
-    MissingType,
-    /// A `type` the catalog does not have.
-    UnknownType,
-    /// No `organization`.
-    MissingOrganization,
-    /// An `organization` that does not exist.
-    UnknownOrganization,
-    /// A field is present but has the wrong shape (named in the message).
-    InvalidField,
-    /// A route message names an event its organisation does not have.
-    UnknownEvent,
-    /// A delivery job names a delivery that does not exist.
-    UnknownDelivery,
-}
-
-impl RejectReason {
-    /// The stable machine code.
-    pub fn code(self) -> &'static str {
-        self.into()
+named_enum! {
+    /// Why a message was refused: one list for every queue and for the API's event ingest.
+    /// The code is stable: it is what the rejected queue's reason header and the API's error
+    /// code carry, and what operators count.
+    #[strum(serialize_all = "snake_case")]
+    pub enum RejectReason {
+        /// Larger than the configured limit.
+        TooLarge,
+        /// Not JSON (or not protobuf, for that content type), not a JSON object, or not the
+        /// message the queue carries.
+        Malformed,
+        /// A content type hookline does not read.
+        UnsupportedContentType,
+        /// No `type`.
+        MissingType,
+        /// A `type` the catalog does not have.
+        UnknownType,
+        /// No `organization`.
+        MissingOrganization,
+        /// An `organization` that does not exist.
+        UnknownOrganization,
+        /// A field is present but has the wrong shape (named in the message).
+        InvalidField,
+        /// A route message names an event its organisation does not have.
+        UnknownEvent,
+        /// A delivery job names a delivery that does not exist.
+        UnknownDelivery,
     }
 }
 
-/// Where an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString)]
-#[strum(serialize_all = "lowercase")]
-pub enum Origin {
-    /// Published by an upstream application: routed to every matching webhook.
-    Upstream,
-    /// hookline's own operational event (`webhook.disabled`): routed like an upstream one.
-    System,
-    /// The activation ping: delivered to one webhook, never routed.
-    Ping,
-    /// A test event an operator sent to one webhook, never routed.
-    Test,
+named_enum! {
+    /// Where an event came from.
+    #[strum(serialize_all = "lowercase")]
+    pub enum Origin {
+        /// Published by an upstream application: routed to every matching webhook.
+        Upstream,
+        /// hookline's own operational event (`webhook.disabled`): routed like an upstream one.
+        System,
+        /// The activation ping: delivered to one webhook, never routed.
+        Ping,
+        /// A test event an operator sent to one webhook, never routed.
+        Test,
+    }
 }
 
 impl Origin {
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
     /// Whether the router offers events of this origin to every matching webhook (the
     /// others go to one webhook, chosen by whoever made them).
     pub fn is_routed(self) -> bool {
@@ -83,7 +73,7 @@ impl Origin {
 
 /// A refused message: the reason code, the field concerned and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {message}", reason.code())]
+#[error("{}: {message}", reason.as_str())]
 pub struct Rejection {
     /// What kind of refusal this is.
     pub reason: RejectReason,

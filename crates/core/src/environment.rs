@@ -1,35 +1,18 @@
 //! Live and test environments.
 
-/// Which world an event or webhook belongs to: test webhooks receive only test
-/// events (and use only test credentials), live webhooks only live events.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::Display,
-)]
-#[serde(rename_all = "lowercase")]
-#[strum(serialize_all = "lowercase", parse_err_ty = UnknownEnvironment, parse_err_fn = UnknownEnvironment::from)]
-pub enum Environment {
-    /// Production traffic; the default when a publisher does not say.
-    #[default]
-    Live,
-    /// Traffic from an upstream test or staging system.
-    Test,
-}
-
-impl Environment {
-    /// The name used on the wire and in the database.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+named_enum! {
+    /// Which world an event or webhook belongs to: test webhooks receive only test
+    /// events (and use only test credentials), live webhooks only live events.
+    #[derive(Default)]
+    #[derive(strum::Display)]
+    #[serde(rename_all = "lowercase")]
+    #[strum(serialize_all = "lowercase", parse_err_ty = UnknownEnvironment, parse_err_fn = UnknownEnvironment::from)]
+    pub enum Environment {
+        /// Production traffic; the default when a publisher does not say.
+        #[default]
+        Live,
+        /// Traffic from an upstream test or staging system.
+        Test,
     }
 }
 

@@ -1,5 +1,35 @@
 #![doc = include_str!("../README.md")]
 
+/// Declares an enum of names: each variant has one stable name (its strum and serde
+/// spelling, set by the attributes given), which is how it is stored, sent and shown,
+/// read back with `FromStr` and written with `as_str`. One list of derives for every
+/// such enum.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident $body:tt) => {
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            serde::Serialize,
+            serde::Deserialize,
+            strum::IntoStaticStr,
+            strum::EnumString,
+        )]
+        $(#[$meta])*
+        $vis enum $name $body
+
+        impl $name {
+            /// The name stored, sent and shown.
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
+
 pub mod address;
 pub mod apikey;
 pub mod catalog;

@@ -109,40 +109,24 @@ fn filter_holds(wanted: Option<&str>, actual: Option<&str>) -> bool {
     }
 }
 
-/// HTTP methods a webhook endpoint may use (the reference products offer these three).
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-)]
-#[serde(rename_all = "UPPERCASE")]
-#[strum(
-    serialize_all = "UPPERCASE",
-    ascii_case_insensitive,
-    parse_err_ty = InvalidMethod,
-    parse_err_fn = InvalidMethod::from
-)]
-pub enum HttpMethod {
-    /// The common choice.
-    #[default]
-    Post,
-    /// For receivers that upsert by URL.
-    Put,
-    /// For receivers that patch a resource.
-    Patch,
-}
-
-impl HttpMethod {
-    /// The method name on the wire.
-    pub fn as_str(self) -> &'static str {
-        self.into()
+named_enum! {
+    /// HTTP methods a webhook endpoint may use (the reference products offer these three).
+    #[derive(Default)]
+    #[serde(rename_all = "UPPERCASE")]
+    #[strum(
+        serialize_all = "UPPERCASE",
+        ascii_case_insensitive,
+        parse_err_ty = InvalidMethod,
+        parse_err_fn = InvalidMethod::from
+    )]
+    pub enum HttpMethod {
+        /// The common choice.
+        #[default]
+        Post,
+        /// For receivers that upsert by URL.
+        Put,
+        /// For receivers that patch a resource.
+        Patch,
     }
 }
 

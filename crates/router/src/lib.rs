@@ -16,7 +16,6 @@ use hookline_service::{Error, Service};
 use hookline_store::repo::deliveries;
 use hookline_store::repo::webhooks::{RoutableCache, RoutingScope, routing};
 use hookline_store::{ConfigWatch, Pool, config_watch};
-use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -112,9 +111,7 @@ fn route_span(event: &proto::RouteEvent) -> tracing::Span {
         event_type = %event.event_type,
         deliveries = tracing::field::Empty,
     );
-    event.continue_trace(&span);
-    link_to_current(&span);
-    span
+    event.work_span(span)
 }
 
 impl Router {

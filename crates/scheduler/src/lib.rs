@@ -17,7 +17,6 @@ use hookline_service::{Error, Service};
 use hookline_store::Pool;
 use hookline_store::repo::events;
 use hookline_store::repo::webhooks::changes;
-use hookline_telemetry::propagation::link_to_current;
 use hookline_telemetry::{Metrics, Settings};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -158,9 +157,7 @@ fn schedule_span(failed: &proto::FailedAttempt) -> tracing::Span {
         webhook_id = %failed.webhook_id,
         retry_delay = tracing::field::Empty,
     );
-    failed.continue_trace(&span);
-    link_to_current(&span);
-    span
+    failed.work_span(span)
 }
 
 /// Runs the scheduler (failed-attempt consumer and reconciliation sweep) until

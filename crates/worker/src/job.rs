@@ -15,7 +15,6 @@ use hookline_service::Error;
 use hookline_store::repo::deliveries::{AttemptRecord, Settle, Settled};
 use hookline_store::repo::jobs::JobContext;
 use hookline_telemetry::metrics::DeliveryOutcome;
-use hookline_telemetry::propagation::link_to_current;
 
 use crate::Worker;
 use crate::attempt::{self, AttemptSettings};
@@ -284,9 +283,7 @@ pub(crate) fn deliver_span(job: &proto::DeliveryJob) -> tracing::Span {
         status_code = tracing::field::Empty,
         error_kind = tracing::field::Empty,
     );
-    job.continue_trace(&span);
-    link_to_current(&span);
-    span
+    job.work_span(span)
 }
 
 #[cfg(test)]
