@@ -299,6 +299,65 @@ async fn transitions_persist_as_the_lifecycle_decided_them_and_only_on_the_state
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_connection_streams_many_rows_of_hookline_s_own_types_without_stalling() {
+    // tokio-postgres looks up a result column's unknown type on the same connection
+    // while the rows wait behind that lookup; with more rows than fit its buffers the
+    // two wait for each other forever (rust-postgres#1348). The store's connections
+    // know hookline's types before any statement streams them.
+    let env = TestEnv::new().await;
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &["http://127.0.0.1:9/a".to_owned()], &["job.created"])).await;
+    let webhook = live_webhook(&env, &org.id).await;
+    bulk_deliveries(&env, &org.id, &webhook, 2000).await;
+    let ids: Vec<DeliveryId> = {
+        let client = env.pool.get().await.unwrap();
+        client.query("SELECT id FROM deliveries", &[]).await.unwrap().iter().map(|row| row.get(0)).collect()
+    };
+    // A pool of its own: its one connection is new, and has looked nothing up yet.
+    let pool = hookline_store::connect(env.settings.database_url(), 1).unwrap();
+    let cache = uncached();
+    let loading = jobs::job_contexts(&pool, &env.secrets, &cache, &ids);
+    let loaded = tokio::time::timeout(std::time::Duration::from_secs(20), loading).await;
+    let loaded = loaded.expect("loading 2,000 deliveries on a new connection stalled").unwrap();
+    assert_eq!(loaded.iter().flatten().count(), 2000);
+    // Every type the schema defines is one the connections learn first.
+    let client = env.pool.get().await.unwrap();
+    let defined: Vec<String> = client
+        .query("SELECT typname::text FROM pg_type WHERE typnamespace = 'public'::regnamespace AND typtype = 'e'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(defined.len(), 3, "{defined:?}");
+    for name in defined {
+        assert!(hookline_store::OWN_TYPES.contains(&format!("NULL::{name}")), "connections do not learn {name}");
+    }
+    env.cleanup().await;
+}
+
+/// Adds `count` events and a delivery of each to the webhook's first endpoint, in bulk.
+async fn bulk_deliveries(env: &TestEnv, org: &OrganizationId, webhook: &webhooks::RoutableWebhook, count: usize) {
+    env.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, data)
+                 SELECT 'evt_01j' || lpad(g::text, 23, '0'), '{org}', 'bulk-' || g, 'job.created', 'live', now(), '{{}}'
+                 FROM generate_series(1, {count}) g;
+             INSERT INTO deliveries (id, event_id, endpoint_id, webhook_id, organization_id)
+                 SELECT 'dlv_01j' || lpad(g::text, 23, '0'), 'evt_01j' || lpad(g::text, 23, '0'), '{endpoint}',
+                     '{webhook}', '{org}'
+                 FROM generate_series(1, {count}) g;",
+            endpoint = webhook.endpoints[0],
+            webhook = webhook.id,
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_statements_planned_while_the_tables_were_empty_use_indexes_once_they_grow() {
     let env = TestEnv::new().await;
     let org = env.organization().await;

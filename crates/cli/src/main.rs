@@ -76,8 +76,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Scheduler => services::one(services::Service::Scheduler, settings).await,
         Command::Api => services::one(services::Service::Api, settings).await,
         Command::Migrate => {
-            let pool = hookline_store::connect(settings.database_url(), 1)?;
-            hookline_store::migrate(&pool).await?;
+            hookline_store::migrate(settings.database_url()).await?;
             println!("database is up to date");
             Ok(())
         }

@@ -78,8 +78,7 @@ pub(crate) async fn all(settings: Settings) -> anyhow::Result<()> {
 /// Runs every service until `shutdown` is cancelled or one of them fails.
 pub(crate) async fn run_all(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Migrate once up front rather than have five services queue on the lock.
-    let pool = hookline_store::connect(settings.database_url(), 1)?;
-    hookline_store::migrate(&pool).await.context("migrating the database")?;
+    hookline_store::migrate(settings.database_url()).await.context("migrating the database")?;
     let mut tasks = JoinSet::new();
     for service in Service::ALL {
         let (settings, metrics, shutdown) = (settings.clone(), metrics.clone(), shutdown.clone());

@@ -9,4 +9,4 @@ mod rows;
 pub use config_watch::{ConfigCache, ConfigWatch};
 pub use deadpool_postgres::Pool;
 pub use error::{Error, Result};
-pub use pool::{connect, migrate, open};
+pub use pool::{OWN_TYPES, connect, migrate, open};

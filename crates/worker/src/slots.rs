@@ -2,7 +2,7 @@
 //!
 //! A job whose endpoint is at its cap waits a little for a slot: a healthy endpoint
 //! frees one within milliseconds, so a burst to one busy endpoint is delivered at the
-//! rate the cap allows instead of being sent round the deferral queue. Only a job that
+//! rate the cap allows instead of being sent round the defer queue. Only a job that
 //! waited the whole bound (its endpoint is slow or hanging) gives up its place.
 
 use std::collections::HashMap;
