@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use hookline_bus::Bus;
+use hookline_core::delivery::{DeliveryStatus, ErrorKind};
 use hookline_core::ids::OrganizationId;
 use hookline_store::Pool;
 use lapin::BasicProperties;
@@ -243,16 +244,18 @@ async fn delivery_statuses(pool: &Pool, organization: &OrganizationId) -> String
     let Ok(client) = pool.get().await else { return "unknown (no database connection)".into() };
     let rows = client
         .query(
-            "SELECT status, coalesce(last_error_kind, '-'), count(*) FROM deliveries WHERE organization_id = $1
+            "SELECT status, last_error_kind, count(*) FROM deliveries WHERE organization_id = $1
              GROUP BY 1, 2 ORDER BY 1, 2",
-            &[&organization.as_str()],
+            &[organization],
         )
         .await
         .unwrap_or_default();
     let parts: Vec<String> = rows
         .iter()
         .map(|row| {
-            format!("{} (last error {}): {}", row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i64>(2))
+            let status: DeliveryStatus = row.get(0);
+            let error = row.get::<_, Option<ErrorKind>>(1).map_or("-", ErrorKind::as_str);
+            format!("{} (last error {error}): {}", status.as_str(), row.get::<_, i64>(2))
         })
         .collect();
     parts.join(", ")

@@ -11,7 +11,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use clap::Args;
 use hookline_api::admin::{self, EndpointInput, WebhookInput, WebhookRules};
-use hookline_core::ids::OrganizationId;
+use hookline_core::delivery::{DeliveryStatus, ErrorKind};
+use hookline_core::ids::{DeliveryId, OrganizationId};
 use hookline_telemetry::Settings;
 use tokio_util::sync::CancellationToken;
 
@@ -169,37 +170,37 @@ async fn watch(
                  FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
                  JOIN events e ON e.id = d.event_id JOIN endpoints ep ON ep.id = d.endpoint_id
                  WHERE d.organization_id = $1 ORDER BY a.started_at",
-                &[&org.as_str()],
+                &[org],
             )
             .await?;
         for row in rows {
-            let key: (String, i32) = (row.get(0), row.get(1));
+            let key: (DeliveryId, i32) = (row.try_get(0)?, row.try_get(1)?);
             if printed.insert(key.clone()) {
-                let status: Option<i32> = row.get(4);
-                let error: Option<String> = row.get(5);
-                let duration: i32 = row.get(6);
-                let delivery_status: String = row.get(7);
+                let status: Option<i32> = row.try_get(4)?;
+                let error: Option<ErrorKind> = row.try_get(5)?;
+                let duration: i32 = row.try_get(6)?;
+                let delivery_status: DeliveryStatus = row.try_get(7)?;
                 println!(
-                    "  attempt   {} #{} {} -> {} : {} in {duration} ms (delivery now {delivery_status})",
+                    "  attempt   {} #{} {} -> {} : {} in {duration} ms (delivery now {})",
                     key.0,
                     key.1,
-                    row.get::<_, String>(2),
-                    row.get::<_, String>(3),
-                    status.map_or_else(|| error.clone().unwrap_or_default(), |s| s.to_string()),
+                    row.try_get::<_, String>(2)?,
+                    row.try_get::<_, String>(3)?,
+                    status
+                        .map_or_else(|| error.map(ErrorKind::as_str).unwrap_or_default().to_owned(), |s| s.to_string()),
+                    delivery_status.as_str(),
                 );
             }
         }
         let open: i64 = client
             .query_one(
-                "SELECT count(*) FILTER (WHERE status <> 'succeeded') FROM deliveries WHERE organization_id = $1",
-                &[&org.as_str()],
+                "SELECT count(*) FILTER (WHERE status <> $2) FROM deliveries WHERE organization_id = $1",
+                &[org, &DeliveryStatus::Succeeded],
             )
             .await?
-            .get(0);
-        let total: i64 = client
-            .query_one("SELECT count(*) FROM deliveries WHERE organization_id = $1", &[&org.as_str()])
-            .await?
-            .get(0);
+            .try_get(0)?;
+        let total: i64 =
+            client.query_one("SELECT count(*) FROM deliveries WHERE organization_id = $1", &[org]).await?.try_get(0)?;
         if total == 3 && open == 0 {
             return Ok(true);
         }

@@ -91,3 +91,17 @@ async fn an_invalid_configuration_stops_start_up_naming_the_key() {
     }
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_signed_deliveries_and_a_retry_and_finishes() {
+    // `scripts/dev` runs this: the README's first command.
+    let env = TestEnv::new().await;
+    let output = hookline(&env, &["demo", "--timeout", "60s"], &[]).await;
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the demo failed: {printed}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("demo finished: every delivery succeeded"), "{printed}");
+    assert_eq!(printed.matches("signature=valid").count(), 4, "three deliveries and one retry, all signed: {printed}");
+    assert!(!printed.contains("INVALID"), "{printed}");
+    assert!(printed.contains("(delivery now retrying)") && printed.contains("#2 report.created"), "{printed}");
+    env.cleanup().await;
+}
