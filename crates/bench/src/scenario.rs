@@ -200,26 +200,24 @@ async fn consumers_attached(bus: &Bus) -> anyhow::Result<()> {
 
 /// How many of `organization`'s deliveries are recorded as succeeded.
 async fn recorded(pool: &Pool, organization: &OrganizationId) -> anyhow::Result<u64> {
-    let client = pool.get().await?;
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM deliveries WHERE organization_id = $1 AND status = 'succeeded'",
-            &[&organization.as_str()],
-        )
-        .await?;
-    Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    Ok(u64::try_from(count_in(pool, organization, DeliveryStatus::Succeeded).await?).unwrap_or(0))
 }
 
 /// How many of `organization`'s deliveries failed for good.
 async fn count_failed(pool: &Pool, organization: &OrganizationId) -> anyhow::Result<i64> {
+    count_in(pool, organization, DeliveryStatus::Failed).await
+}
+
+/// How many of `organization`'s deliveries are in `status`.
+async fn count_in(pool: &Pool, organization: &OrganizationId, status: DeliveryStatus) -> anyhow::Result<i64> {
     let client = pool.get().await?;
     let row = client
         .query_one(
-            "SELECT count(*) FROM deliveries WHERE organization_id = $1 AND status = 'failed'",
-            &[&organization.as_str()],
+            "SELECT count(*) FROM deliveries WHERE organization_id = $1 AND status = $2",
+            &[organization, &status],
         )
         .await?;
-    Ok(row.get(0))
+    Ok(row.try_get(0)?)
 }
 
 /// When, on `clock`, the statement that stored `organization`'s last event began (its
