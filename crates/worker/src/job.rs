@@ -136,7 +136,13 @@ impl Worker {
             // Another worker recorded this attempt first (the job ran twice at once).
             return Ok(());
         }
-        self.follow(context, &sent, &transition, settled, job).await
+        // The attempt and its transition are recorded: a job coming back would be a
+        // duplicate, so a follow-up that cannot be sent is not tried again from here.
+        // A retry due is resumed by the reconciliation sweep once it is overdue.
+        if let Err(err) = self.follow(context, &sent, &transition, settled, job).await {
+            tracing::warn!(error = %err, ?transition, "attempt recorded, but what follows it could not be sent to the scheduler");
+        }
+        Ok(())
     }
 
     /// Sends the attempt's request and describes what happened.
