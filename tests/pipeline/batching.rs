@@ -449,7 +449,7 @@ async fn events_stored_in_one_statement_go_on_to_the_router_in_one_message() {
         assert!(!accepted.await.unwrap().duplicate);
     }
 
-    let channel = env.bus.connection.create_channel().await.unwrap();
+    let channel = env.bus.connection().unwrap().create_channel().await.unwrap();
     let queue = env.bus.topology.route_queue();
     let mut message_sizes = Vec::new();
     while let Some(message) = channel.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap()

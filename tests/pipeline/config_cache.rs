@@ -63,7 +63,8 @@ async fn endpoint_targets_are_kept_until_a_change_is_notified() {
     let env = TestEnv::new().await;
     let org = env.organization().await;
     let delivery = one_delivery(&env, &org.id, "http://127.0.0.1:9/first").await;
-    let watch = ConfigWatch::listen(env.settings.database_url()).await.unwrap();
+    let watch = ConfigWatch::listen(env.settings.database_url()).unwrap();
+    watch.until_listening().await;
     let cache = TargetCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY);
     assert_eq!(loaded_url(&env, &cache, &delivery).await, "http://127.0.0.1:9/first");
 
@@ -95,7 +96,8 @@ async fn routable_webhooks_are_kept_until_a_webhook_changes() {
     let live = (org.id.clone(), Environment::Live);
     let test = (org.id.clone(), Environment::Test);
     env.create_webhook(TestEnv::webhook(&org.id, &["http://127.0.0.1:9/a".to_owned()], &["job.created"])).await;
-    let watch = ConfigWatch::listen(env.settings.database_url()).await.unwrap();
+    let watch = ConfigWatch::listen(env.settings.database_url()).unwrap();
+    watch.until_listening().await;
     let cache = RoutableCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY);
     let count = |scope: &(OrganizationId, Environment)| {
         let scope = scope.clone();
@@ -128,7 +130,8 @@ async fn nothing_is_kept_from_memory_while_the_listening_connection_is_down() {
     let env = TestEnv::new().await;
     let org = env.organization().await;
     let delivery = one_delivery(&env, &org.id, "http://127.0.0.1:9/first").await;
-    let watch = ConfigWatch::listen(env.settings.database_url()).await.unwrap();
+    let watch = ConfigWatch::listen(env.settings.database_url()).unwrap();
+    watch.until_listening().await;
     let cache = TargetCache::new(watch.clone(), config_watch::MAX_AGE, config_watch::CAPACITY);
     assert_eq!(loaded_url(&env, &cache, &delivery).await, "http://127.0.0.1:9/first");
     change_silently(&env, "UPDATE endpoints SET url = 'http://127.0.0.1:9/missed'").await;

@@ -22,7 +22,7 @@ async fn publish(env: &TestEnv, queue: &str, bodies: impl IntoIterator<Item = St
 
 /// Messages ready in `queue` (not delivered, or returned by a closed channel).
 async fn ready(env: &TestEnv, queue: &str) -> u32 {
-    let channel = env.bus.connection.create_channel().await.unwrap();
+    let channel = env.bus.connection().unwrap().create_channel().await.unwrap();
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let declared = channel.queue_declare(queue.into(), passive, FieldTable::default()).await.unwrap();
     let _ = channel.close(200, "counted".into()).await;

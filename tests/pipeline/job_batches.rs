@@ -26,7 +26,7 @@ async fn the_deliveries_of_an_event_go_to_the_workers_in_one_message() {
     let services = env.start_without_worker();
     env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": 1}})).await;
 
-    let channel = env.bus.connection.create_channel().await.unwrap();
+    let channel = env.bus.connection().unwrap().create_channel().await.unwrap();
     let queue = env.bus.topology.delivery_queue();
     let taken = std::sync::Mutex::new(Vec::new());
     let arrived = eventually(WAIT, || async {

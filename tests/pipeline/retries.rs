@@ -91,7 +91,7 @@ async fn a_receiver_that_hangs_yields_a_timeout_attempt() {
 /// Whether the broker has a queue of this name: a passive declaration fails (404) when
 /// it does not, and creates nothing.
 async fn exists(bus: &Bus, name: &str) -> bool {
-    let channel = bus.connection.create_channel().await.unwrap();
+    let channel = bus.connection().unwrap().create_channel().await.unwrap();
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let found = channel.queue_declare(name.into(), passive, FieldTable::default()).await.is_ok();
     let _ = channel.close(200, "checked".into()).await;
@@ -101,7 +101,7 @@ async fn exists(bus: &Bus, name: &str) -> bool {
 /// Declares a queue with arguments; RabbitMQ refuses (406) when they differ from the
 /// queue's, which is how the test reads what the broker holds.
 async fn redeclare(bus: &Bus, name: &str, ttl_ms: i64, dead_letter_exchange: &str) -> bool {
-    let channel = bus.connection.create_channel().await.unwrap();
+    let channel = bus.connection().unwrap().create_channel().await.unwrap();
     let mut arguments = FieldTable::default();
     arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".to_owned().into()));
     arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
@@ -125,7 +125,15 @@ async fn the_shipped_default_policy_declares_5m_and_10m_delay_queues_for_3_attem
     .unwrap();
     let policy = settings.retry_policy().unwrap();
     assert_eq!(policy.max_attempts(), 3);
-    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", policy.delays()).await.unwrap();
+    let bus = Bus::open(
+        settings.amqp_url(),
+        &settings.amqp.prefix,
+        "hookline-tests",
+        policy.delays(),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     let topology = &bus.topology;
     let (five, ten) = (Duration::from_secs(300), Duration::from_secs(600));
     assert_eq!(topology.delay_queue(five), format!("{}.retry.5m", settings.amqp.prefix));
@@ -140,7 +148,7 @@ async fn the_shipped_default_policy_declares_5m_and_10m_delay_queues_for_3_attem
     assert!(redeclare(&bus, &topology.delay_queue(ten), 600_000, &exchange).await, "10m queue has a 600000 ms TTL");
     assert!(!redeclare(&bus, &topology.delay_queue(five), 60_000, &exchange).await, "the broker checks the TTL");
     assert!(!redeclare(&bus, &topology.delay_queue(ten), 600_000, "elsewhere").await, "and the dead-letter exchange");
-    let channel = bus.connection.create_channel().await.unwrap();
+    let channel = bus.connection().unwrap().create_channel().await.unwrap();
     topology.delete(&channel, &[five, ten]).await.unwrap();
 }
 

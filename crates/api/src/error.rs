@@ -58,7 +58,7 @@ impl ApiError {
 
     /// A dependency is down; the client may try again.
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
-        tracing::warn!(error = %cause, "dependency unavailable answering a request");
+        hookline_telemetry::warn_throttled!(error = %cause, "dependency unavailable answering a request");
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",

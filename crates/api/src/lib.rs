@@ -37,7 +37,6 @@ pub use error::ApiError;
 pub struct AppState {
     pool: Pool,
     ingestor: Ingestor,
-    connection: Arc<lapin::Connection>,
     catalog: Arc<hookline_core::Catalog>,
     secrets: hookline_core::crypto::SecretBox,
     publisher: hookline_bus::Publisher,
@@ -108,7 +107,7 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, &'static str) {
         Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
         Err(_) => false,
     };
-    let broker = state.connection.status().connected();
+    let broker = state.publisher.is_connected();
     match (database, broker) {
         (true, true) => (StatusCode::OK, "ready"),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
@@ -125,7 +124,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let catalog = Arc::new(settings.catalog()?);
-    let service = Service::start("hookline-api", &settings, metrics, shutdown).await?;
+    let Some(service) = Service::start("hookline-api", &settings, metrics, shutdown).await? else { return Ok(()) };
     let secrets = service.secrets(&settings).await?;
     hookline_store::repo::catalog::sync(&service.pool, &catalog).await?;
     let bus = &service.bus;
@@ -146,7 +145,6 @@ pub async fn run(
         secrets,
         publisher: bus.publisher.clone(),
         topology: bus.topology.clone(),
-        connection: bus.connection.clone(),
         limits,
     };
     tracing::info!(address = %listener.local_addr()?, "api listening");

@@ -52,7 +52,14 @@ impl Deployment {
             Target::Running(settings) => {
                 let pool = hookline_store::connect(settings.database_url(), 4)?;
                 let delays = settings.retry_policy()?.delays().to_vec();
-                let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-bench", &delays).await?;
+                let bus = Bus::open(
+                    settings.amqp_url(),
+                    &settings.amqp.prefix,
+                    "hookline-bench",
+                    &delays,
+                    &tokio_util::sync::CancellationToken::new(),
+                )
+                .await?;
                 Self::Running { settings: settings.clone(), pool, bus }
             }
         })
@@ -141,7 +148,9 @@ impl Deployment {
                 env.cleanup().await;
             }
             Self::Running { bus, .. } => {
-                let _ = bus.connection.close(200, "benchmark done".into()).await;
+                if let Ok(connection) = bus.connection() {
+                    let _ = connection.close(200, "benchmark done".into()).await;
+                }
             }
         }
     }

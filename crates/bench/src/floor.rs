@@ -43,7 +43,7 @@ const PREFETCH: u16 = 256;
 pub(crate) async fn measure(messages: u64) -> anyhow::Result<Floor> {
     let env = Sandbox::new().await;
     let sink = Sink::start(Instant::now(), 0).await?;
-    let connection = &env.bus.connection;
+    let connection = &*env.bus.connection()?;
     let prefix = &env.settings.amqp.prefix;
     eprintln!("floor: broker");
     let broker = broker(connection, &format!("{prefix}.floor.broker"), messages).await?;
@@ -187,7 +187,8 @@ async fn http(sink: &Sink, count: u64) -> anyhow::Result<f64> {
 /// fast as confirms allow. Deliveries per second.
 async fn pipeline(env: &Sandbox, sink: &Sink, queue: &str, count: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let publishing = publish_confirmed(&env.bus.connection, queue, count, br#"{"deliveryId":"dlv_floor","attempt":1}"#);
+    let connection = env.bus.connection()?;
+    let publishing = publish_confirmed(&connection, queue, count, br#"{"deliveryId":"dlv_floor","attempt":1}"#);
     run_pipeline(env, sink, queue, count, publishing).await?;
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
@@ -201,7 +202,8 @@ pub(crate) async fn paced_pipeline(count: u64, rate: f64) -> anyhow::Result<(Lat
     let sink = Sink::start(clock, 0).await?;
     let queue = format!("{}.floor.paced", env.settings.amqp.prefix);
     let cpu_before = CpuTimes::now(false);
-    let publishing = publish_paced(&env.bus.connection, &queue, count, rate, clock);
+    let connection = env.bus.connection()?;
+    let publishing = publish_paced(&connection, &queue, count, rate, clock);
     run_pipeline(&env, &sink, &queue, count, publishing).await?;
     let cpu = CpuTimes::now(false).since(&cpu_before);
     env.cleanup().await;
@@ -260,7 +262,7 @@ async fn run_pipeline(
     count: u64,
     publishing: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
-    let connection = &env.bus.connection;
+    let connection = &*env.bus.connection()?;
     let channel = connection.create_channel().await?;
     declare(&channel, queue).await?;
     channel.basic_qos(PREFETCH, BasicQosOptions::default()).await?;

@@ -180,7 +180,7 @@ async fn consumers_attached(bus: &Bus) -> anyhow::Result<()> {
     let topology = &bus.topology;
     let consumed =
         [topology.ingest_queue(), topology.route_queue(), topology.delivery_queue(), topology.failed_queue()];
-    let channel = bus.connection.create_channel().await?;
+    let channel = bus.connection()?.create_channel().await?;
     let passive = QueueDeclareOptions { passive: true, ..Default::default() };
     let give_up = Instant::now() + Duration::from_secs(60);
     loop {

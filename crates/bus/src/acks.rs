@@ -165,6 +165,6 @@ impl Outstanding {
 fn report(acked: lapin::Result<bool>, queue: &str) {
     if let Err(err) = acked {
         // The channel is gone; the broker returns the messages to the queue by itself.
-        tracing::warn!(error = %err, %queue, "could not ack messages");
+        hookline_telemetry::warn_throttled!(error = %err, %queue, "could not ack messages");
     }
 }

@@ -96,6 +96,9 @@ pub struct ConsumerOptions {
 /// database outage does not turn into a hot loop.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
+/// How long the way out of a consumer waits for the broker to answer one request.
+const BROKER_ANSWER: Duration = Duration::from_secs(2);
+
 /// Consumes `options.queue` until `shutdown` is cancelled, running `handler` on up to
 /// `options.concurrency` messages at once. Messages are acked only after the handler
 /// returns [`Outcome::Ack`], many at a time where they finish together (see
@@ -135,7 +138,10 @@ where
     };
     // Stop receiving, let in-flight messages finish for a while, then hand the rest back.
     let options = &handling.options;
-    let _ = channel.basic_cancel(options.tag.as_str().into(), BasicCancelOptions::default()).await;
+    // Each await on the way out is bounded: on a connection that is gone but not yet
+    // known to be, an answer may never come, and shutdown must still finish.
+    let cancel = channel.basic_cancel(options.tag.as_str().into(), BasicCancelOptions::default());
+    let _ = tokio::time::timeout(BROKER_ANSWER, cancel).await;
     let drained =
         tokio::time::timeout(options.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
@@ -145,8 +151,8 @@ where
     }
     // Every handler is done or gone: ack what finished before closing the channel.
     drop(handling);
-    acking.finish().await;
-    let _ = channel.close(200, "shutdown".into()).await;
+    let _ = tokio::time::timeout(BROKER_ANSWER, acking.finish()).await;
+    let _ = tokio::time::timeout(BROKER_ANSWER, channel.close(200, "shutdown".into())).await;
     result
 }
 
@@ -291,6 +297,6 @@ async fn move_to_rejected(
 fn report(settled: lapin::Result<bool>, queue: &str) {
     if let Err(err) = settled {
         // The channel is gone; the broker returns the message to the queue by itself.
-        tracing::warn!(error = %err, %queue, "could not settle a message");
+        hookline_telemetry::warn_throttled!(error = %err, %queue, "could not settle a message");
     }
 }

@@ -7,39 +7,40 @@ use hookline_telemetry::metrics::{DepthsFuture, QueueDepths};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 
-use crate::Topology;
+use crate::link::Shared;
 
 /// Reads queue depths with passive declarations on a channel of its own (a passive
 /// declaration of a missing queue closes its channel, so it must not be a working one).
 pub struct BrokerQueueDepths {
-    connection: Arc<lapin::Connection>,
-    topology: Topology,
-    delays: Vec<Duration>,
+    shared: Arc<Shared>,
 }
 
 impl BrokerQueueDepths {
     /// Depths of the work queues, the rejected queue, the defer queue and the retry
-    /// queues that always exist (the configured delays'). Queues made on demand for a
-    /// receiver's Retry-After are left out: reading a queue that does not exist yet is an
-    /// error the broker client logs, on every scrape.
-    pub fn new(connection: Arc<lapin::Connection>, topology: Topology, delays: &[Duration]) -> Self {
-        Self { connection, topology, delays: Topology::standing_delays(delays) }
+    /// queues this process declares (the configured delays', and those it declared on
+    /// demand since). Queues others made on demand for a receiver's Retry-After are left
+    /// out: reading a queue that does not exist yet is an error the broker client logs,
+    /// on every scrape. Nothing is read while the broker is away.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
     }
 
-    fn queues(&self) -> Vec<String> {
-        let mut queues = self.topology.work_queues().to_vec();
-        queues.push(self.topology.defer_queue());
-        queues.extend(self.delays.iter().map(|delay| self.topology.delay_queue(*delay)));
+    fn queues(&self, delays: &[Duration]) -> Vec<String> {
+        let topology = &self.shared.topology;
+        let mut queues = topology.work_queues().to_vec();
+        queues.push(topology.defer_queue());
+        queues.extend(delays.iter().map(|delay| topology.delay_queue(*delay)));
         queues
     }
 
     async fn read(&self) -> Vec<(String, u64)> {
+        let Some(link) = self.shared.current() else { return Vec::new() };
         let passive = QueueDeclareOptions { passive: true, ..Default::default() };
         let mut channel = None;
         let mut depths = Vec::new();
-        for queue in self.queues() {
+        for queue in self.queues(&self.shared.delays()) {
             if channel.is_none() {
-                channel = self.connection.create_channel().await.ok();
+                channel = link.connection.create_channel().await.ok();
             }
             let Some(open) = &channel else { break };
             match open.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await {

@@ -162,12 +162,31 @@ pub(crate) async fn publish(args: PublishArgs, settings: &Settings) -> anyhow::R
 pub(crate) async fn publish_event(args: &PublishArgs, settings: &Settings) -> anyhow::Result<serde_json::Value> {
     let body = envelope(args)?;
     let delays = settings.retry_policy()?.delays().to_vec();
-    let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-cli", &delays).await?;
+    let bus = open_bus(settings, &delays).await?;
     let properties = BasicProperties::default().with_content_type(codec::JSON.into());
     bus.publisher
         .publish(&bus.topology.events_exchange(), &args.event_type, &serde_json::to_vec(&body)?, properties)
         .await?;
     Ok(body)
+}
+
+/// How long a command waits for the broker before it gives up.
+const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The broker, or a clear error once [`BROKER_WAIT`] has passed: a command, unlike a
+/// service, should not wait for ever.
+async fn open_bus(settings: &Settings, delays: &[std::time::Duration]) -> anyhow::Result<Bus> {
+    let give_up = tokio_util::sync::CancellationToken::new();
+    let _timer = {
+        let give_up = give_up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(BROKER_WAIT).await;
+            give_up.cancel();
+        })
+    };
+    Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-cli", delays, &give_up)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}: no broker answered at amqp.url within {}s", BROKER_WAIT.as_secs()))
 }
 
 impl PublishArgs {

@@ -32,6 +32,7 @@ macro_rules! named_enum {
 
 pub mod address;
 pub mod apikey;
+pub mod backoff;
 pub mod catalog;
 pub mod credential;
 pub mod crypto;

@@ -29,15 +29,10 @@ pub enum AcceptError {
     /// The event itself is unacceptable; sending it again will not help.
     #[error(transparent)]
     Rejected(#[from] Rejection),
-    /// The database or the broker failed; the event may be accepted if sent again.
+    /// The database failed (the event is not stored); it may be accepted if sent again.
+    /// A broker failure after the event is stored is not one: see [`Ingestor::accept`].
     #[error(transparent)]
     Unavailable(#[from] Error),
-}
-
-impl From<hookline_bus::Error> for AcceptError {
-    fn from(err: hookline_bus::Error) -> Self {
-        AcceptError::Unavailable(err.into())
-    }
 }
 
 /// An accepted event.
@@ -153,6 +148,10 @@ impl Ingestor {
     /// organisation: a body naming another one is refused. `redelivered` says that an
     /// earlier attempt at this very message was interrupted, so a stored but unrouted
     /// duplicate is forwarded again instead of being taken for a publisher's repeat.
+    ///
+    /// A stored event is accepted even when its route message cannot be sent (the
+    /// broker is away): the stored event is the promise, and the reconciliation sweep
+    /// routes it once the broker is back.
     #[tracing::instrument(name = "ingest", skip_all, fields(event_id, event_type, organization, environment))]
     pub async fn accept(
         &self,
@@ -185,8 +184,13 @@ impl Ingestor {
         let route = route_message(&event).traced(&span);
         let organization = event.organization.clone();
         let (stored, forwarding) = self.store.submit(Storing { event, route, redelivered }).await?;
-        if let Some(forwarding) = forwarding {
-            forwarding.await??;
+        if let Some(forwarding) = forwarding
+            && let Err(err) = forwarding.await?
+        {
+            // Stored is accepted: the reconciliation sweep routes a stored event whose
+            // route message never went (the broker away, say), so a producer is not
+            // refused, and does not send again, what hookline already holds.
+            hookline_telemetry::warn_throttled!(error = %err, "event stored, but not sent on to the router yet; the reconciliation sweep will route it");
         }
         let accepted = match stored {
             events::Stored::UnknownOrganization => {
@@ -214,7 +218,7 @@ impl Ingestor {
             Ok(_) => Outcome::Ack,
             Err(AcceptError::Rejected(rejection)) => Outcome::Reject(rejection),
             Err(err) => {
-                tracing::warn!(error = %err, "could not ingest an event; it will be retried");
+                hookline_telemetry::warn_throttled!(error = %err, "could not ingest an event; it will be retried");
                 Outcome::Retry
             }
         }
@@ -238,7 +242,7 @@ fn route_message(event: &UpstreamEvent) -> proto::RouteEvent {
 /// Runs the ingest service until `shutdown` is cancelled.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let catalog = Arc::new(settings.catalog()?);
-    let service = Service::start("hookline-ingest", &settings, metrics, shutdown).await?;
+    let Some(service) = Service::start("hookline-ingest", &settings, metrics, shutdown).await? else { return Ok(()) };
     catalog::sync(&service.pool, &catalog).await?;
     let bus = (service.bus.publisher.clone(), service.bus.topology.clone());
     let ingestor = Ingestor::new(

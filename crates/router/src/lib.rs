@@ -156,7 +156,7 @@ impl Router {
         match self.route(routable, message.redelivered).await {
             Ok(unknown) => rejected.extend(unknown),
             Err(err) => {
-                tracing::warn!(error = %err, "could not route a route message's events; they will be retried");
+                hookline_telemetry::warn_throttled!(error = %err, "could not route a route message's events; they will be retried");
                 return Outcome::Retry;
             }
         }
@@ -232,8 +232,8 @@ fn prepared(
 
 /// Runs the router until `shutdown` is cancelled.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
-    let service = Service::start("hookline-router", &settings, metrics, shutdown).await?;
-    let watch = service.watch_config().await?;
+    let Some(service) = Service::start("hookline-router", &settings, metrics, shutdown).await? else { return Ok(()) };
+    let watch = service.watch_config()?;
     let router = Router::new(
         service.pool.clone(),
         watch,

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod broker;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -122,6 +124,12 @@ pub struct Services {
 }
 
 impl Services {
+    /// How many of the services have stopped by themselves (none should, whatever
+    /// happens to the broker or the database).
+    pub fn stopped(&self) -> usize {
+        self.tasks.iter().filter(|task| task.is_finished()).count()
+    }
+
     /// Stops the services and waits for them to finish.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
@@ -182,7 +190,10 @@ impl Sandbox {
         hookline_telemetry::init_tracing_in_memory("hookline-sandbox", &settings.telemetry, spans().clone());
         let pool = hookline_store::open(settings.database_url(), 8).await.unwrap();
         let delays = settings.retry_policy().unwrap().delays().to_vec();
-        let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", &delays).await.unwrap();
+        let bus =
+            Bus::open(settings.amqp_url(), &settings.amqp.prefix, "hookline-tests", &delays, &CancellationToken::new())
+                .await
+                .unwrap();
         let secrets = settings.secret_box().unwrap();
         let metrics = hookline_telemetry::Metrics::new();
         Self { id, settings, pool, bus, secrets, metrics, environment, database, cleaned: false }
@@ -295,7 +306,7 @@ impl Sandbox {
 
     /// Takes every message currently in the rejected queue, with its reason header.
     pub async fn drain_rejected(&self) -> Vec<(String, Vec<u8>)> {
-        let channel = self.bus.connection.create_channel().await.unwrap();
+        let channel = self.bus.connection().unwrap().create_channel().await.unwrap();
         let mut taken = Vec::new();
         while let Some(message) = channel
             .basic_get(self.bus.topology.rejected_queue().as_str().into(), BasicGetOptions { no_ack: true })

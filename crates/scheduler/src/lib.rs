@@ -2,7 +2,6 @@
 
 mod reconcile;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use hookline_store::Pool;
 use hookline_store::repo::events;
 use hookline_store::repo::webhooks::changes;
 use hookline_telemetry::{Metrics, Settings};
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -30,9 +28,6 @@ pub struct Scheduler {
     pool: Pool,
     publisher: Publisher,
     topology: Topology,
-    /// Delay queues declared by this process; webhooks with their own policy (and
-    /// receivers asking for more time) may need delays the configuration does not list.
-    declared: Arc<Mutex<HashSet<Duration>>>,
     metrics: Metrics,
 }
 
@@ -53,7 +48,7 @@ impl Scheduler {
         match self.schedule(&report).instrument(span).await {
             Ok(()) => Outcome::Ack,
             Err(err) => {
-                tracing::warn!(delivery_id = %report.delivery_id, error = %err, "could not schedule a retry; it will be retried");
+                hookline_telemetry::warn_throttled!(delivery_id = %report.delivery_id, error = %err, "could not schedule a retry; it will be retried");
                 Outcome::Retry
             }
         }
@@ -120,12 +115,7 @@ impl Scheduler {
     }
 
     async fn delay_queue(&self, delay: Duration) -> Result<String, Error> {
-        let mut declared = self.declared.lock().await;
-        if !declared.contains(&delay) {
-            self.topology.declare_delay_queue(self.publisher.channel(), delay).await?;
-            declared.insert(delay);
-        }
-        Ok(self.topology.delay_queue(delay))
+        Ok(self.publisher.ensure_delay_queue(delay).await?)
     }
 }
 
@@ -163,13 +153,13 @@ fn schedule_span(failed: &proto::FailedAttempt) -> tracing::Span {
 /// Runs the scheduler (failed-attempt consumer and reconciliation sweep) until
 /// `shutdown` is cancelled.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
-    let service = Service::start("hookline-scheduler", &settings, metrics, shutdown).await?;
-    let configured = settings.retry_policy()?.delays().to_vec();
+    let Some(service) = Service::start("hookline-scheduler", &settings, metrics, shutdown).await? else {
+        return Ok(());
+    };
     let scheduler = Scheduler {
         pool: service.pool.clone(),
         publisher: service.bus.publisher.clone(),
         topology: service.bus.topology.clone(),
-        declared: Arc::new(Mutex::new(configured.into_iter().collect())),
         metrics: service.metrics.clone(),
     };
     let sweeper = tokio::spawn(reconcile::run(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookline_bus::Bus;
-use hookline_bus::consumer::{self, ConsumerOptions, Incoming, Outcome};
+use hookline_bus::consumer::{ConsumerOptions, Incoming, Outcome};
 use hookline_store::{ConfigWatch, Pool};
 use hookline_telemetry::{Metrics, Settings};
 use tokio_util::sync::CancellationToken;
@@ -31,17 +31,26 @@ impl Service {
     /// Connects to the database (applying pending migrations) and to the broker
     /// (declaring the topology with a delay queue per configured retry delay), from the
     /// shared sections of `settings`, and reports the queues' depths in `metrics`.
+    ///
+    /// Either may be down when the service starts (everything starting at once, or an
+    /// outage): it waits for each as long as it takes, logging once, and is `None` when
+    /// `shutdown` comes first. Only what waiting cannot fix (bad configuration, a refused
+    /// migration) is an error.
     pub async fn start(
         name: &'static str,
         settings: &Settings,
         metrics: Metrics,
         shutdown: CancellationToken,
-    ) -> Result<Self> {
-        let pool = hookline_store::open(settings.database_url(), settings.database.pool_size).await?;
+    ) -> Result<Option<Self>> {
         let delays = settings.retry_policy()?.delays().to_vec();
-        let bus = Bus::open(settings.amqp_url(), &settings.amqp.prefix, name, &delays).await?;
+        let Some(pool) = open_database(settings, &shutdown).await? else { return Ok(None) };
+        let bus = match Bus::open(settings.amqp_url(), &settings.amqp.prefix, name, &delays, &shutdown).await {
+            Ok(bus) => bus,
+            Err(hookline_bus::Error::Disconnected) if shutdown.is_cancelled() => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
         bus.report_queue_depths(&metrics);
-        Ok(Self {
+        Ok(Some(Self {
             name,
             pool,
             bus,
@@ -49,7 +58,7 @@ impl Service {
             shutdown,
             database_url: settings.database_url().to_owned(),
             grace: settings.shutdown.grace,
-        })
+        }))
     }
 
     /// The service's name, as its spans and connections carry it.
@@ -58,9 +67,9 @@ impl Service {
     }
 
     /// Starts listening for webhook, endpoint and credential changes on a connection of
-    /// its own, for what the service keeps in memory.
-    pub async fn watch_config(&self) -> Result<ConfigWatch> {
-        Ok(ConfigWatch::listen(&self.database_url).await?)
+    /// its own (kept up through database outages), for what the service keeps in memory.
+    pub fn watch_config(&self) -> Result<ConfigWatch> {
+        Ok(ConfigWatch::listen(&self.database_url)?)
     }
 
     /// The secrets key, checked against the one this database's secrets were sealed with.
@@ -71,10 +80,11 @@ impl Service {
     }
 
     /// Consumes `queue` with `handler` on up to `concurrency` messages at once until
-    /// shutdown; in-flight messages then get `shutdown.grace` to finish.
+    /// shutdown, through every loss of the broker; in-flight messages then get
+    /// `shutdown.grace` to finish.
     pub async fn consume<H, F>(&self, queue: String, concurrency: usize, handler: H) -> Result<()>
     where
-        H: Fn(Arc<Incoming>) -> F + Send + Sync + 'static,
+        H: Fn(Arc<Incoming>) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Outcome> + Send + 'static,
     {
         let options = ConsumerOptions {
@@ -86,8 +96,34 @@ impl Service {
             shutdown_grace: self.grace,
         };
         tracing::info!(service = self.name, queue = %options.queue, concurrency, "consuming");
-        consumer::consume(&self.bus.connection, options, self.bus.reject_target(), self.shutdown.clone(), handler)
-            .await?;
+        self.bus.consume(options, self.shutdown.clone(), handler).await?;
         Ok(())
+    }
+}
+
+/// The migrated database of `settings`, once it answers; `None` when `shutdown` comes
+/// first.
+async fn open_database(settings: &Settings, shutdown: &CancellationToken) -> Result<Option<Pool>> {
+    let mut failures = 0;
+    loop {
+        match hookline_store::open(settings.database_url(), settings.database.pool_size).await {
+            Ok(pool) => {
+                if failures > 0 {
+                    tracing::info!(attempts = failures + 1, "reached the database");
+                }
+                return Ok(Some(pool));
+            }
+            Err(err) if err.is_unavailable() => {
+                if failures == 0 {
+                    tracing::warn!(error = %err, "cannot reach the database; trying again until it answers");
+                }
+                failures += 1;
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(hookline_core::backoff::after(failures)) => {}
+        }
     }
 }

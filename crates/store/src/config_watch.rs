@@ -56,17 +56,23 @@ impl ConfigWatch {
     }
 
     /// Listens for changes on a connection of its own to `url`, for as long as a clone
-    /// of the watch lives. Fails if the first connection fails; a later loss is
-    /// logged, caching stops, and the watch connects again every second.
-    pub async fn listen(url: &str) -> Result<Self> {
+    /// of the watch lives. Nothing is cached until it listens; a loss is logged, caching
+    /// stops, and the watch connects again every second. Fails only on an unusable URL.
+    pub fn listen(url: &str) -> Result<Self> {
         let config =
             tokio_postgres::Config::from_str(url).map_err(|err| Error::Config(format!("database.url: {err}")))?;
         let (stop, stopped) = oneshot::channel();
         let state =
             Arc::new(State { version: AtomicU64::new(0), listening: AtomicBool::new(false), _stop: Some(stop) });
-        let first = connect(&config, &state).await?;
-        tokio::spawn(keep_listening(config, Arc::downgrade(&state), first, stopped));
+        tokio::spawn(keep_listening(config, Arc::downgrade(&state), stopped));
         Ok(Self { state })
+    }
+
+    /// Waits until the watch listens (and so caches), polling every 10 ms.
+    pub async fn until_listening(&self) {
+        while self.current().is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The version to tag a read with; `None` while not listening, when nothing read
@@ -131,33 +137,43 @@ async fn connect(config: &tokio_postgres::Config, state: &State) -> Result<Liste
     Ok(Listener { _client: client, connection })
 }
 
-/// Counts notifications until the watch is dropped; after a loss, stops caching and
-/// connects again.
+/// Connects, then counts notifications until the watch is dropped; after a loss, stops
+/// caching and connects again. One line when listening is lost, one when it is back.
 async fn keep_listening(
     config: tokio_postgres::Config,
     state: std::sync::Weak<State>,
-    mut listener: Listener,
     mut stopped: oneshot::Receiver<()>,
 ) {
+    let mut lost = false;
     loop {
-        let lost = tokio::select! {
+        let listener = {
+            let Some(watch) = state.upgrade() else { return };
+            connect(&config, &watch).await
+        };
+        let mut listener = match listener {
+            Ok(listener) => listener,
+            Err(err) => {
+                if !lost {
+                    tracing::warn!(error = %err, "cannot listen for webhook changes yet; not caching until it can");
+                    lost = true;
+                }
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    () = tokio::time::sleep(RECONNECT_DELAY) => continue,
+                }
+            }
+        };
+        if lost {
+            tracing::info!("listening for webhook changes again");
+        }
+        let why = tokio::select! {
             _ = &mut stopped => return,
-            lost = receive(&mut listener, &state) => lost,
+            why = receive(&mut listener, &state) => why,
         };
         let Some(watch) = state.upgrade() else { return };
         watch.set_listening(false);
-        tracing::warn!(error = %lost, "lost the connection that listens for webhook changes; not caching until it is back");
-        listener = loop {
-            tokio::select! {
-                _ = &mut stopped => return,
-                () = tokio::time::sleep(RECONNECT_DELAY) => {}
-            }
-            match connect(&config, &watch).await {
-                Ok(listener) => break listener,
-                Err(err) => tracing::warn!(error = %err, "could not listen for webhook changes yet"),
-            }
-        };
-        tracing::info!("listening for webhook changes again");
+        tracing::warn!(error = %why, "lost the connection that listens for webhook changes; not caching until it is back");
+        lost = true;
     }
 }
 

@@ -37,6 +37,38 @@ pub enum Error {
     Row(#[from] tokio_postgres::Error),
 }
 
+impl Error {
+    /// Whether PostgreSQL could not be reached, or went away during the work: trying
+    /// again later may succeed (rather than a refused statement, a corrupt row or bad
+    /// configuration, which will fail the same way).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Pool(deadpool_postgres::PoolError::Backend(source)) => unreachable(source),
+            Error::Pool(_) | Error::Listen(_) => true,
+            Error::Query { source, .. } => unreachable(source),
+            Error::Config(_)
+            | Error::Migration(_)
+            | Error::Crypto(_)
+            | Error::UnknownEvent(_)
+            | Error::Corrupt(_)
+            | Error::Row(_) => false,
+        }
+    }
+}
+
+/// Whether a driver error means the server was not there to answer: the connection
+/// failed or closed, or the server is starting up or shutting down (SQLSTATE class 08,
+/// 57P01–57P03).
+fn unreachable(error: &tokio_postgres::Error) -> bool {
+    match error.as_db_error() {
+        None => true,
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+        }
+    }
+}
+
 /// Result of store operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

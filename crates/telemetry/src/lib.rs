@@ -9,6 +9,7 @@ pub mod propagation;
 pub mod service_spans;
 mod settings;
 mod shutdown;
+pub mod throttle;
 mod tracing_setup;
 
 pub use entry::service_main;
@@ -20,4 +21,5 @@ pub use settings::{
     RouterSettings, SchedulerSettings, Settings, SettingsError, SigningSettings, TelemetrySettings,
 };
 pub use shutdown::shutdown_on_signals;
+pub use throttle::Throttle;
 pub use tracing_setup::{flush_traces, init_tracing, init_tracing_in_memory};

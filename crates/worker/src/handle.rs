@@ -44,14 +44,14 @@ impl Worker {
                 Done::Settled => {}
                 Done::Rejected(rejection) => rejected.push(RejectedPart { body: jobs::alone(job), rejection }),
                 Done::Again(err) => {
-                    tracing::warn!(delivery_id = %job.delivery_id, error = %err, "delivery job set aside; it will be tried again");
+                    hookline_telemetry::warn_throttled!(delivery_id = %job.delivery_id, error = %err, "delivery job set aside; it will be tried again");
                     again.push(job);
                 }
                 Done::Unstarted => again.push(job),
             }
         }
         if let Err(err) = self.set_aside(again).await {
-            tracing::warn!(error = %err, "could not set delivery jobs aside; returning the message");
+            hookline_telemetry::warn_throttled!(error = %err, "could not set delivery jobs aside; returning the message");
             return Outcome::Retry;
         }
         if rejected.is_empty() { Outcome::Ack } else { Outcome::AckRejecting(rejected) }

@@ -140,7 +140,7 @@ impl Worker {
         // duplicate, so a follow-up that cannot be sent is not tried again from here.
         // A retry due is resumed by the reconciliation sweep once it is overdue.
         if let Err(err) = self.follow(context, &sent, &transition, settled, job).await {
-            tracing::warn!(error = %err, ?transition, "attempt recorded, but what follows it could not be sent to the scheduler");
+            hookline_telemetry::warn_throttled!(error = %err, ?transition, "attempt recorded, but what follows it could not be sent to the scheduler");
         }
         Ok(())
     }

@@ -65,7 +65,7 @@ impl Worker {
         let address_policy = delivery.address_policy()?;
         let client = client::build(delivery.timeout, &address_policy, delivery.concurrency)
             .map_err(|err| Error::Start { what: "building the HTTP client", source: err.into() })?;
-        let watch = service.watch_config().await?;
+        let watch = service.watch_config()?;
         let targets = Arc::new(TargetCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY));
         let (pool, metrics) = (service.pool.clone(), service.metrics.clone());
         let load = {
@@ -112,7 +112,7 @@ impl Worker {
 /// `shutdown.grace` to finish, and unfinished jobs return to the queue.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let catalog = settings.catalog()?;
-    let service = Service::start("hookline-worker", &settings, metrics, shutdown).await?;
+    let Some(service) = Service::start("hookline-worker", &settings, metrics, shutdown).await? else { return Ok(()) };
     let secrets = service.secrets(&settings).await?;
     let policy = settings.retry_policy()?;
     let worker = Arc::new(
