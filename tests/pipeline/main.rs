@@ -14,6 +14,7 @@ mod outcomes;
 mod reconcile;
 mod rejects;
 mod retries;
+mod send_once;
 mod traces;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! A worker process killed with SIGKILL in the middle of a stream of deliveries loses
 //! none of them: its unacknowledged jobs return to the queue and another worker (a
-//! competing consumer) delivers them.
+//! competing consumer) delivers them. The attempts it had in flight are sent again only
+//! once their leases run out (the delivery timeout plus a margin), so the workers here
+//! time out requests after a few seconds.
 #![allow(clippy::unwrap_used, missing_docs)]
 #![allow(clippy::too_many_lines, reason = "an end-to-end test reads best as one story, setup to last check")]
 
@@ -17,6 +19,7 @@ fn spawn_worker(env: &TestEnv) -> Child {
     env.command(env!("CARGO_BIN_EXE_hookline"))
         .arg("worker")
         .env("HOOKLINE__DELIVERY__CONCURRENCY", "4")
+        .env("HOOKLINE__DELIVERY__TIMEOUT", "5s")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -48,7 +51,9 @@ async fn a_worker_killed_mid_stream_loses_no_delivery() {
     };
     let all_delivered = eventually(Duration::from_secs(60), || async { distinct().len() == EVENTS }).await;
     assert!(all_delivered, "only {} of {EVENTS} events reached the receiver", distinct().len());
-    let all_recorded = eventually(Duration::from_secs(30), || async {
+    // The killed worker's attempts in flight were sent but not recorded: they are
+    // recorded once their leases (5 s + 30 s) have run out and the survivor sends them.
+    let all_recorded = eventually(Duration::from_secs(75), || async {
         env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'succeeded'", &[]).await == EVENTS as i64
     })
     .await;

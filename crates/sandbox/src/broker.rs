@@ -25,7 +25,12 @@ impl OwnBroker {
     pub async fn start() -> Self {
         let id = ulid::Ulid::new().to_string().to_lowercase();
         let dir = std::env::temp_dir().join(format!("hookline-rabbit-{id}"));
-        let broker = Self { node: format!("hookline-{id}@localhost"), dir, port: free_port(), dist_port: free_port() };
+        let broker = Self {
+            node: format!("hookline-{id}@localhost"),
+            dir,
+            port: crate::database::free_port(),
+            dist_port: crate::database::free_port(),
+        };
         broker.prepare();
         broker.boot().await;
         broker
@@ -95,7 +100,7 @@ impl OwnBroker {
         std::fs::write(self.dir.join("enabled_plugins"), "[].\n").unwrap();
         let config = format!("listeners.tcp.local = 127.0.0.1:{}\n", self.port);
         std::fs::write(self.dir.join("rabbitmq.conf"), config).unwrap();
-        if is_root() {
+        if crate::database::is_root() {
             let owned = std::process::Command::new("chown")
                 .args(["-R", "rabbitmq:rabbitmq"])
                 .arg(&self.dir)
@@ -173,14 +178,4 @@ fn remove(dir: &Path) {
 async fn run(command: &mut Command) -> std::process::Output {
     let mut command = std::mem::replace(command, Command::new("true"));
     tokio::task::spawn_blocking(move || command.output().expect("the command runs")).await.unwrap()
-}
-
-/// A port free now on loopback (the node takes it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn is_root() -> bool {
-    std::env::var("USER").is_ok_and(|user| user == "root")
-        || std::process::Command::new("id").arg("-u").output().is_ok_and(|out| out.stdout.starts_with(b"0"))
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod broker;
+pub mod database;
 
 use std::future::Future;
 use std::time::Duration;
@@ -113,6 +114,7 @@ pub struct Sandbox {
     pub metrics: hookline_telemetry::Metrics,
     /// The `HOOKLINE__…` variables the settings were loaded from, for child processes.
     pub environment: Vec<(String, String)>,
+    admin_url: String,
     database: String,
     cleaned: bool,
 }
@@ -153,14 +155,20 @@ impl Sandbox {
 
     /// A fresh environment with extra `HOOKLINE__…` settings.
     pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        Self::on(&admin_database_url(), overrides).await
+    }
+
+    /// A fresh environment whose database is made on the server `admin_url` (a URL
+    /// to its `postgres` database) instead of the shared one: a test's own cluster.
+    pub async fn on(admin_url: &str, overrides: &[(&str, &str)]) -> Self {
         let id = ulid::Ulid::new().to_string().to_lowercase();
         let database = format!("hookline_test_{id}");
-        let (admin, connection) = tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls)
+        let (admin, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
             .await
             .expect("PostgreSQL must be reachable (see tests/README.md)");
         tokio::spawn(connection);
         admin.batch_execute(&format!("CREATE DATABASE {database}")).await.unwrap();
-        let database_url = match admin_database_url().rsplit_once('/') {
+        let database_url = match admin_url.rsplit_once('/') {
             Some((server, _)) => format!("{server}/{database}"),
             None => unreachable!("a database URL has a path"),
         };
@@ -196,7 +204,8 @@ impl Sandbox {
                 .unwrap();
         let secrets = settings.secret_box().unwrap();
         let metrics = hookline_telemetry::Metrics::new();
-        Self { id, settings, pool, bus, secrets, metrics, environment, database, cleaned: false }
+        let admin_url = admin_url.to_owned();
+        Self { id, settings, pool, bus, secrets, metrics, environment, admin_url, database, cleaned: false }
     }
 
     /// Starts ingest, router, worker and scheduler in this process.
@@ -338,23 +347,25 @@ impl Sandbox {
     /// Deletes the database and every exchange and queue of this test.
     pub async fn cleanup(mut self) {
         self.cleaned = true;
-        cleanup(self.settings.clone(), self.database.clone()).await;
+        cleanup(self.settings.clone(), self.admin_url.clone(), self.database.clone()).await;
     }
 }
 
-async fn cleanup(settings: Settings, database: String) {
+async fn cleanup(settings: Settings, admin_url: String, database: String) {
     let configured = settings.retry_policy().map(|p| p.delays().to_vec()).unwrap_or_default();
     // The test's own delays and every Retry-After step, which includes the shipped 5m/10m
     // policy and the worker's 1 s defer queue.
     let delays = hookline_bus::Topology::possible_delays(&configured);
-    if let Ok(connection) = hookline_bus::connect(settings.amqp_url(), "hookline-tests-cleanup").await {
+    for node in hookline_bus::node_urls(settings.amqp_url()) {
+        let Ok(connection) = hookline_bus::connect(&node, "hookline-tests-cleanup").await else { continue };
         let topology = hookline_bus::Topology::new(settings.amqp.prefix.clone());
         if let Ok(channel) = connection.create_channel().await {
             let _ = topology.delete(&channel, &delays).await;
         }
         let _ = connection.close(200, "done".into()).await;
+        break;
     }
-    if let Ok((admin, connection)) = tokio_postgres::connect(&admin_database_url(), tokio_postgres::NoTls).await {
+    if let Ok((admin, connection)) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await {
         tokio::spawn(connection);
         let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
     }
@@ -367,10 +378,10 @@ impl Drop for Sandbox {
         }
         // A test that panicked still leaves nothing behind.
         let settings = self.settings.clone();
-        let database = self.database.clone();
+        let (admin_url, database) = (self.admin_url.clone(), self.database.clone());
         let _ = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                runtime.block_on(cleanup(settings, database));
+                runtime.block_on(cleanup(settings, admin_url, database));
             }
         })
         .join();

@@ -30,5 +30,17 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether the database or the broker was away: the same work may succeed later
+    /// (rather than bad configuration or a refused statement, which fail the same way).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Store(err) => err.is_unavailable(),
+            Error::Bus(_) => true,
+            Error::Settings(_) | Error::Batch(_) | Error::Io(_) | Error::Start { .. } => false,
+        }
+    }
+}
+
 /// Result of service operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -36,6 +36,21 @@ pub enum DeliveryOutcome {
     Closed,
 }
 
+/// Why a delivery job was not sent: another copy of it already was, or is being.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateJob {
+    /// The attempt it asks for is recorded already.
+    AlreadyRecorded,
+    /// Another worker holds the delivery's lease (its copy is sending now); this copy
+    /// waits in the defer queue and is dropped once that attempt is recorded.
+    InFlight,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
@@ -104,6 +119,7 @@ struct Inner {
     delivery_latency: Histogram,
     attempts_in_flight: Gauge,
     retries_scheduled: Family<DelayLabels, Counter>,
+    duplicate_jobs: Family<ReasonLabels, Counter>,
     queue_messages: Family<QueueLabels, Gauge>,
     batch_rows: Family<StatementLabels, Histogram, fn() -> Histogram>,
     batch_seconds: Family<StatementLabels, Histogram, fn() -> Histogram>,
@@ -196,6 +212,12 @@ impl Metrics {
                 "Failed attempts put into a delay queue, by delay",
                 Family::default(),
             ),
+            duplicate_jobs: registered(
+                r,
+                "duplicate_jobs",
+                "Delivery jobs not sent because another copy was sent or is being sent, by reason (already_recorded, in_flight)",
+                Family::default(),
+            ),
             queue_messages: registered(
                 r,
                 "queue_messages",
@@ -229,6 +251,15 @@ impl Metrics {
         let outcome = work.await;
         self.0.batch_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Counts a job copy that was not sent.
+    pub fn duplicate_job(&self, why: DuplicateJob) {
+        let reason = match why {
+            DuplicateJob::AlreadyRecorded => "already_recorded",
+            DuplicateJob::InFlight => "in_flight",
+        };
+        self.0.duplicate_jobs.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Counts an accepted event.

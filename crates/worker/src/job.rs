@@ -14,11 +14,12 @@ use hookline_core::lifecycle::{self, Admission, Ended, Failure, Job, Rules, Tran
 use hookline_service::Error;
 use hookline_store::repo::deliveries::{AttemptRecord, Settle, Settled};
 use hookline_store::repo::jobs::JobContext;
-use hookline_telemetry::metrics::DeliveryOutcome;
+use hookline_telemetry::metrics::{DeliveryOutcome, DuplicateJob};
 
 use crate::Worker;
 use crate::attempt::{self, AttemptSettings};
 use crate::handle::Done;
+use crate::once::Claim;
 
 impl Worker {
     /// Performs one job, holding one of the worker's delivery places while it runs.
@@ -49,6 +50,7 @@ impl Worker {
         let asked = Job { attempt: job.attempt, manual: job.manual };
         let outcome = match lifecycle::admit(&context.delivery(), asked) {
             Admission::Duplicate => {
+                self.metrics.duplicate_job(DuplicateJob::AlreadyRecorded);
                 tracing::debug!(status = context.status.as_str(), recorded = context.attempts, "duplicate job skipped");
                 Ok(())
             }
@@ -116,6 +118,14 @@ impl Worker {
         let Some(slot) = self.slots.take(context.target.endpoint_id.as_str()).await else {
             return self.set_aside(vec![job.clone()]).await;
         };
+        match self.claim(context).await? {
+            Claim::Send => {}
+            Claim::Wait => {
+                drop(slot);
+                return self.set_aside(vec![job.clone()]).await;
+            }
+            Claim::Drop => return Ok(()),
+        }
         let record = self.send(context, asked).await;
         // The cap is on requests to the endpoint: recording the attempt holds no slot.
         drop(slot);
@@ -131,9 +141,12 @@ impl Worker {
             transition,
             attempt: Some(record),
         };
-        let settled = self.settle.submit(settle).await?;
+        let settled = self.record(settle).await?;
         if !settled.applied {
-            // Another worker recorded this attempt first (the job ran twice at once).
+            // Another worker recorded this attempt first: this one's lease ran out
+            // before its record (a database away for longer than the lease).
+            self.metrics.duplicate_job(DuplicateJob::AlreadyRecorded);
+            tracing::warn!("an attempt was sent twice: another copy was recorded first");
             return Ok(());
         }
         // The attempt and its transition are recorded: a job coming back would be a

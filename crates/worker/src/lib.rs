@@ -4,6 +4,7 @@ pub mod attempt;
 pub mod client;
 mod handle;
 mod job;
+mod once;
 pub mod sigv4;
 pub mod slots;
 
@@ -18,6 +19,7 @@ use hookline_service::{Error, Service};
 use hookline_store::config_watch;
 use hookline_store::repo::deliveries::{self, Settle, Settled};
 use hookline_store::repo::jobs::{self, JobContext, TargetCache};
+use hookline_store::repo::leases::{self, Lease, Leased};
 use hookline_telemetry::{DeliverySettings, Metrics, Settings};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +42,9 @@ pub struct Worker {
     /// Endpoint targets kept in memory (shared with `load`), for jobs that carry their
     /// delivery.
     targets: Arc<TargetCache>,
+    /// Claims the attempts of all handlers about to send at the same moment in one
+    /// statement (see the `once` module).
+    lease: Batcher<Lease, Leased, Error>,
     /// Persists the attempts and transitions of all handlers finishing at the same
     /// moment in one statement.
     settle: Batcher<Settle, Settled, Error>,
@@ -79,6 +84,17 @@ impl Worker {
                 }
             })
         };
+        let lease = {
+            let (pool, metrics) = (pool.clone(), metrics.clone());
+            let duration = delivery.timeout + once::LEASE_MARGIN;
+            Batcher::new(Limits::statement(batch_linger), move |asked: Arc<Vec<Lease>>| {
+                let (pool, metrics) = (pool.clone(), metrics.clone());
+                async move {
+                    let leasing = leases::lease(&pool, &asked, duration);
+                    Ok(metrics.timed_batch("lease_deliveries", asked.len(), leasing).await?)
+                }
+            })
+        };
         let settle = {
             let (pool, metrics) = (pool.clone(), metrics.clone());
             Batcher::new(Limits::statement(batch_linger), move |settles: Arc<Vec<Settle>>| {
@@ -101,6 +117,7 @@ impl Worker {
             metrics,
             load,
             targets,
+            lease,
             settle,
             in_flight: Semaphore::new(delivery.concurrency.max(1)),
             shutdown: service.shutdown.clone(),

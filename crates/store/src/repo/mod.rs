@@ -10,5 +10,6 @@ pub mod delivery_log;
 pub mod events;
 pub mod jobs;
 pub mod key_check;
+pub mod leases;
 pub mod organizations;
 pub mod webhooks;
