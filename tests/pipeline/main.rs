@@ -8,6 +8,7 @@ mod config_cache;
 mod consumer;
 mod delivery;
 mod http_ingest;
+mod isolation;
 mod job_batches;
 mod metrics;
 mod outcomes;

@@ -5,7 +5,7 @@
 use hookline_store::repo::api_keys::ApiKeySummary;
 use hookline_store::repo::credentials::CredentialView;
 use hookline_store::repo::delivery_log::{AttemptView, DeliveryDetail, DeliverySummary};
-use hookline_store::repo::webhooks::views::{EndpointView, Filters, WebhookView};
+use hookline_store::repo::webhooks::views::{EndpointCircuit, EndpointView, Filters, WebhookView};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -59,7 +59,7 @@ impl Modify for BearerKey {
         deliveries::list, deliveries::get, deliveries::redeliver, deliveries::recover,
     ),
     components(schemas(
-        ErrorBody, ErrorDetail, WebhookView, EndpointView, Filters, CredentialView, DeliverySummary, DeliveryDetail,
+        ErrorBody, ErrorDetail, WebhookView, EndpointView, EndpointCircuit, Filters, CredentialView, DeliverySummary, DeliveryDetail,
         AttemptView, ApiKeySummary,
     )),
     modifiers(&BearerKey),

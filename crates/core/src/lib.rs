@@ -34,6 +34,7 @@ pub mod address;
 pub mod apikey;
 pub mod backoff;
 pub mod catalog;
+pub mod circuit;
 pub mod credential;
 pub mod crypto;
 pub mod delivery;

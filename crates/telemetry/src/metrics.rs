@@ -46,6 +46,20 @@ pub enum DuplicateJob {
     InFlight,
 }
 
+/// Why a delivery job left the delivery queue to wait for its endpoint in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkReason {
+    /// The endpoint's circuit is open.
+    CircuitOpen,
+    /// The endpoint is at its in-flight cap.
+    EndpointBusy,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToLabels {
+    to: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
@@ -120,6 +134,10 @@ struct Inner {
     attempts_in_flight: Gauge,
     retries_scheduled: Family<DelayLabels, Counter>,
     duplicate_jobs: Family<ReasonLabels, Counter>,
+    parked_jobs: Family<ReasonLabels, Counter>,
+    released_jobs: Counter,
+    circuit_changes: Family<ToLabels, Counter>,
+    open_circuits: Gauge,
     queue_messages: Family<QueueLabels, Gauge>,
     batch_rows: Family<StatementLabels, Histogram, fn() -> Histogram>,
     batch_seconds: Family<StatementLabels, Histogram, fn() -> Histogram>,
@@ -218,6 +236,30 @@ impl Metrics {
                 "Delivery jobs not sent because another copy was sent or is being sent, by reason (already_recorded, in_flight)",
                 Family::default(),
             ),
+            parked_jobs: registered(
+                r,
+                "parked_jobs",
+                "Delivery jobs that left the delivery queue to wait for their endpoint, by reason (circuit_open, endpoint_busy)",
+                Family::default(),
+            ),
+            released_jobs: registered(
+                r,
+                "released_jobs",
+                "Parked deliveries whose jobs were put back in the delivery queue",
+                Counter::default(),
+            ),
+            circuit_changes: registered(
+                r,
+                "circuit_changes",
+                "Endpoint circuits this worker opened or closed, by the state changed to (open, closed)",
+                Family::default(),
+            ),
+            open_circuits: registered(
+                r,
+                "open_circuits",
+                "Endpoint circuits open, as this worker last read them (the same figure in every worker)",
+                Gauge::default(),
+            ),
             queue_messages: registered(
                 r,
                 "queue_messages",
@@ -260,6 +302,31 @@ impl Metrics {
             DuplicateJob::InFlight => "in_flight",
         };
         self.0.duplicate_jobs.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Counts a job parked to wait for its endpoint.
+    pub fn parked_job(&self, why: ParkReason) {
+        let reason = match why {
+            ParkReason::CircuitOpen => "circuit_open",
+            ParkReason::EndpointBusy => "endpoint_busy",
+        };
+        self.0.parked_jobs.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Counts parked deliveries put back in the delivery queue.
+    pub fn released_jobs(&self, count: usize) {
+        self.0.released_jobs.inc_by(count as u64);
+    }
+
+    /// Counts an endpoint circuit this worker opened (`true`) or closed.
+    pub fn circuit_changed(&self, opened: bool) {
+        let to = if opened { "open" } else { "closed" };
+        self.0.circuit_changes.get_or_create(&ToLabels { to }).inc();
+    }
+
+    /// Sets how many endpoint circuits are open.
+    pub fn set_open_circuits(&self, count: usize) {
+        self.0.open_circuits.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Counts an accepted event.

@@ -90,6 +90,11 @@ pub struct DeliverySettings {
     pub max_in_flight_per_endpoint: usize,
     #[serde(with = "humantime_serde")]
     pub endpoint_slot_wait: Duration,
+    pub circuit_open_after: u32,
+    #[serde(with = "humantime_serde")]
+    pub circuit_first_probe: Duration,
+    #[serde(with = "humantime_serde")]
+    pub circuit_max_probe: Duration,
     pub allow_http: bool,
     pub allow_private_networks: bool,
     pub allowed_networks: Vec<String>,
@@ -100,6 +105,15 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
+    /// When an endpoint's circuit opens and how often it is probed.
+    pub fn breaker(&self) -> hookline_core::circuit::Breaker {
+        hookline_core::circuit::Breaker {
+            open_after: self.circuit_open_after,
+            first_probe: self.circuit_first_probe,
+            max_probe: self.circuit_max_probe,
+        }
+    }
+
     /// Which addresses deliveries may reach.
     pub fn address_policy(&self) -> Result<hookline_core::address::AddressPolicy, SettingsError> {
         let allowed_networks = self
@@ -268,6 +282,17 @@ impl Settings {
         }
         if self.delivery.timeout.is_zero() || self.delivery.timeout > Duration::from_secs(600) {
             return Err(invalid("delivery.timeout", "must be more than 0 and at most 10 minutes"));
+        }
+        if self.delivery.circuit_open_after == 0 {
+            return Err(invalid("delivery.circuit_open_after", "must be at least 1"));
+        }
+        if self.delivery.circuit_first_probe.is_zero()
+            || self.delivery.circuit_first_probe > self.delivery.circuit_max_probe
+        {
+            return Err(invalid(
+                "delivery.circuit_first_probe",
+                "must be more than 0 and at most delivery.circuit_max_probe",
+            ));
         }
         if self.database.batch_linger > Duration::from_millis(100) {
             // Every batched statement can wait this long: beyond a few milliseconds it is

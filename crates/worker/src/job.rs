@@ -14,10 +14,11 @@ use hookline_core::lifecycle::{self, Admission, Ended, Failure, Job, Rules, Tran
 use hookline_service::Error;
 use hookline_store::repo::deliveries::{AttemptRecord, Settle, Settled};
 use hookline_store::repo::jobs::JobContext;
-use hookline_telemetry::metrics::{DeliveryOutcome, DuplicateJob};
+use hookline_telemetry::metrics::{DeliveryOutcome, DuplicateJob, ParkReason};
 
 use crate::Worker;
 use crate::attempt::{self, AttemptSettings};
+use crate::circuits::Passage;
 use crate::handle::Done;
 use crate::once::Claim;
 
@@ -113,10 +114,16 @@ impl Worker {
     /// Makes the attempt `job` asks for, persists it with the transition the lifecycle
     /// decides, and does what that transition asks for.
     async fn attempt(&self, context: &JobContext, job: &proto::DeliveryJob, asked: Job) -> Result<(), Error> {
-        // Over the endpoint's cap for longer than a healthy endpoint would be: wait in the
-        // defer queue instead of holding a place other endpoints could use.
-        let Some(slot) = self.slots.take(context.target.endpoint_id.as_str()).await else {
-            return self.set_aside(vec![job.clone()]).await;
+        let endpoint = &context.target.endpoint_id;
+        let Passage::Send { probe } = self.pass(context, asked.manual).await? else { return Ok(()) };
+        // Over the endpoint's cap for longer than a healthy endpoint would be: leave the
+        // delivery queue instead of holding a place other endpoints could use (an
+        // operator's redelivery goes round the defer queue: it is not to wait long).
+        let Some(slot) = self.slots.take(endpoint.as_str()).await else {
+            if asked.manual {
+                return self.set_aside(vec![job.clone()]).await;
+            }
+            return self.park(context, ParkReason::EndpointBusy).await;
         };
         match self.claim(context).await? {
             Claim::Send => {}
@@ -129,6 +136,7 @@ impl Worker {
         let record = self.send(context, asked).await;
         // The cap is on requests to the endpoint: recording the attempt holds no slot.
         drop(slot);
+        let verdict = (record.error_kind, record.status_code);
         let now = Utc::now();
         let ended = ended(&record, now);
         let policy = context.target.retry_policy.as_ref().unwrap_or(&self.default_policy);
@@ -155,6 +163,7 @@ impl Worker {
         if let Err(err) = self.follow(context, &sent, &transition, settled, job).await {
             hookline_telemetry::warn_throttled!(error = %err, ?transition, "attempt recorded, but what follows it could not be sent to the scheduler");
         }
+        self.attempt_ended(endpoint, verdict, probe).await;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod attempt;
+mod circuits;
 pub mod client;
 mod handle;
 mod job;
@@ -8,15 +9,18 @@ mod once;
 pub mod sigv4;
 pub mod slots;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hookline_bus::{Publisher, Topology};
 use hookline_core::address::AddressPolicy;
+use hookline_core::circuit::Breaker;
 use hookline_core::ids::DeliveryId;
 use hookline_core::{Catalog, RetryPolicy};
 use hookline_service::batch::{Batcher, Limits};
 use hookline_service::{Error, Service};
 use hookline_store::config_watch;
+use hookline_store::repo::circuits::{self as circuit_store, Parking};
 use hookline_store::repo::deliveries::{self, Settle, Settled};
 use hookline_store::repo::jobs::{self, JobContext, TargetCache};
 use hookline_store::repo::leases::{self, Lease, Leased};
@@ -48,6 +52,17 @@ pub struct Worker {
     /// Persists the attempts and transitions of all handlers finishing at the same
     /// moment in one statement.
     settle: Batcher<Settle, Settled, Error>,
+    /// How long a lease (and an open circuit's probe) holds: the delivery timeout and
+    /// room to record the attempt.
+    lease_duration: Duration,
+    /// When an endpoint's circuit opens and how often it is probed.
+    breaker: Breaker,
+    /// The circuits and parked endpoints as this worker last read them.
+    mirror: Mutex<circuits::Mirror>,
+    /// Parks the jobs of all handlers parking at the same moment in one statement.
+    park: Batcher<Parking, bool, Error>,
+    /// For the circuits' statements, which are not batched (they run on trouble only).
+    pool: hookline_store::Pool,
     /// Attempts running at once (`delivery.concurrency`): a message brings many jobs,
     /// which share these places.
     in_flight: Semaphore,
@@ -84,27 +99,14 @@ impl Worker {
                 }
             })
         };
-        let lease = {
-            let (pool, metrics) = (pool.clone(), metrics.clone());
-            let duration = delivery.timeout + once::LEASE_MARGIN;
-            Batcher::new(Limits::statement(batch_linger), move |asked: Arc<Vec<Lease>>| {
-                let (pool, metrics) = (pool.clone(), metrics.clone());
-                async move {
-                    let leasing = leases::lease(&pool, &asked, duration);
-                    Ok(metrics.timed_batch("lease_deliveries", asked.len(), leasing).await?)
-                }
-            })
-        };
-        let settle = {
-            let (pool, metrics) = (pool.clone(), metrics.clone());
-            Batcher::new(Limits::statement(batch_linger), move |settles: Arc<Vec<Settle>>| {
-                let (pool, metrics) = (pool.clone(), metrics.clone());
-                async move {
-                    let settling = deliveries::settle(&pool, &settles);
-                    Ok(metrics.timed_batch("settle_deliveries", settles.len(), settling).await?)
-                }
-            })
-        };
+        let lease_duration = delivery.timeout + once::LEASE_MARGIN;
+        let statement = |name| Statement { pool: pool.clone(), metrics: metrics.clone(), linger: batch_linger, name };
+        let lease = statement("lease_deliveries")
+            .batcher(move |pool, asked| async move { leases::lease(&pool, &asked, lease_duration).await });
+        let settle = statement("settle_deliveries")
+            .batcher(|pool, settles| async move { deliveries::settle(&pool, &settles).await });
+        let park =
+            statement("park_deliveries").batcher(|pool, jobs| async move { circuit_store::park(&pool, &jobs).await });
         Ok(Self {
             catalog: Arc::new(catalog),
             publisher: service.bus.publisher.clone(),
@@ -119,8 +121,44 @@ impl Worker {
             targets,
             lease,
             settle,
+            lease_duration,
+            breaker: delivery.breaker(),
+            mirror: Mutex::default(),
+            park,
+            pool,
             in_flight: Semaphore::new(delivery.concurrency.max(1)),
             shutdown: service.shutdown.clone(),
+        })
+    }
+}
+
+/// A batched statement of the worker's: what it is called in the metrics, and where it
+/// runs.
+struct Statement {
+    pool: hookline_store::Pool,
+    metrics: Metrics,
+    linger: Duration,
+    name: &'static str,
+}
+
+impl Statement {
+    /// A batcher running `run` on the items of all handlers asking at the same moment,
+    /// timed as this statement.
+    fn batcher<I, O, F, Fut>(self, run: F) -> Batcher<I, O, Error>
+    where
+        I: Send + Sync + 'static,
+        O: Clone + Send + 'static,
+        F: Fn(hookline_store::Pool, Arc<Vec<I>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = hookline_store::Result<Vec<O>>> + Send + 'static,
+    {
+        let Statement { pool, metrics, linger, name } = self;
+        let run = Arc::new(run);
+        Batcher::new(Limits::statement(linger), move |items: Arc<Vec<I>>| {
+            let (pool, metrics, run) = (pool.clone(), metrics.clone(), run.clone());
+            async move {
+                let rows = items.len();
+                Ok(metrics.timed_batch(name, rows, run(pool, items)).await?)
+            }
         })
     }
 }
@@ -135,6 +173,7 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     let worker = Arc::new(
         Worker::new(&service, secrets, catalog, &settings.delivery, policy, settings.database.batch_linger).await?,
     );
+    tokio::spawn(circuits::keep_refreshed(worker.clone()));
     service
         .consume(service.bus.topology.delivery_queue(), settings.delivery.concurrency, move |message| {
             let worker = worker.clone();

@@ -358,6 +358,7 @@ const SETTLE: &str = "WITH i AS (
          next_attempt_at = i.next_attempt_at,
          completed_at = CASE WHEN i.completes THEN now() ELSE d.completed_at END,
          leased_until = NULL,
+         parked_at = NULL,
          updated_at = now()
      FROM i
      WHERE d.id = i.delivery_id AND d.attempt_count = i.attempts_before
@@ -466,8 +467,8 @@ pub struct Overdue {
 
 /// Claims up to `limit` open deliveries that have made no progress for `after`, and
 /// pushes their deadline forward so the next sweep (of this or another scheduler)
-/// does not claim them again at once. A delivery whose job is leased (being sent) is
-/// not lost and is skipped.
+/// does not claim them again at once. A delivery whose job is leased (being sent) or
+/// parked (waiting for its endpoint, in `circuits`) is not lost and is skipped.
 pub async fn claim_overdue(pool: &Pool, after: std::time::Duration, limit: i64) -> Result<Vec<Overdue>> {
     let client = pool.get().await?;
     let rows = client
@@ -479,6 +480,7 @@ pub async fn claim_overdue(pool: &Pool, after: std::time::Duration, limit: i64) 
                  WHERE open
                    AND updated_at < now() - make_interval(secs => $1)
                    AND (leased_until IS NULL OR leased_until < now())
+                   AND parked_at IS NULL
                    AND (next_attempt_at IS NULL OR next_attempt_at < now() - make_interval(secs => $1))
                  ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING d.id, d.attempt_count",

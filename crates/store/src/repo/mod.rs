@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod catalog;
+pub mod circuits;
 pub mod credentials;
 pub mod deliveries;
 pub mod delivery_log;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
+use hookline_core::circuit::{Circuit, CircuitState};
 use hookline_core::crypto::SecretBox;
 use hookline_core::environment::Environment;
 use hookline_core::ids::{CredentialId, EndpointId, OrganizationId, WebhookId};
@@ -30,6 +31,56 @@ pub struct EndpointView {
     pub credential_id: Option<CredentialId>,
     /// Extra headers.
     pub headers: BTreeMap<String, String>,
+    /// Its circuit breaker: whether its jobs are sent or parked, and how many wait.
+    pub circuit: EndpointCircuit,
+}
+
+/// An endpoint's circuit breaker as shown (see `hookline_core::circuit`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(from = "StoredCircuit")]
+pub struct EndpointCircuit {
+    /// `closed` (jobs are sent), `open` (jobs are parked until the next probe) or
+    /// `probing` (one job is being sent as a probe).
+    #[schema(value_type = String)]
+    pub state: CircuitState,
+    /// Attempts in a row that failed with no answer, a refused connection, a 5xx or a 429.
+    pub failures: u32,
+    /// When it opened, while open.
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When the next probe may go, while open.
+    pub next_probe_at: Option<DateTime<Utc>>,
+    /// Deliveries parked for this endpoint: waiting for its circuit to close, or for
+    /// room under its in-flight cap.
+    pub parked: u64,
+}
+
+/// An endpoint's circuit as the view's query reads it.
+#[derive(serde::Deserialize)]
+struct StoredCircuit {
+    failures: Option<u32>,
+    opened_at: Option<DateTime<Utc>>,
+    probe_at: Option<DateTime<Utc>>,
+    probing_until: Option<DateTime<Utc>>,
+    parked: u64,
+}
+
+impl From<StoredCircuit> for EndpointCircuit {
+    fn from(stored: StoredCircuit) -> Self {
+        let circuit = Circuit {
+            failures: stored.failures.unwrap_or_default(),
+            opened_at: stored.opened_at,
+            probe_wait: None,
+            probe_at: stored.probe_at,
+            probing_until: stored.probing_until,
+        };
+        EndpointCircuit {
+            state: circuit.state(Utc::now()),
+            failures: circuit.failures,
+            opened_at: circuit.opened_at,
+            next_probe_at: circuit.opened_at.and(circuit.probe_at),
+            parked: stored.parked,
+        }
+    }
 }
 
 /// The "for login" and team filters.
@@ -76,8 +127,13 @@ pub struct WebhookView {
 const COLUMNS: &str = "w.id, w.name, w.description, w.events, w.filter_actor, w.filter_team, w.environment, w.active,
     w.retry_delays_ms, w.created_by, w.created_at, w.updated_at, w.disabled_reason,
     COALESCE((SELECT json_agg(json_build_object('id', e.id, 'url', e.url, 'method', e.method,
-        'credential_id', e.credential_id, 'headers', e.headers) ORDER BY e.position)
-        FROM endpoints e WHERE e.webhook_id = w.id AND e.removed_at IS NULL), '[]'::json) AS endpoints";
+        'credential_id', e.credential_id, 'headers', e.headers,
+        'circuit', json_build_object('failures', c.failures, 'opened_at', c.opened_at, 'probe_at', c.probe_at,
+            'probing_until', c.probing_until,
+            'parked', (SELECT count(*) FROM deliveries d WHERE d.endpoint_id = e.id AND d.parked_at IS NOT NULL)))
+        ORDER BY e.position)
+        FROM endpoints e LEFT JOIN endpoint_circuits c ON c.endpoint_id = e.id
+        WHERE e.webhook_id = w.id AND e.removed_at IS NULL), '[]'::json) AS endpoints";
 
 fn view(row: &Row) -> Result<WebhookView> {
     let environment: Environment = row.try_get("environment")?;
