@@ -36,6 +36,28 @@ fn event(org: &OrganizationId, n: usize) -> serde_json::Value {
     json!({"type": "job.created", "organization": org, "data": {"n": n}})
 }
 
+/// The metrics port of the services (in this process, one for all of them, as in
+/// `hookline all`), with its `/readyz` and `/healthz`.
+struct Probes {
+    base: String,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+impl Probes {
+    async fn serve(env: &TestEnv) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(hookline_telemetry::serve_metrics(listener, env.metrics.clone(), shutdown.clone()));
+        Self { base, _shutdown: shutdown.drop_guard() }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
 async fn readiness(api: &ApiServer) -> (u16, serde_json::Value) {
     api.call("GET", "/readyz", None, None).await
 }
@@ -67,6 +89,7 @@ async fn the_services_ride_out(fault: Fault) {
     env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
     let services = env.start();
     let api = env.start_api().await;
+    let probes = Probes::serve(&env).await;
     for n in 0..10 {
         env.publish(event(&org.id, n)).await;
     }
@@ -80,6 +103,14 @@ async fn the_services_ride_out(fault: Fault) {
     let (status, accepted) = api.call("POST", "/v1/events", Some(&org.api_key), Some(event(&org.id, 10))).await;
     assert_eq!(status, 202, "an event posted while the broker is away is stored and accepted: {accepted}");
     let during = accepted["id"].as_str().unwrap().to_owned();
+    // The consumers' own port says the same, for each of them; they are not wedged.
+    let (status, why) = probes.get("/readyz").await;
+    assert_eq!(status, 503, "{why}");
+    for service in ["hookline-ingest", "hookline-router", "hookline-worker", "hookline-scheduler"] {
+        assert!(why.contains(&format!("{service}: broker")), "{service} is missing its broker: {why}");
+    }
+    assert!(!why.contains("database"), "{why}");
+    assert_eq!(probes.get("/healthz").await.0, 200, "waiting for the broker is not being wedged");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert_eq!(services.stopped(), 0, "no service stopped while the broker was away");
 
@@ -87,6 +118,8 @@ async fn the_services_ride_out(fault: Fault) {
     let back = eventually(WAIT * 2, || async { readiness(&api).await.0 == 200 }).await;
     assert!(back, "/readyz is 200 again once the broker is back, with no restart");
     assert!(eventually(WAIT, || async { env.bus.is_connected() }).await);
+    let consumers_back = eventually(WAIT, || async { probes.get("/readyz").await.0 == 200 }).await;
+    assert!(consumers_back, "the consumers' /readyz is 200 again: {}", probes.get("/readyz").await.1);
     for n in 11..21 {
         env.publish(event(&org.id, n)).await;
     }

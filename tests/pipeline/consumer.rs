@@ -29,6 +29,9 @@ async fn ready(env: &TestEnv, queue: &str) -> u32 {
     declared.message_count()
 }
 
+/// How long the test consumers may be blocked with no progress before `/healthz` fails.
+const STALL_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Consumes `queue` on a connection of its own with `handler`, prefetch `concurrency`.
 fn start<H, F>(
     env: &TestEnv,
@@ -48,6 +51,7 @@ where
         tag: "acks-test".into(),
         concurrency,
         shutdown_grace: std::time::Duration::from_millis(200),
+        watchdog: env.metrics.health().watchdog(format!("test consuming {queue}"), STALL_AFTER),
     };
     let (url, rejects, stop) = (env.settings.amqp_url().to_owned(), env.bus.reject_target(), shutdown.clone());
     let consuming = tokio::spawn(async move {
@@ -86,6 +90,27 @@ async fn messages_finished_behind_one_still_running_are_acked_without_it() {
     let returned = eventually(WAIT, || async { ready(&env, &queue).await >= 1 }).await;
     assert!(returned, "the unfinished message never went back to the queue");
     assert_eq!(ready(&env, &queue).await, 1, "only the unfinished message goes back to the queue");
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_whose_every_handler_is_stuck_is_reported_wedged_once_past_its_stall_bound() {
+    let env = TestEnv::new().await;
+    let queue = env.bus.topology.failed_queue();
+    publish(&env, &queue, (0..3).map(|n| format!("stuck {n}"))).await;
+    let (shutdown, consuming) = start(&env, &queue, 2, move |message| async move {
+        if message.data.starts_with(b"stuck") {
+            std::future::pending::<()>().await;
+        }
+        Outcome::Ack
+    });
+    assert_eq!(env.metrics.health().live().await, Ok(()), "stuck for less than its stall bound");
+    let wedged = eventually(WAIT, || async { env.metrics.health().live().await.is_err() }).await;
+    assert!(wedged, "both places held by handlers that never finish, a third message waiting");
+    let why = env.metrics.health().live().await.unwrap_err();
+    assert!(why[0].contains(&format!("test consuming {queue} has made no progress")), "{why:?}");
+    shutdown.cancel();
+    consuming.await.unwrap().unwrap();
     env.cleanup().await;
 }
 

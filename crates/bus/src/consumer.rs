@@ -90,6 +90,9 @@ pub struct ConsumerOptions {
     /// How long in-flight messages may take to finish once shutdown starts; those still
     /// running then are returned to the queue unacknowledged.
     pub shutdown_grace: Duration,
+    /// Told when the loop takes a message, when a handler finishes, and whether every
+    /// handler place is taken: what `/healthz` reads.
+    pub watchdog: hookline_telemetry::Watchdog,
 }
 
 /// Pause before a message that hit a transient failure is returned to the queue, so a
@@ -133,7 +136,17 @@ where
         };
         let Ok(permit) = slots.clone().acquire_owned().await else { break Ok(()) };
         let (task, span) = Handling::task(&handling, delivery, permit);
-        tasks.spawn(task.instrument(span));
+        let watchdog = handling.options.watchdog.clone();
+        tasks.spawn(
+            async move {
+                task.await;
+                watchdog.blocked(false);
+            }
+            .instrument(span),
+        );
+        // Every place taken: the loop makes progress again only when a handler finishes
+        // (with the prefetch at the concurrency, no message even comes meanwhile).
+        handling.options.watchdog.blocked(slots.available_permits() == 0);
         while tasks.try_join_next().is_some() {}
     };
     // Stop receiving, let in-flight messages finish for a while, then hand the rest back.

@@ -25,6 +25,7 @@ pub struct Service {
     pub shutdown: CancellationToken,
     database_url: String,
     grace: Duration,
+    stall_after: Duration,
 }
 
 impl Service {
@@ -50,6 +51,7 @@ impl Service {
             Err(err) => return Err(err.into()),
         };
         bus.report_queue_depths(&metrics);
+        register_checks(name, &pool, &bus, &metrics);
         Ok(Some(Self {
             name,
             pool,
@@ -58,6 +60,9 @@ impl Service {
             shutdown,
             database_url: settings.database_url().to_owned(),
             grace: settings.shutdown.grace,
+            // Longer than any one message may legitimately take: a delivery's request
+            // and its record.
+            stall_after: STALL_AFTER.max(settings.delivery.timeout * 2),
         }))
     }
 
@@ -87,6 +92,7 @@ impl Service {
         H: Fn(Arc<Incoming>) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Outcome> + Send + 'static,
     {
+        let watchdog = self.metrics.health().watchdog(format!("{} consuming {queue}", self.name), self.stall_after);
         let options = ConsumerOptions {
             service: self.name,
             metrics: self.metrics.clone(),
@@ -94,11 +100,33 @@ impl Service {
             queue,
             concurrency,
             shutdown_grace: self.grace,
+            watchdog,
         };
         tracing::info!(service = self.name, queue = %options.queue, concurrency, "consuming");
         self.bus.consume(options, self.shutdown.clone(), handler).await?;
         Ok(())
     }
+}
+
+/// How long a consume loop may have every handler place taken with none given back
+/// before `/healthz` calls it wedged (at least twice the delivery timeout).
+const STALL_AFTER: Duration = Duration::from_secs(300);
+
+/// Tells `/readyz` how to see whether `name`'s database and broker answer.
+fn register_checks(name: &'static str, pool: &Pool, bus: &Bus, metrics: &Metrics) {
+    let pool = pool.clone();
+    metrics.health().check(format!("{name}: database"), move || {
+        let pool = pool.clone();
+        async move {
+            let client = pool.get().await.map_err(|err| err.to_string())?;
+            client.simple_query("SELECT 1").await.map(drop).map_err(|err| err.to_string())
+        }
+    });
+    let publisher = bus.publisher.clone();
+    metrics.health().check(format!("{name}: broker"), move || {
+        let connected = publisher.is_connected();
+        async move { if connected { Ok(()) } else { Err("not connected".to_owned()) } }
+    });
 }
 
 /// The migrated database of `settings`, once it answers; `None` when `shutdown` comes

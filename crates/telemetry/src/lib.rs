@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod entry;
+pub mod health;
 mod json_log;
 pub mod memory_exporter;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod throttle;
 mod tracing_setup;
 
 pub use entry::service_main;
+pub use health::{Health, Watchdog};
 pub use memory_exporter::MemoryExporter;
 pub use metrics::Metrics;
 pub use metrics_endpoint::{serve_metrics, start_metrics_endpoint};

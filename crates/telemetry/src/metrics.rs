@@ -142,6 +142,7 @@ struct Inner {
     batch_rows: Family<StatementLabels, Histogram, fn() -> Histogram>,
     batch_seconds: Family<StatementLabels, Histogram, fn() -> Histogram>,
     queue_depths: OnceLock<Arc<dyn QueueDepths>>,
+    health: crate::health::Health,
 }
 
 impl Default for Metrics {
@@ -279,6 +280,7 @@ impl Metrics {
                 statements()(batch_seconds_histogram as fn() -> Histogram),
             ),
             queue_depths: OnceLock::new(),
+            health: crate::health::Health::default(),
             registry,
         }))
     }
@@ -293,6 +295,12 @@ impl Metrics {
         let outcome = work.await;
         self.0.batch_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// The process's readiness checks and watchdogs, served beside the metrics as
+    /// `/readyz` and `/healthz`: one per process, like the metrics.
+    pub fn health(&self) -> &crate::health::Health {
+        &self.0.health
     }
 
     /// Counts a job copy that was not sent.

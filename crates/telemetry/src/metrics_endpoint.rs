@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use tokio_util::sync::CancellationToken;
@@ -17,13 +18,34 @@ async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
     ([(CONTENT_TYPE, OPENMETRICS)], metrics.render().await)
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled.
+/// `200 ready`, or `503` naming each dependency that does not answer.
+async fn ready(State(metrics): State<Metrics>) -> (StatusCode, String) {
+    match metrics.health().ready().await {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+        Err(missing) => (StatusCode::SERVICE_UNAVAILABLE, missing.join("\n")),
+    }
+}
+
+/// `200 ok`, or `503` naming each wedged loop.
+async fn live(State(metrics): State<Metrics>) -> (StatusCode, String) {
+    match metrics.health().live().await {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
+        Err(wedged) => (StatusCode::SERVICE_UNAVAILABLE, wedged.join("\n")),
+    }
+}
+
+/// Serves `GET /metrics`, `/readyz` and `/healthz` on `listener` until `shutdown` is
+/// cancelled.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().route("/metrics", axum::routing::get(scrape)).with_state(metrics);
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(scrape))
+        .route("/readyz", axum::routing::get(ready))
+        .route("/healthz", axum::routing::get(live))
+        .with_state(metrics);
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
