@@ -100,6 +100,18 @@ async fn a_first_attempt_is_sent_as_its_job_describes_it_once_the_endpoint_is_kn
         ));
     }
     let services = env.start();
+    // The worker keeps targets in memory only while it listens for changes to them (the
+    // router listens too: two listeners).
+    let listening = eventually(WAIT, || async {
+        env.scalar::<i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            &[],
+        )
+        .await
+            >= 2
+    })
+    .await;
+    assert!(listening, "the services listen for configuration changes");
     let bus = &env.bus;
     let send =
         |job: DeliveryJob| async move { jobs::to_workers(&bus.publisher, &bus.topology, vec![job]).await.unwrap() };

@@ -14,6 +14,7 @@ mod metrics;
 mod outcomes;
 mod reconcile;
 mod rejects;
+mod retention;
 mod retries;
 mod send_once;
 mod traces;

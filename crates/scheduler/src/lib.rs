@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod reconcile;
+mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,7 +151,7 @@ fn schedule_span(failed: &proto::FailedAttempt) -> tracing::Span {
     failed.work_span(span)
 }
 
-/// Runs the scheduler (failed-attempt consumer and reconciliation sweep) until
+/// Runs the scheduler (failed-attempt consumer, reconciliation sweep, retention) until
 /// `shutdown` is cancelled.
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let Some(service) = Service::start("hookline-scheduler", &settings, metrics, shutdown).await? else {
@@ -169,6 +170,8 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         settings.scheduler.clone(),
         service.shutdown.clone(),
     ));
+    let keeper =
+        tokio::spawn(retention::run(service.pool.clone(), settings.retention.clone(), service.shutdown.clone()));
     let consumed = service
         .consume(service.bus.topology.failed_queue(), settings.scheduler.concurrency, move |message| {
             let scheduler = scheduler.clone();
@@ -177,5 +180,6 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
         .await;
     service.shutdown.cancel();
     let _ = sweeper.await;
+    let _ = keeper.await;
     consumed
 }

@@ -19,8 +19,8 @@ pub use memory_exporter::MemoryExporter;
 pub use metrics::Metrics;
 pub use metrics_endpoint::{serve_metrics, start_metrics_endpoint};
 pub use settings::{
-    AmqpSettings, ApiSettings, DatabaseSettings, DeliverySettings, IngestSettings, LogFormat, RetrySettings,
-    RouterSettings, SchedulerSettings, Settings, SettingsError, SigningSettings, TelemetrySettings,
+    AmqpSettings, ApiSettings, DatabaseSettings, DeliverySettings, IngestSettings, LogFormat, RetentionSettings,
+    RetrySettings, RouterSettings, SchedulerSettings, Settings, SettingsError, SigningSettings, TelemetrySettings,
 };
 pub use shutdown::shutdown_on_signals;
 pub use throttle::Throttle;

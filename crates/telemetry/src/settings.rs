@@ -44,6 +44,7 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub router: RouterSettings,
     pub scheduler: SchedulerSettings,
+    pub retention: RetentionSettings,
     pub api: ApiSettings,
     pub catalog: CatalogSettings,
     pub secrets: SecretsSettings,
@@ -105,6 +106,19 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
+    fn validate_circuit(&self) -> Result<(), SettingsError> {
+        if self.circuit_open_after == 0 {
+            return Err(invalid("delivery.circuit_open_after", "must be at least 1"));
+        }
+        if self.circuit_first_probe.is_zero() || self.circuit_first_probe > self.circuit_max_probe {
+            return Err(invalid(
+                "delivery.circuit_first_probe",
+                "must be more than 0 and at most delivery.circuit_max_probe",
+            ));
+        }
+        Ok(())
+    }
+
     /// When an endpoint's circuit opens and how often it is probed.
     pub fn breaker(&self) -> hookline_core::circuit::Breaker {
         hookline_core::circuit::Breaker {
@@ -168,6 +182,34 @@ pub struct SchedulerSettings {
     pub reconcile_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub reconcile_after: Duration,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct RetentionSettings {
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub response_bodies: Duration,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl RetentionSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        if self.max_age < Duration::from_secs(86_400) {
+            return Err(invalid("retention.max_age", "must be at least 1 day"));
+        }
+        if self.response_bodies.is_zero() || self.response_bodies > self.max_age {
+            return Err(invalid("retention.response_bodies", "must be more than 0 and at most retention.max_age"));
+        }
+        if self.interval.is_zero() {
+            return Err(invalid("retention.interval", "must be more than 0"));
+        }
+        Ok(())
+    }
 }
 
 /// `[api]`
@@ -283,17 +325,8 @@ impl Settings {
         if self.delivery.timeout.is_zero() || self.delivery.timeout > Duration::from_secs(600) {
             return Err(invalid("delivery.timeout", "must be more than 0 and at most 10 minutes"));
         }
-        if self.delivery.circuit_open_after == 0 {
-            return Err(invalid("delivery.circuit_open_after", "must be at least 1"));
-        }
-        if self.delivery.circuit_first_probe.is_zero()
-            || self.delivery.circuit_first_probe > self.delivery.circuit_max_probe
-        {
-            return Err(invalid(
-                "delivery.circuit_first_probe",
-                "must be more than 0 and at most delivery.circuit_max_probe",
-            ));
-        }
+        self.delivery.validate_circuit()?;
+        self.retention.validate()?;
         if self.database.batch_linger > Duration::from_millis(100) {
             // Every batched statement can wait this long: beyond a few milliseconds it is
             // added latency, not saved work.

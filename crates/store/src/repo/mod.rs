@@ -13,4 +13,5 @@ pub mod jobs;
 pub mod key_check;
 pub mod leases;
 pub mod organizations;
+pub mod retention;
 pub mod webhooks;

@@ -1,0 +1,210 @@
+//! Bounded tables: what has aged out of the retention window is removed, and the coming
+//! days' attempt partitions are made ahead of need (see migration V11).
+//!
+//! Ids are ULIDs, so their text order is creation order: everything is cut at the id a
+//! ULID made at the cutoff would have, and every removal walks a primary key. Attempts,
+//! the table that grows fastest, go a whole day's partition at a time (a drop: no long
+//! lock, no bloat); what sits in the pre-partition table or the default partition, and
+//! deliveries and events, go in short batches.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use hookline_core::ids::{DeliveryId, EventId};
+use tokio_postgres::error::SqlState;
+
+use crate::error::{QueryContext as _, Result};
+
+/// The id prefixes bounds are written with.
+const DLV: &str = DeliveryId::PREFIX;
+const EVT: &str = EventId::PREFIX;
+
+/// Rows one statement removes at most: each statement stays short.
+const BATCH: i64 = 5_000;
+
+/// Days of attempt partitions made ahead of today.
+const DAYS_AHEAD: i64 = 7;
+
+/// What one retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Attempt partitions dropped whole.
+    pub partitions: u64,
+    /// Attempts deleted row by row (outside the daily partitions).
+    pub attempts: u64,
+    /// Deliveries deleted.
+    pub deliveries: u64,
+    /// Events deleted.
+    pub events: u64,
+    /// Response bodies dropped from attempts still kept.
+    pub bodies: u64,
+}
+
+/// The start of the UTC day `at` falls in: windows are cut at whole days, so a day's
+/// partition goes as a whole.
+fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.date_naive().and_hms_opt(0, 0, 0).map_or(at, |midnight| midnight.and_utc())
+}
+
+/// Makes the daily attempt partitions from today to [`DAYS_AHEAD`] days on that do not
+/// exist yet; answers how many it made. A day already covered (by the table from before
+/// partitioning, on the day of the migration) or whose rows went to the default
+/// partition meanwhile is left to the default partition.
+pub async fn prepare_partitions(pool: &Pool, now: DateTime<Utc>) -> Result<u64> {
+    let client = pool.get().await?;
+    let mut made = 0;
+    for offset in 0..=DAYS_AHEAD {
+        let day = day_start(now) + chrono::Duration::days(offset);
+        let name = format!("attempts_p{}", day.format("%Y%m%d"));
+        let exists: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL AS found", &[&name])
+            .await
+            .context("looking up an attempt partition")?
+            .try_get("found")?;
+        if exists {
+            continue;
+        }
+        let bounds = client
+            .query_one(
+                &format!(
+                    "SELECT '{DLV}' || hookline_ulid_floor($1) AS lower,
+                         '{DLV}' || hookline_ulid_floor($1 + interval '1 day') AS upper"
+                ),
+                &[&day],
+            )
+            .await
+            .context("computing an attempt partition's bounds")?;
+        let (lower, upper): (String, String) = (bounds.try_get("lower")?, bounds.try_get("upper")?);
+        let create = format!("CREATE TABLE {name} PARTITION OF attempts FOR VALUES FROM ('{lower}') TO ('{upper}')");
+        match client.batch_execute(&create).await {
+            Ok(()) => made += 1,
+            // The range overlaps the table from before partitioning, or the default
+            // partition already holds rows of it (those rows stay where they are), or
+            // another scheduler made it first.
+            Err(err)
+                if err.code().is_some_and(|code| {
+                    [SqlState::INVALID_OBJECT_DEFINITION, SqlState::CHECK_VIOLATION, SqlState::DUPLICATE_TABLE]
+                        .contains(code)
+                }) =>
+            {
+                tracing::debug!(partition = %name, error = %err, "attempt partition not made");
+            }
+            Err(err) => return Err(err).context("making an attempt partition"),
+        }
+    }
+    Ok(made)
+}
+
+/// Removes what is older than `max_age` at `now` (cut at the start of that UTC day), and
+/// the response bodies of attempts older than `response_bodies`.
+pub async fn remove_expired(
+    pool: &Pool,
+    now: DateTime<Utc>,
+    max_age: Duration,
+    response_bodies: Duration,
+) -> Result<Removed> {
+    let age = |duration: Duration| chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+    let cutoff = day_start(now - age(max_age));
+    let bodies_cutoff = now - age(response_bodies);
+    let mut removed = Removed { partitions: drop_partitions(pool, cutoff).await?, ..Removed::default() };
+    removed.attempts = in_batches(
+        pool,
+        &format!(
+            "DELETE FROM attempts WHERE (delivery_id, attempt_number) IN (
+                 SELECT delivery_id, attempt_number FROM attempts WHERE delivery_id < '{DLV}' || hookline_ulid_floor($1)
+                 LIMIT $2)"
+        ),
+        cutoff,
+    )
+    .await?;
+    removed.deliveries = in_batches(
+        pool,
+        &format!(
+            "DELETE FROM deliveries WHERE id IN (
+                 SELECT id FROM deliveries WHERE id < '{DLV}' || hookline_ulid_floor($1) LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        ),
+        cutoff,
+    )
+    .await?;
+    removed.events = in_batches(
+        pool,
+        &format!(
+            "DELETE FROM events WHERE id IN (
+                 SELECT e.id FROM events e WHERE e.id < '{EVT}' || hookline_ulid_floor($1)
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id)
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        ),
+        cutoff,
+    )
+    .await?;
+    removed.bodies = in_batches(
+        pool,
+        &format!(
+            "UPDATE attempts SET response_body = NULL WHERE (delivery_id, attempt_number) IN (
+                 SELECT delivery_id, attempt_number FROM attempts
+                 WHERE delivery_id < '{DLV}' || hookline_ulid_floor($1) AND response_body IS NOT NULL LIMIT $2)"
+        ),
+        bodies_cutoff,
+    )
+    .await?;
+    Ok(removed)
+}
+
+/// Drops every daily attempt partition (and the table from before partitioning) whose
+/// deliveries were all made before `cutoff`. The drop waits at most a moment for its
+/// lock, so it never queues the delivery path behind a long read: it is tried again on
+/// the next pass.
+async fn drop_partitions(pool: &Pool, cutoff: DateTime<Utc>) -> Result<u64> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            &format!(
+                "SELECT relname FROM (
+                 SELECT c.relname,
+                     substring(pg_get_expr(c.relpartbound, c.oid) FROM 'TO \\(''([^'']*)''\\)') AS upper
+                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'attempts'::regclass) p
+             WHERE upper IS NOT NULL AND upper <= '{DLV}' || hookline_ulid_floor($1)"
+            ),
+            &[&cutoff],
+        )
+        .await
+        .context("listing expired attempt partitions")?;
+    let mut dropped = 0;
+    for row in &rows {
+        let name: String = row.try_get("relname")?;
+        let drop = format!("SET lock_timeout = '2s'; DROP TABLE {name}; RESET lock_timeout");
+        match client.batch_execute(&drop).await {
+            Ok(()) => {
+                dropped += 1;
+                tracing::info!(partition = %name, "expired attempt partition dropped");
+            }
+            Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                let _ = client.batch_execute("RESET lock_timeout").await;
+                tracing::info!(partition = %name, "expired attempt partition busy; dropped on a later pass");
+            }
+            // Another scheduler dropped it first.
+            Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => {
+                let _ = client.batch_execute("RESET lock_timeout").await;
+            }
+            Err(err) => return Err(err).context("dropping an attempt partition"),
+        }
+    }
+    Ok(dropped)
+}
+
+/// Runs `statement` (`$1` the cutoff, `$2` the batch size) until it changes fewer rows
+/// than a batch; answers how many it changed in all.
+async fn in_batches(pool: &Pool, statement: &str, cutoff: DateTime<Utc>) -> Result<u64> {
+    let client = pool.get().await?;
+    let prepared = client.prepare_cached(statement).await.context("preparing a retention statement")?;
+    let mut total = 0;
+    loop {
+        let changed = client.execute(&prepared, &[&cutoff, &BATCH]).await.context("removing expired rows")?;
+        total += changed;
+        if changed < BATCH.unsigned_abs() {
+            return Ok(total);
+        }
+    }
+}
