@@ -113,14 +113,9 @@ async fn rows_older_than_the_window_go_a_partition_at_a_time_and_the_history_rea
     // out (the window is cut at whole days); bodies are kept 30 days too, but cut at the
     // hour, so the fifth day's goes.
     let now = today + Duration::days(35) + Duration::hours(13);
-    let removed = retention::remove_expired(
-        &running.env.pool,
-        now,
-        std::time::Duration::from_secs(30 * 86_400),
-        std::time::Duration::from_secs(30 * 86_400),
-    )
-    .await
-    .unwrap();
+    let month = std::time::Duration::from_secs(30 * 86_400);
+    let pass = || retention::remove_expired(&running.env.pool, now, month, month);
+    let removed = pass().await.unwrap();
     assert_eq!(removed.partitions, 5, "the pre-partition table and days 1 to 4 are dropped whole: {removed:?}");
     // Today's two (the ping's and the event's) and the second day's copy.
     assert_eq!((removed.attempts, removed.deliveries, removed.events), (0, 3, 3), "{removed:?}");
@@ -157,14 +152,7 @@ async fn rows_older_than_the_window_go_a_partition_at_a_time_and_the_history_rea
         assert_eq!(detail["attempts"].as_array().unwrap().len(), 1, "{detail}");
     }
     // A second pass finds nothing more to do.
-    let again = retention::remove_expired(
-        &running.env.pool,
-        now,
-        std::time::Duration::from_secs(30 * 86_400),
-        std::time::Duration::from_secs(30 * 86_400),
-    )
-    .await
-    .unwrap();
+    let again = pass().await.unwrap();
     assert_eq!(again, retention::Removed::default());
     running.stop().await;
 }
