@@ -67,9 +67,15 @@ impl Worker {
         Ok(Passage::Done)
     }
 
-    /// Parks the job of `context` to wait for its endpoint.
+    /// Parks the job of `context` to wait for its endpoint. A job parked because its
+    /// endpoint is busy holds the delivery's lease, which parking gives back; one parked
+    /// because the circuit is open does not hold it (and leaves another's alone).
     pub(crate) async fn park(&self, context: &JobContext, why: ParkReason) -> Result<(), Error> {
-        let parking = Parking { delivery_id: context.delivery_id.clone(), attempts_before: context.attempts };
+        let parking = Parking {
+            delivery_id: context.delivery_id.clone(),
+            attempts_before: context.attempts,
+            leased: why == ParkReason::EndpointBusy,
+        };
         if self.park.submit(parking).await? {
             self.metrics.parked_job(why);
             self.mirror().parked.insert(context.target.endpoint_id.clone());

@@ -116,23 +116,23 @@ impl Worker {
     async fn attempt(&self, context: &JobContext, job: &proto::DeliveryJob, asked: Job) -> Result<(), Error> {
         let endpoint = &context.target.endpoint_id;
         let Passage::Send { probe } = self.pass(context, asked.manual).await? else { return Ok(()) };
+        // The lease comes before the endpoint's slot: a slot is held only for the request.
+        match self.claim(context).await? {
+            Claim::Send => {}
+            Claim::Wait => return self.set_aside(vec![job.clone()]).await,
+            Claim::Drop => return Ok(()),
+        }
         // Over the endpoint's cap for longer than a healthy endpoint would be: leave the
-        // delivery queue instead of holding a place other endpoints could use (an
-        // operator's redelivery goes round the defer queue: it is not to wait long).
+        // delivery queue instead of holding a place other endpoints could use, giving the
+        // lease back (an operator's redelivery goes round the defer queue: it is not to
+        // wait long, and a released job would no longer be the operator's).
         let Some(slot) = self.slots.take(endpoint.as_str()).await else {
             if asked.manual {
+                self.unlease(context).await?;
                 return self.set_aside(vec![job.clone()]).await;
             }
             return self.park(context, ParkReason::EndpointBusy).await;
         };
-        match self.claim(context).await? {
-            Claim::Send => {}
-            Claim::Wait => {
-                drop(slot);
-                return self.set_aside(vec![job.clone()]).await;
-            }
-            Claim::Drop => return Ok(()),
-        }
         let record = self.send(context, asked).await;
         // The cap is on requests to the endpoint: recording the attempt holds no slot.
         drop(slot);

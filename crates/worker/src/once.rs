@@ -14,7 +14,7 @@ use hookline_core::backoff;
 use hookline_service::Error;
 use hookline_store::repo::deliveries::{Settle, Settled};
 use hookline_store::repo::jobs::JobContext;
-use hookline_store::repo::leases::{Lease, Leased};
+use hookline_store::repo::leases::{self, Lease, Leased};
 use hookline_telemetry::metrics::DuplicateJob;
 
 use crate::Worker;
@@ -57,6 +57,11 @@ impl Worker {
                 Claim::Drop
             }
         })
+    }
+
+    /// Gives back the lease [`Worker::claim`] took, for a job sent round again unsent.
+    pub(crate) async fn unlease(&self, context: &JobContext) -> Result<(), Error> {
+        Ok(leases::release(&self.pool, &context.delivery_id).await?)
     }
 
     /// Records a sent attempt, trying again (within the shutdown grace, which bounds

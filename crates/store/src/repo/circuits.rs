@@ -141,6 +141,9 @@ pub struct Parking {
     pub delivery_id: DeliveryId,
     /// The attempts recorded when the job was admitted.
     pub attempts_before: u32,
+    /// Whether the job holds the delivery's lease (given back by parking); one that does
+    /// not parks only a delivery nobody holds.
+    pub leased: bool,
 }
 
 /// Parks each job's delivery; answers, in order, whether it was parked (false when the
@@ -149,15 +152,17 @@ pub struct Parking {
 pub async fn park(pool: &Pool, jobs: &[Parking]) -> Result<Vec<bool>> {
     let ids: Vec<&DeliveryId> = jobs.iter().map(|job| &job.delivery_id).collect();
     let attempts: Vec<i32> = jobs.iter().map(|job| i32::try_from(job.attempts_before).unwrap_or(i32::MAX)).collect();
+    let leased: Vec<bool> = jobs.iter().map(|job| job.leased).collect();
     let client = pool.get().await?;
     let rows = client
         .query_typed(
-            "UPDATE deliveries d SET parked_at = now(), updated_at = now()
-             FROM unnest($1::text[], $2::int[]) AS i (delivery_id, attempts_before)
+            "UPDATE deliveries d SET parked_at = now(), updated_at = now(),
+                 leased_until = CASE WHEN i.leased THEN NULL ELSE d.leased_until END
+             FROM unnest($1::text[], $2::int[], $3::bool[]) AS i (delivery_id, attempts_before, leased)
              WHERE d.id = i.delivery_id AND d.attempt_count = i.attempts_before AND d.open
-               AND (d.leased_until IS NULL OR d.leased_until < now())
+               AND (i.leased OR d.leased_until IS NULL OR d.leased_until < now())
              RETURNING d.id",
-            &[(&ids, Type::TEXT_ARRAY), (&attempts, Type::INT4_ARRAY)],
+            &[(&ids, Type::TEXT_ARRAY), (&attempts, Type::INT4_ARRAY), (&leased, Type::BOOL_ARRAY)],
         )
         .await
         .context("parking deliveries")?;

@@ -86,3 +86,14 @@ pub async fn lease(pool: &Pool, leases: &[Lease], duration: std::time::Duration)
         })
         .collect())
 }
+
+/// Gives back a lease taken by [`lease`] without recording an attempt (the job is sent
+/// round again instead of now), so its next copy need not wait for it to run out.
+pub async fn release(pool: &Pool, delivery: &DeliveryId) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute("UPDATE deliveries SET leased_until = NULL WHERE id = $1", &[delivery])
+        .await
+        .context("giving back a delivery lease")?;
+    Ok(())
+}
