@@ -4,6 +4,8 @@
 mod receiver;
 mod running;
 
+pub use hookline_sandbox::broker::OwnBroker;
+pub use hookline_sandbox::database::OwnDatabase;
 pub use hookline_sandbox::{ApiServer, Sandbox as TestEnv, Services, eventually, spans};
 pub use receiver::{Receiver, Recorded, Reply};
 pub use running::Running;
