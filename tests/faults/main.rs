@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines, reason = "a fault test reads best as one story, setup to last check")]
 
 mod broker;
+mod cluster;
 mod database;
 
 use std::time::Duration;
