@@ -47,7 +47,7 @@ fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
     at.date_naive().and_hms_opt(0, 0, 0).map_or(at, |midnight| midnight.and_utc())
 }
 
-/// Makes the daily attempt partitions from today to [`DAYS_AHEAD`] days on that do not
+/// Makes the daily attempt partitions from today to a week on that do not
 /// exist yet; answers how many it made. A day already covered (by the table from before
 /// partitioning, on the day of the migration) or whose rows went to the default
 /// partition meanwhile is left to the default partition.
