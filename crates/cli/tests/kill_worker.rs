@@ -15,7 +15,17 @@ use serde_json::json;
 
 const EVENTS: usize = 40;
 
-fn spawn_worker(env: &TestEnv) -> Child {
+/// A worker process, killed when dropped: a failing assertion leaves none behind.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(env: &TestEnv) -> Worker {
     env.command(env!("CARGO_BIN_EXE_hookline"))
         .arg("worker")
         .env("HOOKLINE__DELIVERY__CONCURRENCY", "4")
@@ -23,6 +33,7 @@ fn spawn_worker(env: &TestEnv) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Worker)
         .unwrap()
 }
 
@@ -40,12 +51,12 @@ async fn a_worker_killed_mid_stream_loses_no_delivery() {
     }
     // Kill it once it is busy: some jobs delivered, several in flight, most still queued.
     receiver.wait_for("/hook", 5, Duration::from_secs(30)).await;
-    doomed.kill().unwrap();
-    doomed.wait().unwrap();
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
     let received_before_kill = receiver.requests("/hook").len();
     assert!(received_before_kill < EVENTS, "the worker finished everything before it was killed");
 
-    let mut survivor = spawn_worker(&env);
+    let survivor = spawn_worker(&env);
     let distinct = || {
         receiver.requests("/hook").iter().map(|r| r.header("webhook-id").unwrap().to_owned()).collect::<BTreeSet<_>>()
     };
@@ -59,8 +70,7 @@ async fn a_worker_killed_mid_stream_loses_no_delivery() {
     .await;
     assert!(all_recorded, "every delivery is recorded as succeeded");
     assert_eq!(env.scalar::<i64>("SELECT count(*) FROM attempts", &[]).await, EVENTS as i64, "one attempt each");
-    survivor.kill().unwrap();
-    survivor.wait().unwrap();
+    drop(survivor);
     services.stop().await;
     env.cleanup().await;
 }

@@ -381,7 +381,14 @@ impl Drop for Sandbox {
         let (admin_url, database) = (self.admin_url.clone(), self.database.clone());
         let _ = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                runtime.block_on(cleanup(settings, admin_url, database));
+                runtime.block_on(async {
+                    cleanup(settings.clone(), admin_url.clone(), database.clone()).await;
+                    // Services of a panicked test may still be winding down, and a
+                    // consumer whose queue is deleted reconnects and declares it again:
+                    // once they are gone, remove what they declared.
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    cleanup(settings, admin_url, database).await;
+                });
             }
         })
         .join();
