@@ -78,12 +78,7 @@ fn received(receiver: &Receiver) -> (BTreeSet<String>, usize) {
 async fn the_services_ride_out(fault: Fault) {
     let broker = OwnBroker::start().await;
     let url = broker.url();
-    let env = TestEnv::with(&[
-        ("HOOKLINE__AMQP__URL", url.as_str()),
-        ("HOOKLINE__SCHEDULER__RECONCILE_INTERVAL", "500ms"),
-        ("HOOKLINE__SCHEDULER__RECONCILE_AFTER", "2s"),
-    ])
-    .await;
+    let env = crate::sandbox_on_broker(&url).await;
     let receiver = Receiver::start().await;
     let org = env.organization().await;
     env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
@@ -128,10 +123,7 @@ async fn the_services_ride_out(fault: Fault) {
     assert!(all, "every event arrived: {} of 21", ids.len());
     assert!(ids.contains(&during), "including the one accepted while the broker was away");
     assert_eq!(repeats, 0, "and none twice");
-    assert_eq!(services.stopped(), 0, "every service is still running");
-
-    let stopping = tokio::time::timeout(WAIT, services.stop()).await;
-    assert!(stopping.is_ok(), "the services stop when asked, after the outage too");
+    crate::still_running_then_stopped(services).await;
     drop(api);
     env.cleanup().await;
 }

@@ -17,12 +17,7 @@ const EVENTS: usize = 300;
 async fn stopping_the_node_the_services_use_mid_stream_loses_nothing() {
     let nodes = OwnBroker::cluster(3).await;
     let urls = nodes.iter().map(OwnBroker::url).collect::<Vec<_>>().join(",");
-    let env = TestEnv::with(&[
-        ("HOOKLINE__AMQP__URL", urls.as_str()),
-        ("HOOKLINE__SCHEDULER__RECONCILE_INTERVAL", "500ms"),
-        ("HOOKLINE__SCHEDULER__RECONCILE_AFTER", "2s"),
-    ])
-    .await;
+    let env = crate::sandbox_on_broker(&urls).await;
     let receiver = Receiver::start().await;
     let org = env.organization().await;
     env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
@@ -49,8 +44,6 @@ async fn stopping_the_node_the_services_use_mid_stream_loses_nothing() {
     let (distinct, requests) = received();
     assert!(all, "every event arrived: {distinct} of {EVENTS}");
     assert_eq!(requests, EVENTS, "and none twice");
-    assert_eq!(services.stopped(), 0, "every service is still running, on the other nodes");
-    let stopping = tokio::time::timeout(WAIT, services.stop()).await;
-    assert!(stopping.is_ok(), "the services stop when asked");
+    crate::still_running_then_stopped(services).await;
     env.cleanup().await;
 }

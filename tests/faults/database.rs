@@ -82,9 +82,7 @@ async fn the_services_ride_out(fault: Fault) {
     let attempts: i64 = env.scalar("SELECT count(*) FROM attempts", &[]).await;
     assert_eq!(attempts, 15, "one attempt each");
     assert_eq!(api.call("GET", "/readyz", None, None).await.0, 200, "and the API is ready again");
-    assert_eq!(services.stopped(), 0, "every service is still running");
-    let stopping = tokio::time::timeout(WAIT, services.stop()).await;
-    assert!(stopping.is_ok(), "the services stop when asked");
+    crate::still_running_then_stopped(services).await;
     drop(api);
     env.cleanup().await;
 }

@@ -94,8 +94,9 @@ async fn an_invalid_configuration_stops_start_up_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_shows_signed_deliveries_and_a_retry_and_finishes() {
-    // `scripts/dev` runs this: the README's first command.
-    let env = TestEnv::new().await;
+    // `scripts/dev` runs this: the README's first command. The demo retries after 3 s and
+    // 6 s: the sandbox is told, so its cleanup removes those delay queues too.
+    let env = TestEnv::with(&[("HOOKLINE__RETRY__DELAYS", "3s,6s")]).await;
     let output = hookline(&env, &["demo", "--timeout", "60s"], &[]).await;
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "the demo failed: {printed}\n{}", String::from_utf8_lossy(&output.stderr));
