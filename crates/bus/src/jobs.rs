@@ -6,17 +6,27 @@
 //! trace context.
 
 use hookline_core::envelope::Rejection;
+use hookline_core::ids::DeliveryId;
+use hookline_core::lifecycle::Job;
 use prost::Message as _;
 
 use crate::codec::proto;
 use crate::consumer::Incoming;
 use crate::message;
 use crate::topology::JOB_ROUTING_KEY;
-use crate::{Publisher, Result, Topology};
+use crate::{Publisher, Result, Topology, Traced as _};
 
 /// Jobs in one message at most: enough to take most of the broker's per-message cost
 /// away, few enough that competing workers still share a burst.
 pub const MAX_JOBS_PER_MESSAGE: usize = 32;
+
+/// The job that resumes a delivery with `attempts` recorded: the next scheduled attempt,
+/// traced as a child of `span`. What the reconciliation sweep publishes for a lost job
+/// and a worker for a parked one.
+pub fn resume(delivery: &DeliveryId, attempts: u32, span: &tracing::Span) -> proto::DeliveryJob {
+    let Job { attempt, manual } = Job::after(attempts, false);
+    proto::DeliveryJob { delivery_id: delivery.to_string(), attempt, manual, ..Default::default() }.traced(span)
+}
 
 /// Publishes `jobs` to the workers, in messages of up to [`MAX_JOBS_PER_MESSAGE`], and
 /// waits for every confirm.

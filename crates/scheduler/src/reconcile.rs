@@ -2,7 +2,6 @@
 
 use hookline_bus::codec::proto;
 use hookline_bus::{Publisher, Topology, Traced as _, jobs, route};
-use hookline_core::lifecycle::Job;
 use hookline_service::Error;
 use hookline_store::Pool;
 use hookline_store::repo::{deliveries, events};
@@ -73,11 +72,7 @@ async fn sweep(
     let lost: Vec<proto::DeliveryJob> = deliveries::claim_overdue(pool, after, BATCH)
         .await?
         .into_iter()
-        .map(|overdue| {
-            let Job { attempt, manual } = Job::after(overdue.attempts, false);
-            proto::DeliveryJob { delivery_id: overdue.id.to_string(), attempt, manual, ..Default::default() }
-                .traced(&span)
-        })
+        .map(|overdue| jobs::resume(&overdue.id, overdue.attempts, &span))
         .collect();
     republished += lost.len();
     jobs::to_workers(publisher, topology, lost).await?;

@@ -11,12 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use hookline_bus::codec::proto;
-use hookline_bus::{Traced as _, jobs};
+use hookline_bus::jobs;
 use hookline_core::circuit::{self, Circuit, CircuitState, Gate, Verdict};
 use hookline_core::delivery::ErrorKind;
 use hookline_core::ids::EndpointId;
-use hookline_core::lifecycle::Job;
 use hookline_service::Error;
 use hookline_store::repo::circuits::{self, Parking};
 use hookline_store::repo::jobs::JobContext;
@@ -146,14 +144,7 @@ impl Worker {
         }
         let span = tracing::Span::current();
         let count = released.len();
-        let jobs: Vec<proto::DeliveryJob> = released
-            .into_iter()
-            .map(|(delivery, attempts)| {
-                let Job { attempt, manual } = Job::after(attempts, false);
-                proto::DeliveryJob { delivery_id: delivery.to_string(), attempt, manual, ..Default::default() }
-                    .traced(&span)
-            })
-            .collect();
+        let jobs = released.iter().map(|(delivery, attempts)| jobs::resume(delivery, *attempts, &span)).collect();
         jobs::to_workers(&self.publisher, &self.topology, jobs).await?;
         self.metrics.released_jobs(count);
         Ok(())
