@@ -16,11 +16,16 @@ use crate::WAIT;
 /// Copies the pipeline's delivery of event `source` (its event, delivery and attempt) as
 /// if made at `at`; answers the copy's delivery id.
 async fn copy_at(running: &Running, source: &str, at: DateTime<Utc>) -> String {
+    copy_straddling(running, source, at, at).await
+}
+
+/// [`copy_at`] with the event received at `received` and its delivery made at `at`.
+async fn copy_straddling(running: &Running, source: &str, received: DateTime<Utc>, at: DateTime<Utc>) -> String {
     let client = running.env.pool.get().await.unwrap();
     let row = client
         .query_one(
-            "SELECT 'evt_' || hookline_ulid_floor($1) AS event, 'dlv_' || hookline_ulid_floor($1) AS delivery",
-            &[&at],
+            "SELECT 'evt_' || hookline_ulid_floor($1) AS event, 'dlv_' || hookline_ulid_floor($2) AS delivery",
+            &[&received, &at],
         )
         .await
         .unwrap();
@@ -31,7 +36,7 @@ async fn copy_at(running: &Running, source: &str, at: DateTime<Utc>) -> String {
                  actor, team, data, routed_at, origin)
              SELECT $1, organization_id, $1, event_type, environment, $3, $3, actor, team, data, $3, origin
              FROM events WHERE id = $2",
-            &[&event, &source, &at],
+            &[&event, &source, &received],
         )
         .await
         .unwrap();
@@ -86,7 +91,11 @@ async fn rows_older_than_the_window_go_a_partition_at_a_time_and_the_history_rea
         )
         .await;
     assert_eq!(status, 201, "{webhook}");
-    running.env.publish(json!({"type": "job.created", "organization": running.org.id, "data": {"n": 1}})).await;
+    // With an idempotency key of its own, which goes with the event.
+    running
+        .env
+        .publish(json!({"id": "e-1", "type": "job.created", "organization": running.org.id, "data": {"n": 1}}))
+        .await;
     // The activation ping and the event.
     receiver.wait_for("/hook", 2, WAIT).await;
     let succeeded = hookline_tests::eventually(WAIT, || async {
@@ -97,13 +106,28 @@ async fn rows_older_than_the_window_go_a_partition_at_a_time_and_the_history_rea
     let today: DateTime<Utc> = Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
     retention::prepare_partitions(&running.env.pool, Utc::now()).await.unwrap();
     let source: String = running.env.scalar("SELECT id FROM events WHERE origin = 'upstream'", &[]).await;
+    let key: String = running.env.scalar("SELECT event_id FROM event_keys WHERE message_id = 'e-1'", &[]).await;
+    assert_eq!(key, source, "the event's idempotency key names it");
     let today_delivery: String = running.env.scalar("SELECT id FROM deliveries WHERE event_id = $1", &[&source]).await;
 
     // Copies made on the second, fifth and sixth days from now, each in its day's partition.
     let old = copy_at(&running, &source, today + Duration::days(2) + Duration::hours(1)).await;
     let kept_bodyless = copy_at(&running, &source, today + Duration::days(5) + Duration::hours(1)).await;
     let kept = copy_at(&running, &source, today + Duration::days(6) + Duration::hours(1)).await;
+    // An event of the fourth day's last hour whose delivery was made on the fifth day.
+    let straddling = copy_straddling(
+        &running,
+        &source,
+        today + Duration::days(4) + Duration::hours(23),
+        today + Duration::days(5) + Duration::minutes(1),
+    )
+    .await;
     let day = |n: i64| format!("attempts_p{}", (today + Duration::days(n)).format("%Y%m%d"));
+    let event_day = |n: i64| format!("events_p{}", (today + Duration::days(n)).format("%Y%m%d"));
+    let event_table = "SELECT tableoid::regclass::text FROM events WHERE id = $1";
+    assert_eq!(running.env.scalar::<String>(event_table, &[&source]).await, "events_before_partitions");
+    let old_event = old.replace("dlv_", "evt_");
+    assert_eq!(running.env.scalar::<String>(event_table, &[&old_event]).await, event_day(2));
     assert_eq!(partition_of(&running, &today_delivery).await, "attempts_before_partitions");
     assert_eq!(partition_of(&running, &old).await, day(2));
     assert_eq!(partition_of(&running, &kept_bodyless).await, day(5));
@@ -117,15 +141,23 @@ async fn rows_older_than_the_window_go_a_partition_at_a_time_and_the_history_rea
     let pass = || retention::remove_expired(&running.env.pool, now, month, month);
     let removed = pass().await.unwrap();
     assert_eq!(removed.partitions, 5, "the pre-partition table and days 1 to 4 are dropped whole: {removed:?}");
-    // Today's two (the ping's and the event's) and the second day's copy.
-    assert_eq!((removed.attempts, removed.deliveries, removed.events), (0, 3, 3), "{removed:?}");
-    assert_eq!(removed.bodies, 1, "{removed:?}");
+    assert_eq!(removed.event_partitions, 5, "events likewise: {removed:?}");
+    // Today's two (the ping's and the event's), the second day's copy, and the fifth
+    // day's delivery of the fourth day's event with its attempt; no event row by row.
+    assert_eq!((removed.attempts, removed.deliveries, removed.events), (1, 4, 0), "{removed:?}");
+    assert_eq!((removed.keys, removed.bodies), (1, 1), "{removed:?}");
     let tables: i64 = running
         .env
-        .scalar("SELECT count(*) FROM pg_class WHERE relname IN ('attempts_before_partitions', $1)", &[&day(2)])
+        .scalar(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('attempts_before_partitions', 'events_before_partitions',
+                 $1, $2)",
+            &[&day(2), &event_day(2)],
+        )
         .await;
     assert_eq!(tables, 0, "the expired partitions are gone");
-    for gone in [&today_delivery, &old] {
+    let keys: i64 = running.env.scalar("SELECT count(*) FROM event_keys", &[]).await;
+    assert_eq!(keys, 0, "the expired event's idempotency key is gone");
+    for gone in [&today_delivery, &old, &straddling] {
         assert_eq!(count(&running, "SELECT count(*) FROM deliveries WHERE id = $1", gone).await, 0);
         assert_eq!(count(&running, "SELECT count(*) FROM attempts WHERE delivery_id = $1", gone).await, 0);
     }

@@ -157,7 +157,13 @@ impl Bus {
             .await;
             match consumed {
                 Ok(()) => return Ok(()),
-                Err(err) if shutdown.is_cancelled() => return Err(err),
+                // A connection lost while stopping ends the consumer as stopping would
+                // have: whatever it had not acked goes back to the queue with the
+                // connection, and the process exits cleanly.
+                Err(err) if shutdown.is_cancelled() => {
+                    tracing::info!(queue = %options.queue, error = %err, "connection lost while stopping; unacked messages return to the queue");
+                    return Ok(());
+                }
                 Err(err) => {
                     tracing::warn!(queue = %options.queue, error = %err, "consuming stopped; resuming on a new connection");
                     // The connection may still be up (the broker cancelled the consumer,

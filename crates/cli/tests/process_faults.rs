@@ -30,6 +30,9 @@ enum Fault {
     KillScheduler,
     /// The test's own broker: `stop_app`, then `start_app` 5 s later.
     BrokerStopApp,
+    /// The test's own broker: SIGKILL of its VM (no goodbye to any connection), then
+    /// started again with the data it had.
+    BrokerKill,
     /// The test's own database: stopped for 15 s.
     DatabaseStop,
 }
@@ -113,6 +116,13 @@ async fn inject(fault: Fault, fleet: &mut Fleet<'_>, broker: Option<&OwnBroker>,
             // The upstream publisher (this test) reconnects too before it publishes on.
             assert!(eventually(Duration::from_secs(60), || async { env.bus.is_connected() }).await);
         }
+        Fault::BrokerKill => {
+            let broker = broker.unwrap();
+            broker.kill().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            broker.restart().await;
+            assert!(eventually(Duration::from_secs(60), || async { env.bus.is_connected() }).await);
+        }
         Fault::DatabaseStop => {
             let database = database.unwrap();
             database.stop().await;
@@ -124,22 +134,14 @@ async fn inject(fault: Fault, fleet: &mut Fleet<'_>, broker: Option<&OwnBroker>,
 
 async fn ride_out(fault: Fault) {
     let broker = match fault {
-        Fault::BrokerStopApp => Some(OwnBroker::start().await),
+        Fault::BrokerStopApp | Fault::BrokerKill => Some(OwnBroker::start().await),
         _ => None,
     };
     let database = match fault {
         Fault::DatabaseStop => Some(OwnDatabase::start().await),
         _ => None,
     };
-    let amqp = broker.as_ref().map(OwnBroker::url);
-    let mut overrides = Vec::new();
-    if let Some(url) = &amqp {
-        overrides.push(("HOOKLINE__AMQP__URL", url.as_str()));
-    }
-    let env = match &database {
-        Some(database) => TestEnv::on(&database.admin_url(), &overrides).await,
-        None => TestEnv::with(&overrides).await,
-    };
+    let env = TestEnv::around(broker.as_ref(), database.as_ref(), &[]).await;
     let receiver = Receiver::start().await;
     receiver.always("/ok", Reply::Status(200));
     // The second endpoint fails every other one of its first 200 requests (not enough
@@ -222,6 +224,11 @@ async fn the_scheduler_killed_mid_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_stopped_and_started_mid_stream() {
     ride_out(Fault::BrokerStopApp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_killed_and_started_again_mid_stream() {
+    ride_out(Fault::BrokerKill).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,6 +158,24 @@ impl Sandbox {
         Self::on(&admin_database_url(), overrides).await
     }
 
+    /// A fresh environment on a test's own broker node and database cluster, each where
+    /// given (the shared ones otherwise).
+    pub async fn around(
+        broker: Option<&broker::OwnBroker>,
+        database: Option<&database::OwnDatabase>,
+        overrides: &[(&str, &str)],
+    ) -> Self {
+        let amqp = broker.map(broker::OwnBroker::url);
+        let mut overrides = overrides.to_vec();
+        if let Some(url) = &amqp {
+            overrides.push(("HOOKLINE__AMQP__URL", url.as_str()));
+        }
+        match database {
+            Some(database) => Self::on(&database.admin_url(), &overrides).await,
+            None => Self::with(&overrides).await,
+        }
+    }
+
     /// A fresh environment whose database is made on the server `admin_url` (a URL
     /// to its `postgres` database) instead of the shared one: a test's own cluster.
     pub async fn on(admin_url: &str, overrides: &[(&str, &str)]) -> Self {

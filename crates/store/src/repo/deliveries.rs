@@ -73,10 +73,14 @@ impl Routed {
 
 /// Marks the events routed and inserts the deliveries of those it found under the
 /// organisation named, returning what the first attempts need of each event.
+///
+/// `$9` and `$10` are the least and greatest of the event ids: with them the planner
+/// looks only at the daily partitions of events the batch can be in (a join alone
+/// would have it plan every partition, on every statement).
 const CREATE_DELIVERIES: &str = "WITH routed AS (
                  UPDATE events e SET routed_at = coalesce(e.routed_at, now())
                  FROM unnest($6::text[], $7::text[]) AS r (id, organization_id)
-                 WHERE e.id = r.id AND e.organization_id = r.organization_id
+                 WHERE e.id = r.id AND e.organization_id = r.organization_id AND e.id BETWEEN $9 AND $10
                  RETURNING e.id, e.organization_id, e.event_type, e.environment, e.occurred_at,
                      CASE WHEN pg_column_compression(e.data) IS NULL AND pg_column_size(e.data) <= $8
                          THEN e.data::text END AS data),
@@ -117,6 +121,9 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
     }
     let routed: Vec<&EventId> = events.iter().map(|(event, _, _)| event).collect();
     let routed_organizations: Vec<&OrganizationId> = events.iter().map(|(_, organization, _)| organization).collect();
+    let (Some(least), Some(greatest)) = (routed.iter().min(), routed.iter().max()) else {
+        return Ok(Vec::new());
+    };
     let client = pool.get().await?;
     let rows = client
         .query_typed(
@@ -130,6 +137,8 @@ pub async fn create_for_events(pool: &Pool, events: &[EventTargets]) -> Result<V
                 (&routed, Type::TEXT_ARRAY),
                 (&routed_organizations, Type::TEXT_ARRAY),
                 (&SNAPSHOT_MAX_BYTES, Type::INT4),
+                (&least, Type::TEXT),
+                (&greatest, Type::TEXT),
             ],
         )
         .await

@@ -79,28 +79,44 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
         .collect()
 }
 
-/// Stores the events of one pass, each once per (organisation, idempotency key).
+/// Stores the events of one pass, each once per (organisation, idempotency key): an
+/// event with a key of its own is stored only if its key is new (V12), one without is
+/// keyed by its own id and always new.
 const STORE_EVENTS: &str = "WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
                               $7::text[], $8::text[], $9::jsonb[])
              WITH ORDINALITY AS i (id, organization_id, message_id, event_type, environment, occurred_at,
                                    actor, team, data, n)),
+     known AS (
+         SELECT i.* FROM input i JOIN organizations o ON o.id = i.organization_id),
+     keyed AS (
+         INSERT INTO event_keys (organization_id, message_id, event_id)
+         SELECT k.organization_id, k.message_id, k.id FROM known k WHERE k.message_id <> k.id
+         ORDER BY k.n
+         ON CONFLICT (organization_id, message_id) DO NOTHING
+         RETURNING event_id),
      ins AS (
          INSERT INTO events (id, organization_id, message_id, event_type, environment, occurred_at, actor, team,
              data, origin, routed_at)
-         SELECT i.id, i.organization_id, i.message_id, i.event_type, i.environment, i.occurred_at, i.actor,
-             i.team, i.data, $10::text, CASE WHEN $11 THEN NULL ELSE now() END
-         FROM input i JOIN organizations o ON o.id = i.organization_id
-         ORDER BY i.n
-         ON CONFLICT (organization_id, message_id) DO NOTHING
+         SELECT k.id, k.organization_id, k.message_id, k.event_type, k.environment, k.occurred_at, k.actor,
+             k.team, k.data, $10::text, CASE WHEN $11 THEN NULL ELSE now() END
+         FROM known k
+         WHERE k.message_id = k.id OR k.id IN (SELECT event_id FROM keyed)
+         ORDER BY k.n
          RETURNING id)
-     SELECT o.id IS NOT NULL AS organization_exists, ins.id AS inserted, prior.id AS prior,
-         prior.routed_at IS NOT NULL AS prior_routed
+     SELECT o.id IS NOT NULL AS organization_exists, ins.id AS inserted, key.event_id AS prior
      FROM input i
      LEFT JOIN organizations o ON o.id = i.organization_id
      LEFT JOIN ins ON ins.id = i.id
-     LEFT JOIN events prior ON prior.organization_id = i.organization_id AND prior.message_id = i.message_id
+     LEFT JOIN event_keys key ON key.organization_id = i.organization_id AND key.message_id = i.message_id
      ORDER BY i.n";
+
+/// Whether each of the events stored before under a key seen again has been routed.
+///
+/// Asked apart from [`STORE_EVENTS`], only when a pass met such keys: a join to events
+/// there would be planned over every daily partition on every statement, and repeated
+/// keys are rare.
+const PRIOR_ROUTED: &str = "SELECT id, routed_at IS NOT NULL AS routed FROM events WHERE id = ANY($1::text[])";
 
 /// One pass of [`insert_all`]: what became of each event, `None` for one whose key it
 /// could see neither inserted nor stored before (the next pass will).
@@ -138,18 +154,51 @@ async fn store(
         )
         .await
         .context("storing events")?;
-    rows.iter()
-        .map(|row| {
-            if !row.try_get::<_, bool>("organization_exists")? {
-                return Ok(Some(Stored::UnknownOrganization));
+    let mut priors = Vec::new();
+    let mut answers = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if !row.try_get::<_, bool>("organization_exists")? {
+            answers.push(Some(Stored::UnknownOrganization));
+        } else if let Some(inserted) = row.try_get::<_, Option<EventId>>("inserted")? {
+            answers.push(Some(Stored::Inserted(inserted)));
+        } else if let Some(prior) = row.try_get::<_, Option<EventId>>("prior")? {
+            priors.push(prior.clone());
+            answers.push(Some(Stored::Duplicate { id: prior, routed: false }));
+        } else {
+            answers.push(None);
+        }
+    }
+    if !priors.is_empty() {
+        mark_prior_routed(client, &priors, &mut answers).await?;
+    }
+    Ok(answers)
+}
+
+/// Fills in whether each duplicate's prior event (one of `priors`) has been routed.
+async fn mark_prior_routed(
+    client: &deadpool_postgres::Client,
+    priors: &[EventId],
+    answers: &mut [Option<Stored>],
+) -> Result<()> {
+    let found = client
+        .query_typed(PRIOR_ROUTED, &[(&priors, Type::TEXT_ARRAY)])
+        .await
+        .context("looking up events stored before under the same keys")?;
+    let mut routed = std::collections::HashMap::new();
+    for row in &found {
+        routed.insert(row.try_get::<_, EventId>("id")?, row.try_get::<_, bool>("routed")?);
+    }
+    for answer in answers {
+        if let Some(Stored::Duplicate { id, routed: prior_routed }) = answer {
+            match routed.get(id) {
+                Some(&was_routed) => *prior_routed = was_routed,
+                // A key whose event retention removed between the two statements: the
+                // next pass finds the key gone too and stores the event anew.
+                None => *answer = None,
             }
-            if let Some(inserted) = row.try_get::<_, Option<EventId>>("inserted")? {
-                return Ok(Some(Stored::Inserted(inserted)));
-            }
-            let routed = row.try_get::<_, Option<bool>>("prior_routed")?.unwrap_or(false);
-            Ok(row.try_get::<_, Option<EventId>>("prior")?.map(|id| Stored::Duplicate { id, routed }))
-        })
-        .collect()
+        }
+    }
+    Ok(())
 }
 
 /// An event accepted but not routed for a while (its route message was lost).
