@@ -92,10 +92,15 @@ impl Deployment {
         Ok(admin::create_organization(self.pool(), "hookline-bench").await?.id)
     }
 
-    /// A webhook of `organization` sending `job.created` to `url`. On a running
+    /// A webhook of `organization` sending `job.created` to `url`, active or not. On a running
     /// deployment it is a test-mode webhook, so plain http:// to the sink is allowed
     /// whatever the deployment's `delivery.allow_http`.
-    pub(crate) async fn create_webhook(&self, organization: &OrganizationId, url: String) -> anyhow::Result<()> {
+    pub(crate) async fn create_webhook(
+        &self,
+        organization: &OrganizationId,
+        url: String,
+        active: bool,
+    ) -> anyhow::Result<()> {
         let settings = match self {
             Self::InProcess { env, .. } => &env.settings,
             Self::Running { settings, .. } => settings,
@@ -106,7 +111,7 @@ impl Deployment {
             endpoints: vec![EndpointInput { url, ..Default::default() }],
             events: vec!["job.created".into()],
             test: self.is_running(),
-            active: true,
+            active,
             ..Default::default()
         };
         let catalog = settings.catalog()?;

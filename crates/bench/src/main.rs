@@ -7,6 +7,7 @@
 
 mod deployment;
 mod floor;
+mod history;
 mod scenario;
 mod sink;
 mod stages;
@@ -44,13 +45,18 @@ struct Args {
     /// The running deployment's configuration file, for `--connect`.
     #[arg(long, value_name = "FILE", requires = "connect")]
     config: Option<std::path::PathBuf>,
+    /// Attempts (with their deliveries and events, of another organisation, over the
+    /// last 29 days) stored before each scenario, to measure with full tables.
+    #[arg(long, default_value_t = 0)]
+    stored_attempts: u64,
     /// Give up on a scenario whose deliveries have not all succeeded after this long.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     deadline: std::time::Duration,
 }
 
-fn scenario(name: &str, events: u64) -> Option<Scenario> {
-    let base = Scenario { name: "one", events, fan_out: 1, fail_every: 0, payload_bytes: 64, rate: None };
+fn scenario(name: &str, events: u64, stored_attempts: u64) -> Option<Scenario> {
+    let base =
+        Scenario { name: "one", events, fan_out: 1, fail_every: 0, payload_bytes: 64, rate: None, stored_attempts };
     Some(match name {
         "one" => base,
         "fanout10" => Scenario { name: "fanout10", events: (events / 5).max(1), fan_out: 10, ..base },
@@ -71,7 +77,10 @@ async fn main() -> anyhow::Result<()> {
     let scenarios: Vec<Scenario> = args
         .scenarios
         .iter()
-        .map(|name| scenario(name, args.events).ok_or_else(|| anyhow::anyhow!("unknown scenario `{name}`")))
+        .map(|name| {
+            scenario(name, args.events, args.stored_attempts)
+                .ok_or_else(|| anyhow::anyhow!("unknown scenario `{name}`"))
+        })
         .collect::<anyhow::Result<_>>()?;
     // Tracing as a production process has it without a collector (ids, no export); set
     // before the harness would install its in-memory span store.
@@ -154,15 +163,7 @@ struct PacedFloor {
 
 fn report(outcome: &Outcome, target: &Target, floor: Option<&floor::Floor>, paced: Option<&PacedFloor>) {
     let s = &outcome.scenario;
-    let rate = s.rate.map_or("max".to_owned(), |r| format!("{r:.0}/s"));
-    println!(
-        "{}: {} events × {} webhooks, {} B padding, fail every {}, publish rate {rate}",
-        s.name,
-        s.events,
-        s.fan_out,
-        s.payload_bytes,
-        if s.fail_every == 0 { "never".to_owned() } else { format!("{}th once", s.fail_every) },
-    );
+    println!("{}", s.heading());
     let ratio = floor.map_or(String::new(), |f| {
         format!("  ({:.0} % of the bare pipeline)", 100.0 * outcome.deliveries_per_second / f.pipeline)
     });

@@ -34,6 +34,24 @@ pub(crate) struct Scenario {
     pub payload_bytes: usize,
     /// Events per second to publish at (None: as fast as confirms allow).
     pub rate: Option<f64>,
+    /// Attempts (with their deliveries and events) stored before the scenario starts.
+    pub stored_attempts: u64,
+}
+
+impl Scenario {
+    /// The line its results are printed under.
+    pub(crate) fn heading(&self) -> String {
+        let rate = self.rate.map_or("max".to_owned(), |r| format!("{r:.0}/s"));
+        let fails = if self.fail_every == 0 { "never".to_owned() } else { format!("{}th once", self.fail_every) };
+        let stored = match self.stored_attempts {
+            0 => String::new(),
+            n => format!(", {n} attempts stored before"),
+        };
+        format!(
+            "{}: {} events × {} webhooks, {} B padding, fail every {fails}, publish rate {rate}{stored}",
+            self.name, self.events, self.fan_out, self.payload_bytes
+        )
+    }
 }
 
 /// What a scenario measured.
@@ -90,12 +108,17 @@ pub(crate) async fn run(scenario: Scenario, target: &Target, deadline: Duration)
     ];
     settings.extend(from_environment.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let deployment = Deployment::open(target, &settings).await?;
+    if scenario.stored_attempts > 0 {
+        anyhow::ensure!(!deployment.is_running(), "--stored-attempts fills only a deployment of the bench's own");
+        let took = crate::history::store(&deployment, scenario.stored_attempts).await?;
+        eprintln!("history: {} attempts stored in {:.0} s", scenario.stored_attempts, took.as_secs_f64());
+    }
     let clock = Instant::now();
     let clock_epoch = SystemTime::now();
     let sink = Sink::start(clock, scenario.fail_every).await?;
     let org = deployment.organization().await?;
     for n in 0..scenario.fan_out {
-        deployment.create_webhook(&org, sink.url(&format!("/w{n}"))).await?;
+        deployment.create_webhook(&org, sink.url(&format!("/w{n}")), true).await?;
     }
     consumers_attached(deployment.bus()).await?;
     let expected = scenario.events * scenario.fan_out;
