@@ -83,3 +83,59 @@ async fn repeated_failures_auto_disable_the_webhook_and_announce_it() {
     assert_eq!(receiver.requests("/bad").len(), 3);
     running.stop().await;
 }
+
+/// An endpoint that keeps failing opens its circuit, and its jobs wait parked instead of
+/// being attempted; a failed probe fails for good those that have outlived their retry
+/// schedule meanwhile, so the webhook is still switched off about when it would have
+/// been without the circuit (not after a probe of every attempt of every delivery, one
+/// at a time and further and further apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_whose_circuit_stays_open_is_still_auto_disabled() {
+    let running = Running::start(&[
+        ("HOOKLINE__DELIVERY__AUTO_DISABLE_AFTER", "3"),
+        ("HOOKLINE__DELIVERY__CIRCUIT_OPEN_AFTER", "2"),
+        ("HOOKLINE__DELIVERY__CIRCUIT_FIRST_PROBE", "2s"),
+        ("HOOKLINE__DELIVERY__CIRCUIT_MAX_PROBE", "1h"),
+    ])
+    .await;
+    let Running { env, receiver, api, org, .. } = &running;
+    receiver.always("/bad", Reply::Status(500));
+    let key = running.key();
+    // The sandbox's schedule: three attempts over 3 s. Probes come 2 s after the
+    // circuit opens, then 4 s after that, 8 s, ...: probing every attempt of these
+    // deliveries would take minutes.
+    let (_, failing) = api
+        .call(
+            "POST",
+            "/v1/webhooks",
+            key,
+            Some(json!({"name": "crm", "active": true, "events": ["job.created"],
+                "endpoints": [{"url": receiver.url("/bad")}]})),
+        )
+        .await;
+    let id = failing["id"].as_str().unwrap().to_owned();
+    for n in 0..6 {
+        env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": n}})).await;
+    }
+
+    let disabled = eventually(WAIT, || async {
+        let (_, webhook) = api.call("GET", &format!("/v1/webhooks/{id}"), key, None).await;
+        webhook["active"] == false
+    })
+    .await;
+    assert!(disabled, "the webhook is switched off while its circuit is open");
+    let (_, webhook) = api.call("GET", &format!("/v1/webhooks/{id}"), key, None).await;
+    assert!(webhook["disabled_reason"].as_str().unwrap().contains("in a row"), "{webhook}");
+    let settled = eventually(WAIT, || async {
+        env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND open", &[&id]).await == 0
+    })
+    .await;
+    assert!(settled, "nothing of the webhook's stays parked or open");
+    let failed: i64 =
+        env.scalar("SELECT count(*) FROM deliveries WHERE webhook_id = $1 AND status = 'failed'", &[&id]).await;
+    assert!(failed >= 3, "{failed} deliveries failed for good");
+    // The ping and six events, three attempts each on the schedule: far fewer were sent.
+    let sent = receiver.requests("/bad").len();
+    assert!(sent < 7 * 3, "{sent} requests: the parked deliveries were not attempted");
+    running.stop().await;
+}

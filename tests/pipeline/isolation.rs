@@ -77,7 +77,12 @@ async fn a_hanging_endpoint_costs_a_healthy_one_nothing_and_its_parked_jobs_foll
             "POST",
             "/v1/webhooks",
             running.key(),
+            // A schedule longer than the hang, so no parked job outlives it (a failed
+            // probe would fail those for good) and all of them wait for the endpoints;
+            // a second attempt that failed before the circuit opened comes within the
+            // wait below.
             Some(json!({"name": "hanging", "events": ["job.created"], "active": true,
+                "retry_policy": {"delays": ["1s", "60s"]},
                 "endpoints": urls.iter().map(|url| json!({"url": url})).collect::<Vec<_>>()})),
         )
         .await;

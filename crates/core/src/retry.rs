@@ -83,6 +83,13 @@ impl RetryPolicy {
         u32::try_from(self.delays.len()).unwrap_or(u32::MAX).saturating_add(1)
     }
 
+    /// How long after its first attempt a delivery's last one comes (a receiver's
+    /// Retry-After aside): after this, a delivery that has not been attempted as the
+    /// schedule says has outlived it.
+    pub fn span(&self) -> Duration {
+        self.delays.iter().sum()
+    }
+
     /// How long to wait after attempt `failed_attempt` (from 1) failed, or `None` when
     /// it was the last one.
     pub fn delay_after(&self, failed_attempt: u32) -> Option<Duration> {
@@ -133,6 +140,7 @@ mod tests {
         assert_eq!(policy.delay_after(2), Some(Duration::from_secs(600)));
         assert_eq!(policy.delay_after(3), None);
         assert_eq!(policy.delay_after(0), None);
+        assert_eq!(policy.span(), Duration::from_secs(900), "the last attempt 15 minutes after the first");
     }
 
     #[test]

@@ -11,14 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use hookline_bus::jobs;
+use hookline_bus::codec::proto;
+use hookline_bus::{Traced as _, failed, jobs};
 use hookline_core::circuit::{self, Circuit, CircuitState, Gate, Verdict};
 use hookline_core::delivery::ErrorKind;
 use hookline_core::ids::EndpointId;
+use hookline_core::lifecycle::{self, FailedBecause, Transition};
 use hookline_service::Error;
 use hookline_store::repo::circuits::{self, Parking};
 use hookline_store::repo::jobs::JobContext;
-use hookline_telemetry::metrics::ParkReason;
+use hookline_telemetry::metrics::{DeliveryOutcome, ParkReason};
 
 use crate::Worker;
 
@@ -88,14 +90,26 @@ impl Worker {
     /// circuit's probe), and releases a parked job into the slot it leaves when the
     /// circuit lets jobs pass. Only the endpoint's trouble, or an answer ending a run of
     /// it, touches the database.
+    ///
+    /// A failed probe also fails for good the parked deliveries that have outlived their
+    /// retry schedule meanwhile, as their attempts would have without the circuit: so
+    /// they do not wait without end, and auto-disable comes as soon as it would have.
     pub(crate) async fn attempt_ended(
         &self,
-        endpoint: &EndpointId,
+        context: &JobContext,
         ended: (Option<ErrorKind>, Option<u16>),
         probe: bool,
     ) {
-        if let Err(err) = self.count(endpoint, circuit::verdict(ended.0, ended.1), probe).await {
+        let endpoint = &context.target.endpoint_id;
+        let verdict = circuit::verdict(ended.0, ended.1);
+        if let Err(err) = self.count(endpoint, verdict, probe).await {
             hookline_telemetry::warn_throttled!(error = %err, "could not count an attempt in its endpoint's circuit");
+        }
+        if probe
+            && verdict == Verdict::Trouble
+            && let Err(err) = self.expire_outlived(context, ended).await
+        {
+            hookline_telemetry::warn_throttled!(error = %err, "could not fail the parked deliveries that outlived their schedule");
         }
         let release = {
             let mirror = self.mirror();
@@ -105,6 +119,49 @@ impl Worker {
         if release && let Err(err) = self.release(endpoint, 1).await {
             hookline_telemetry::warn_throttled!(error = %err, "could not release a parked delivery");
         }
+    }
+
+    /// After a failed probe of `context`'s endpoint: its parked deliveries made longer
+    /// ago than their retry schedule lasts fail for good with the probe's outcome, are
+    /// counted in the endpoint's run of failures, and switch the webhook off when the
+    /// run reaches `delivery.auto_disable_after`, as a last attempt failing would.
+    async fn expire_outlived(
+        &self,
+        context: &JobContext,
+        ended: (Option<ErrorKind>, Option<u16>),
+    ) -> Result<(), Error> {
+        let policy = context.target.retry_policy.as_ref().unwrap_or(&self.default_policy);
+        let span = chrono::Duration::from_std(policy.span()).unwrap_or(chrono::Duration::MAX);
+        let now = Utc::now();
+        let made_before = now.checked_sub_signed(span).unwrap_or(now);
+        let Some(expired) =
+            circuits::expire_parked(&self.pool, &context.target.endpoint_id, made_before, ended).await?
+        else {
+            return Ok(());
+        };
+        for _ in 0..expired.deliveries {
+            self.metrics.delivery_completed(DeliveryOutcome::Failed, None);
+        }
+        tracing::warn!(
+            deliveries = expired.deliveries,
+            "parked deliveries outlived their retry schedule while the endpoint's circuit stayed open; failed for good"
+        );
+        let failed = Transition::Failed(FailedBecause::Exhausted);
+        let Some(disable) = lifecycle::disable(&failed, expired.consecutive_failures, self.delivery.auto_disable_after)
+        else {
+            return Ok(());
+        };
+        let report = proto::FailedAttempt {
+            delivery_id: context.delivery_id.to_string(),
+            event_id: context.event_id.to_string(),
+            webhook_id: context.target.webhook_id.to_string(),
+            error_kind: ended.0.map(|kind| kind.as_str().to_owned()).unwrap_or_default(),
+            status_code: ended.1.map(u32::from),
+            disable: Some(crate::job::disable_webhook(context, disable, now)),
+            ..Default::default()
+        }
+        .traced(&tracing::Span::current());
+        Ok(failed::send(&self.publisher, &self.topology, &report).await?)
     }
 
     async fn count(&self, endpoint: &EndpointId, verdict: Verdict, probe: bool) -> Result<(), Error> {

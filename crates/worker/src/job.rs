@@ -163,7 +163,7 @@ impl Worker {
         if let Err(err) = self.follow(context, &sent, &transition, settled, job).await {
             hookline_telemetry::warn_throttled!(error = %err, ?transition, "attempt recorded, but what follows it could not be sent to the scheduler");
         }
-        self.attempt_ended(endpoint, verdict, probe).await;
+        self.attempt_ended(context, verdict, probe).await;
         Ok(())
     }
 
@@ -229,17 +229,27 @@ impl Worker {
             error_kind: record.error_kind.map(|kind| kind.as_str().to_owned()).unwrap_or_default(),
             status_code: record.status_code.map(u32::from),
             retry_delay_ms: retry_delay.map(|delay| u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)),
-            disable: disable.map(|disable| proto::DisableWebhook {
-                reason: disable.reason(&target.url, record.started_at),
-                organization_id: context.organization_id.to_string(),
-                environment: context.environment.as_str().to_owned(),
-                endpoint_url: target.url.clone(),
-            }),
+            disable: disable.map(|disable| disable_webhook(context, disable, record.started_at)),
             ..Default::default()
         }
         .traced(&tracing::Span::current());
         tracing::info!(error = record.error_message.as_deref(), "attempt failed");
         Ok(failed::send(&self.publisher, &self.topology, &report).await?)
+    }
+}
+
+/// Asks the scheduler to switch `context`'s webhook off, for `disable`, decided at `at`.
+pub(crate) fn disable_webhook(
+    context: &JobContext,
+    disable: lifecycle::Disable,
+    at: chrono::DateTime<Utc>,
+) -> proto::DisableWebhook {
+    let target = &context.target;
+    proto::DisableWebhook {
+        reason: disable.reason(&target.url, at),
+        organization_id: context.organization_id.to_string(),
+        environment: context.environment.as_str().to_owned(),
+        endpoint_url: target.url.clone(),
     }
 }
 

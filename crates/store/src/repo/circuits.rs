@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use hookline_core::circuit::{Breaker, Circuit};
+use hookline_core::delivery::ErrorKind;
 use hookline_core::ids::{DeliveryId, EndpointId};
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
@@ -208,4 +209,50 @@ pub async fn with_parked(pool: &Pool) -> Result<Vec<EndpointId>> {
         .await
         .context("finding endpoints with parked deliveries")?;
     rows.iter().map(|row| Ok(row.try_get("endpoint_id")?)).collect()
+}
+
+/// What [`expire_parked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// Parked deliveries failed for good.
+    pub deliveries: u32,
+    /// The endpoint's run of deliveries failed for good in a row, these included.
+    pub consecutive_failures: u32,
+}
+
+/// Fails for good the endpoint's parked deliveries made before `made_before` (they have
+/// outlived their retry schedule while its circuit stayed open), recording `ended` (the
+/// failed probe's error kind and status) as their last outcome, and counts them in the
+/// endpoint's run of failures, as the settling of a delivery's last attempt would.
+/// `None` when there were none.
+pub async fn expire_parked(
+    pool: &Pool,
+    endpoint: &EndpointId,
+    made_before: DateTime<Utc>,
+    ended: (Option<ErrorKind>, Option<u16>),
+) -> Result<Option<Expired>> {
+    let client = pool.get().await?;
+    let status = ended.1.map(i32::from);
+    let row = client
+        .query_opt(
+            "WITH expired AS (
+                 UPDATE deliveries d SET status = 'failed', parked_at = NULL, leased_until = NULL,
+                     next_attempt_at = NULL, completed_at = now(), updated_at = now(),
+                     last_error_kind = coalesce($3, d.last_error_kind), last_status_code = coalesce($4, d.last_status_code)
+                 WHERE d.id IN (SELECT id FROM deliveries WHERE endpoint_id = $1 AND parked_at IS NOT NULL
+                                  AND created_at < $2 AND open
+                                FOR UPDATE SKIP LOCKED)
+                 RETURNING d.id),
+             counted AS (SELECT count(*)::int AS n FROM expired)
+             UPDATE endpoints ep SET consecutive_failures = ep.consecutive_failures + c.n
+             FROM counted c WHERE ep.id = $1 AND c.n > 0
+             RETURNING c.n AS expired, ep.consecutive_failures",
+            &[endpoint, &made_before, &ended.0, &status],
+        )
+        .await
+        .context("failing parked deliveries that outlived their schedule")?;
+    row.map(|row| {
+        Ok(Expired { deliveries: count(&row, "expired")?, consecutive_failures: count(&row, "consecutive_failures")? })
+    })
+    .transpose()
 }
