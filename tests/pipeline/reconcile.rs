@@ -79,3 +79,56 @@ async fn a_retry_whose_delayed_message_was_lost_is_republished_by_the_sweep() {
     services.stop().await;
     env.cleanup().await;
 }
+
+/// How many messages of jobs wait in the delivery queue (the router sends the jobs of
+/// the deliveries it makes together in one).
+async fn queued_jobs(env: &TestEnv) -> u64 {
+    env.bus.queue_depths().waiting(&env.bus.topology.delivery_queue()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_still_queued_behind_a_backlog_are_not_republished_but_lost_ones_are() {
+    let env = TestEnv::with(&FAST_SWEEP).await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    // No worker yet: every job waits in the delivery queue, a backlog.
+    let services = env.start_without_worker();
+    for n in 0..20 {
+        env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": n}})).await;
+    }
+    let made =
+        eventually(WAIT, || async { env.scalar::<i64>("SELECT count(*) FROM deliveries", &[]).await == 20 }).await;
+    assert!(made);
+    assert!(eventually(WAIT, || async { queued_jobs(&env).await > 0 }).await);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let queued = queued_jobs(&env).await;
+    // Many sweeps, each long after the deliveries last moved: none may add a copy.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(queued_jobs(&env).await, queued, "the sweep left the queued jobs alone");
+
+    // The broker loses them (the queue is purged): the queue is empty, so what was in it
+    // before is known lost, and the sweep republishes it, once.
+    let channel = env.bus.connection().unwrap().create_channel().await.unwrap();
+    channel
+        .queue_purge(env.bus.topology.delivery_queue().as_str().into(), lapin::options::QueuePurgeOptions::default())
+        .await
+        .unwrap();
+    assert!(eventually(WAIT, || async { queued_jobs(&env).await > 0 }).await, "the lost jobs are republished");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let republished = queued_jobs(&env).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(queued_jobs(&env).await, republished, "republished once");
+
+    let workers = env.start();
+    let delivered = eventually(WAIT, || async {
+        env.scalar::<i64>("SELECT count(*) FROM deliveries WHERE status = 'succeeded'", &[]).await == 20
+    })
+    .await;
+    assert!(delivered);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(receiver.requests("/hook").len(), 20, "each event sent once");
+    workers.stop().await;
+    services.stop().await;
+    env.cleanup().await;
+}

@@ -56,6 +56,26 @@ impl BrokerQueueDepths {
     }
 }
 
+/// How long reading one queue's depth may take: the broker answers at once, or is away.
+const READ_BOUND: Duration = Duration::from_secs(2);
+
+impl BrokerQueueDepths {
+    /// How many messages wait in `queue` for a consumer (those delivered to one and not
+    /// yet acked are not counted); `None` while the broker is away or the queue is
+    /// missing.
+    pub async fn waiting(&self, queue: &str) -> Option<u64> {
+        let link = self.shared.current()?;
+        let read = async {
+            let channel = link.connection.create_channel().await.ok()?;
+            let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+            let declared = channel.queue_declare(queue.into(), passive, FieldTable::default()).await.ok();
+            let _ = channel.close(200, "depth read".into()).await;
+            declared.map(|declared| u64::from(declared.message_count()))
+        };
+        tokio::time::timeout(READ_BOUND, read).await.ok().flatten()
+    }
+}
+
 impl QueueDepths for BrokerQueueDepths {
     fn depths(&self) -> DepthsFuture<'_> {
         Box::pin(self.read())

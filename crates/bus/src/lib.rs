@@ -180,6 +180,11 @@ impl Bus {
         (self.publisher.clone(), self.topology.rejected_queue())
     }
 
+    /// Reads this deployment's queue depths, on whatever connection is up when asked.
+    pub fn queue_depths(&self) -> depths::BrokerQueueDepths {
+        depths::BrokerQueueDepths::new(self.shared.clone())
+    }
+
     /// Makes `metrics` report this deployment's queue depths when scraped (unless another
     /// service of the process already does).
     pub fn report_queue_depths(&self, metrics: &hookline_telemetry::Metrics) {

@@ -165,8 +165,11 @@ pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationTok
     };
     let sweeper = tokio::spawn(reconcile::run(
         service.pool.clone(),
-        service.bus.publisher.clone(),
-        service.bus.topology.clone(),
+        reconcile::Bus {
+            publisher: service.bus.publisher.clone(),
+            topology: service.bus.topology.clone(),
+            depths: service.bus.queue_depths(),
+        },
         settings.scheduler.clone(),
         service.shutdown.clone(),
     ));

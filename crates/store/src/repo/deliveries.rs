@@ -477,8 +477,15 @@ pub struct Overdue {
 /// Claims up to `limit` open deliveries that have made no progress for `after`, and
 /// pushes their deadline forward so the next sweep (of this or another scheduler)
 /// does not claim them again at once. A delivery whose job is leased (being sent) or
-/// parked (waiting for its endpoint, in `circuits`) is not lost and is skipped.
-pub async fn claim_overdue(pool: &Pool, after: std::time::Duration, limit: i64) -> Result<Vec<Overdue>> {
+/// parked (waiting for its endpoint, in `circuits`) is not lost and is skipped, and so
+/// is one whose job went into the delivery queue at or after `queued_before` (it may
+/// still wait there).
+pub async fn claim_overdue(
+    pool: &Pool,
+    after: std::time::Duration,
+    queued_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Overdue>> {
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -491,9 +498,10 @@ pub async fn claim_overdue(pool: &Pool, after: std::time::Duration, limit: i64) 
                    AND (leased_until IS NULL OR leased_until < now())
                    AND parked_at IS NULL
                    AND (next_attempt_at IS NULL OR next_attempt_at < now() - make_interval(secs => $1))
+                   AND coalesce(next_attempt_at, updated_at) < $3
                  ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED)
              RETURNING d.id, d.attempt_count",
-            &[&after.as_secs_f64(), &limit],
+            &[&after.as_secs_f64(), &limit, &queued_before],
         )
         .await
         .context("claiming overdue deliveries")?;
