@@ -186,5 +186,44 @@ async fn rows_older_than_the_window_go_a_partition_at_a_time_and_the_history_rea
     // A second pass finds nothing more to do.
     let again = pass().await.unwrap();
     assert_eq!(again, retention::Removed::default());
+    // Redeliver and recover work across partitions: an operator's redelivery of the
+    // newest, and a recovery of the older once it has failed; each new attempt lands in
+    // its delivery's partition.
+    let (status, _) = running.api.call("POST", &format!("/v1/deliveries/{kept}/redeliver"), running.key(), None).await;
+    assert_eq!(status, 202);
+    running
+        .env
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .execute("UPDATE deliveries SET status = 'failed' WHERE id = $1", &[&kept_bodyless])
+        .await
+        .unwrap();
+    let (status, recovered) = running
+        .api
+        .call(
+            "POST",
+            &format!("/v1/webhooks/{id}/recover"),
+            running.key(),
+            Some(json!({"since": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{recovered}");
+    for (delivery, day_of) in [(&kept, 6), (&kept_bodyless, 5)] {
+        let attempted = hookline_tests::eventually(WAIT, || async {
+            count(&running, "SELECT count(*) FROM attempts WHERE delivery_id = $1", delivery).await == 2
+        })
+        .await;
+        assert!(attempted, "{delivery} attempted again");
+        let in_partition: i64 = running
+            .env
+            .scalar(
+                "SELECT count(*) FROM attempts WHERE delivery_id = $1 AND tableoid = $2::text::regclass",
+                &[delivery, &day(day_of)],
+            )
+            .await;
+        assert_eq!(in_partition, 2, "{delivery}'s attempts are in {}", day(day_of));
+    }
     running.stop().await;
 }
