@@ -66,6 +66,18 @@ async fn refusals_carry_a_code_and_the_field_and_save_nothing() {
             "invalid_retry_policy",
             "retry_policy.delays",
         ),
+        // A NUL character (which PostgreSQL cannot store), wherever it is, named by path.
+        (json!({"name": "a\u{0}b", "endpoints": [{"url": https[0]}], "events": ["job.*"]}), "invalid_body", "name"),
+        (
+            json!({"name": "x", "endpoints": [{"url": https[0]}, {"url": "https://x.example/\u{0}"}], "events": ["job.*"]}),
+            "invalid_body",
+            "endpoints[1].url",
+        ),
+        (
+            json!({"name": "x", "endpoints": [{"url": https[0], "headers": {"x-a\u{0}": "1"}}], "events": ["job.*"]}),
+            "invalid_body",
+            "endpoints[0].headers.x-a\u{0}",
+        ),
     ] {
         let (status, error) = api.call("POST", "/v1/webhooks", key, Some(request.clone())).await;
         assert_eq!(status, 422, "{request}");

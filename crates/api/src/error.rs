@@ -13,8 +13,9 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Stable machine-readable code, e.g. `unknown_type`.
     pub code: &'static str,
-    /// The request field concerned, if one is.
-    pub field: Option<&'static str>,
+    /// The request field concerned, if one is: a name, or a path into the body
+    /// (`endpoints[0].url`).
+    pub field: Option<std::borrow::Cow<'static, str>>,
     /// What is wrong.
     pub message: String,
 }
@@ -22,7 +23,7 @@ pub struct ApiError {
 impl ApiError {
     /// A 4xx about one field.
     pub fn field(status: StatusCode, code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, field: Some(field), message: message.into() }
+        Self { status, code, field: Some(field.into()), message: message.into() }
     }
 
     /// A missing or unusable API key.

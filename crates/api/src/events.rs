@@ -34,7 +34,7 @@ pub(crate) async fn publish(
             Err(ApiError {
                 status,
                 code: rejection.reason.as_str(),
-                field: rejection.field,
+                field: rejection.field.map(Into::into),
                 message: rejection.message,
             })
         }

@@ -8,27 +8,41 @@ use crate::ApiError;
 
 /// Like `axum::Json`, but a body that is not the expected JSON is answered 400 (syntax)
 /// or 422 (shape) with code `invalid_body` and serde's description, which names the
-/// field.
+/// field; and a body holding a NUL character (U+0000) anywhere, which PostgreSQL can
+/// store in neither text nor JSON, is refused with 422 naming where it is.
 pub(crate) struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
+        let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(axum::Json(value)) => value,
             Err(rejection) => {
                 let status = match rejection {
-                    JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     _ => StatusCode::BAD_REQUEST,
                 };
-                Err(ApiError { status, code: "invalid_body", field: None, message: rejection.body_text() })
+                return Err(ApiError { status, code: "invalid_body", field: None, message: rejection.body_text() });
             }
+        };
+        if let Some(path) = hookline_core::envelope::nul_at(&value, "") {
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_body",
+                message: format!("`{path}` holds a NUL character (U+0000), which cannot be stored"),
+                field: Some(path.into()),
+            });
         }
+        serde_path_to_error::deserialize(value).map(Body).map_err(|err| ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "invalid_body",
+            field: None,
+            message: format!("Failed to deserialize the JSON body into the target type: {err}"),
+        })
     }
 }

@@ -195,13 +195,7 @@ impl RawUpstreamEvent {
                 )
             })?,
         };
-        let data = match self.data {
-            None | Some(serde_json::Value::Null) => serde_json::json!({}),
-            Some(value @ serde_json::Value::Object(_)) => value,
-            Some(_) => {
-                return Err(Rejection::field(RejectReason::InvalidField, "data", "`data` must be a JSON object"));
-            }
-        };
+        let data = event_data(self.data)?;
         Ok(UpstreamEvent {
             message_id: bounded("id", non_empty(self.id))?,
             event_type,
@@ -213,6 +207,25 @@ impl RawUpstreamEvent {
             data,
         })
     }
+}
+
+/// An event's `data`: a JSON object (`{}` when absent or null) holding no NUL character.
+fn event_data(data: Option<serde_json::Value>) -> Result<serde_json::Value, Rejection> {
+    let data = match data {
+        None | Some(serde_json::Value::Null) => serde_json::json!({}),
+        Some(value @ serde_json::Value::Object(_)) => value,
+        Some(_) => {
+            return Err(Rejection::field(RejectReason::InvalidField, "data", "`data` must be a JSON object"));
+        }
+    };
+    if let Some(path) = nul_at(&data, "data") {
+        return Err(Rejection::field(
+            RejectReason::InvalidField,
+            "data",
+            format!("`{path}` holds a NUL character (U+0000), which cannot be stored"),
+        ));
+    }
+    Ok(data)
 }
 
 /// Refuses a body over the configured limit before any parsing work is spent on it.
@@ -237,7 +250,30 @@ fn bounded(field: &'static str, value: Option<String>) -> Result<Option<String>,
             field,
             format!("`{field}` is longer than {MAX_FIELD_LEN} bytes"),
         )),
+        Some(v) if v.contains('\0') => Err(Rejection::field(
+            RejectReason::InvalidField,
+            field,
+            format!("`{field}` holds a NUL character (U+0000), which cannot be stored"),
+        )),
         other => Ok(other),
+    }
+}
+
+/// Where `value` first holds a NUL character (U+0000), in a string or a key, as a path
+/// from `at` (`data.items[2].name`); `None` when nowhere. PostgreSQL stores no NUL in
+/// text or JSON, so such input must be refused at the door rather than fail (and be
+/// retried) at every write.
+pub fn nul_at(value: &serde_json::Value, at: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then(|| at.to_owned()),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(index, item)| nul_at(item, &format!("{at}[{index}]")))
+        }
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+            if key.contains('\0') { Some(path) } else { nul_at(item, &path) }
+        }),
+        serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => None,
     }
 }
 
@@ -263,6 +299,14 @@ mod tests {
         assert_eq!(event.environment, Environment::Test);
         assert_eq!(event.occurred_at.to_rfc3339(), "2026-01-02T03:04:05+00:00");
         assert_eq!(event.data["jobId"], 1);
+    }
+
+    #[test]
+    fn a_nul_is_found_where_it_is() {
+        let data = serde_json::json!({"a": 1, "items": [{"ok": "fine"}, {"name": "x\u{0}"}]});
+        assert_eq!(nul_at(&data, "data").as_deref(), Some("data.items[1].name"));
+        assert_eq!(nul_at(&serde_json::json!({"k\u{0}": 1}), "").as_deref(), Some("k\u{0}"));
+        assert_eq!(nul_at(&serde_json::json!({"a": ["\\u0000 is text here"]}), ""), None);
     }
 
     #[test]
@@ -311,6 +355,20 @@ mod tests {
                 Some("data"),
             ),
         ];
+        // NUL characters, which PostgreSQL can store in neither text nor JSON.
+        let nul = [
+            (serde_json::json!({"id": "a\u{0}b"}), "id"),
+            (serde_json::json!({"actor": "\u{0}"}), "actor"),
+            (serde_json::json!({"team": "t\u{0}"}), "team"),
+            (serde_json::json!({"data": {"items": [{"name": "x\u{0}"}]}}), "data"),
+            (serde_json::json!({"data": {"k\u{0}": 1}}), "data"),
+        ]
+        .map(|(mut json, field)| {
+            json["type"] = "job.created".into();
+            json["organization"] = org.as_str().into();
+            (json, RejectReason::InvalidField, Some(field))
+        });
+        let cases = cases.into_iter().chain(nul);
         for (json, reason, field) in cases {
             let err = validate(json.clone()).unwrap_err();
             assert_eq!((err.reason, err.field), (reason, field), "for {json}");
