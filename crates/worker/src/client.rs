@@ -64,6 +64,10 @@ pub fn build(timeout: Duration, policy: &AddressPolicy, concurrency: usize) -> r
     reqwest::Client::builder()
         .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION"), " (+webhooks)"))
         .redirect(reqwest::redirect::Policy::none())
+        // Never the environment's proxy (`HTTP_PROXY` and the like): through a proxy,
+        // the guarded resolver would check only the proxy's address, and every host
+        // name would be fetched unchecked.
+        .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(concurrency.min(64))

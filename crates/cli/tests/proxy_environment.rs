@@ -1,0 +1,46 @@
+//! The environment's proxy settings do not reach deliveries. With `HTTP_PROXY` and the
+//! like set, reqwest would hand every request to the proxy, and the address guard would
+//! only ever check the proxy's address: a receiver's host name (`localhost`, an
+//! internal name) would be fetched through it, unchecked. A `hookline all` process with
+//! every proxy variable pointing at a listener of the test's delivers straight to the
+//! receiver, and the "proxy" sees nothing.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use hookline_tests::{Receiver, Reply, TestEnv};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_never_go_through_the_environments_proxy() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    receiver.always("/hook", Reply::Status(200));
+    let proxy = Receiver::start().await;
+    let org = env.organization().await;
+    // A host name, not an address: what a proxy would be asked to resolve.
+    let url = receiver.url("/hook").replace("127.0.0.1", "localhost");
+    env.create_webhook(TestEnv::webhook(&org.id, &[url], &["job.created"])).await;
+    let proxy_url = proxy.url("");
+    let mut process = env
+        .command(env!("CARGO_BIN_EXE_hookline"))
+        .arg("all")
+        .env("HOOKLINE__API__LISTEN", "127.0.0.1:0")
+        .envs(
+            ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
+                .map(|v| (v, &proxy_url)),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": 1}})).await;
+
+    let reached = receiver.wait_for("/hook", 1, Duration::from_secs(30)).await;
+    assert_eq!(reached.len(), 1);
+    assert!(proxy.all_requests().is_empty(), "the proxy was asked: {:?}", proxy.all_requests().len());
+    process.kill().unwrap();
+    process.wait().unwrap();
+    env.cleanup().await;
+}
