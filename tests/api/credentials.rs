@@ -158,7 +158,15 @@ async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_the
     env.publish(json!({"type": "job.created", "organization": org.id})).await;
     let requests = receiver.wait_for("/token", 2, WAIT).await; // the activation ping, then the event
     assert!(requests.iter().all(|r| r.header("x-api-key") == Some("mine-v")));
-    let recorded: serde_json::Value = env.scalar("SELECT request_headers FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints e ON e.id = d.endpoint_id WHERE e.url LIKE '%/token' LIMIT 1", &[]).await;
+    // The attempt is recorded once its answer is in: a moment after the receiver has it.
+    let token_attempts = "FROM attempts a JOIN deliveries d ON d.id = a.delivery_id JOIN endpoints e ON e.id = d.endpoint_id WHERE e.url LIKE '%/token'";
+    let recorded_at_all = hookline_tests::eventually(WAIT, || async {
+        env.scalar::<i64>(&format!("SELECT count(*) {token_attempts}"), &[]).await > 0
+    })
+    .await;
+    assert!(recorded_at_all, "the token endpoint's attempts are recorded");
+    let recorded: serde_json::Value =
+        env.scalar(&format!("SELECT request_headers {token_attempts} LIMIT 1"), &[]).await;
     assert_eq!(recorded["x-api-key"], "[redacted]");
 
     // The HMAC receiver checks the scheme documented in the README, with its own HMAC code.

@@ -57,6 +57,12 @@ async fn a_rotated_secret_signs_alongside_the_old_one_for_the_overlap_only() {
     let (status, error) =
         api.call("POST", &format!("/v1/webhooks/{id}/test"), key, Some(json!({"event_type": "job.exploded"}))).await;
     assert_eq!((status, error["error"]["field"].as_str()), (422, Some("event_type")));
+    // An inactive webhook would close the test delivery unattempted: refused instead.
+    let (status, _) = api.call("POST", &format!("/v1/webhooks/{id}/deactivate"), key, None).await;
+    assert_eq!(status, 200);
+    let (status, error) =
+        api.call("POST", &format!("/v1/webhooks/{id}/test"), key, Some(json!({"event_type": "job.created"}))).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("webhook_inactive")), "{error}");
     services.stop().await;
     drop(api);
     env.cleanup().await;

@@ -84,6 +84,21 @@ async fn events_stored_together_each_get_their_own_answer() {
     env.cleanup().await;
 }
 
+/// What the database refused is logged with its SQLSTATE and message, not only the
+/// driver's "db error" (the store is called directly here: the doors refuse a NUL first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_statement_says_why_with_its_sqlstate() {
+    let env = TestEnv::new().await;
+    let org = env.organization().await;
+    let mut poisoned = event(&org.id, None);
+    poisoned.data = json!({"note": "a\u{0}b"});
+    let err = events::insert_all(&env.pool, &[poisoned], Origin::Upstream).await.unwrap_err();
+    let said = err.to_string();
+    assert!(said.contains("22P05") && said.contains("storing events"), "{said}");
+    assert!(!err.is_unavailable(), "a refused statement is not an outage: {said}");
+    env.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_created_together_mark_every_event_routed_once() {
     let env = TestEnv::new().await;

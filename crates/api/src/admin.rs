@@ -73,6 +73,36 @@ pub async fn create_organization(pool: &Pool, name: &str) -> Result<Organization
     Ok(OrganizationCreated { id, name: name.to_owned(), api_key: key.secret })
 }
 
+/// A key minted for an existing organisation by the operator (`hookline org key`): the
+/// way back in for an organisation that has lost its admin keys.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyMinted {
+    /// The key's id.
+    pub id: hookline_core::ids::ApiKeyId,
+    /// The key itself, shown this once.
+    pub api_key: String,
+    /// What it may do.
+    pub scopes: Vec<Scope>,
+}
+
+/// Mints a key with `scopes` for the existing organisation `organization`.
+pub async fn mint_api_key(
+    pool: &Pool,
+    organization: &OrganizationId,
+    label: &str,
+    scopes: &[Scope],
+) -> Result<KeyMinted, AdminError> {
+    if !organizations::exists(pool, organization).await? {
+        return Err(invalid("unknown_organization", "org", format!("organisation `{organization}` does not exist")));
+    }
+    let label = label.trim();
+    if label.is_empty() || label.len() > 200 {
+        return Err(invalid("invalid_label", "label", "label must be 1 to 200 characters"));
+    }
+    let (id, key) = api_keys::create(pool, organization, label, scopes).await?;
+    Ok(KeyMinted { id, api_key: key.secret, scopes: scopes.to_vec() })
+}
+
 /// One endpoint as given.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointInput {
@@ -245,8 +275,9 @@ pub fn validate(
     })
 }
 
-/// Checks one endpoint: an http(s) URL with a host (https for a live webhook unless
-/// `delivery.allow_http`), an allowed method, a credential id that parses.
+/// Checks one endpoint: an http(s) URL with a host and no user name or password (https
+/// for a live webhook unless `delivery.allow_http`), an allowed method, a credential id
+/// that parses.
 fn validate_endpoint(
     endpoint: &EndpointInput,
     test: bool,
@@ -268,6 +299,15 @@ fn validate_endpoint(
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("invalid_url", "endpoints.url", format!("`{url}` has no host")));
+    }
+    // A password in the URL would be shown to every reader of the webhook and of its
+    // attempts, and would break SigV4 (the signed host would hold it).
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "credentials_in_url",
+            "endpoints.url",
+            "an endpoint URL may not hold a user name or password: put them in a `basic` credential",
+        ));
     }
     let method = match &endpoint.method {
         None => HttpMethod::Post,
@@ -324,6 +364,11 @@ mod tests {
             ("https_required", "endpoints.url")
         );
         assert_eq!(refusal(&input("not a url", &["job.created"]), true), ("invalid_url", "endpoints.url"));
+        for userinfo in
+            ["https://user:pass@crm.example.com/h", "https://user@crm.example.com/h", "https://:pass@crm.example.com/h"]
+        {
+            assert_eq!(refusal(&input(userinfo, &["job.created"]), false), ("credentials_in_url", "endpoints.url"));
+        }
         assert_eq!(
             refusal(&input("ftp://crm.example.com/h", &["job.created"]), true),
             ("invalid_url", "endpoints.url")

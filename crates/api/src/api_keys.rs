@@ -98,17 +98,24 @@ pub(crate) async fn list(
     Ok(Json(page(keys, limit, |k| k.id.to_string())))
 }
 
-/// Revokes a key; it answers 401 from the next request on.
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", summary = "Revoke an API key at once", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+/// Revokes a key; it answers 401 from the next request on. The organisation's last
+/// active admin key is kept (409): without it, nobody could manage its keys again.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", summary = "Revoke an API key at once", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "The organisation's last active admin key", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: ApiKeyId = id.parse().map_err(|_| not_found())?;
-    if api_keys::revoke(&state.pool, &caller.organization_id, &id).await.map_err(|err| ApiError::internal(&err))? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found())
+    match api_keys::revoke(&state.pool, &caller.organization_id, &id).await.map_err(|err| ApiError::internal(&err))? {
+        api_keys::Revoked::Revoked => Ok(StatusCode::NO_CONTENT),
+        api_keys::Revoked::NotFound => Err(not_found()),
+        api_keys::Revoked::LastAdmin => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "last_admin_key",
+            field: None,
+            message: "this is the organisation's last active admin key: create another admin key before revoking it"
+                .into(),
+        }),
     }
 }

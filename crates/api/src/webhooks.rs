@@ -352,8 +352,9 @@ pub(crate) struct TestBody {
 }
 
 /// `POST /v1/webhooks/{id}/test`: delivers the catalog's example payload of the event
-/// type to this webhook's endpoints, logged as a test delivery (origin `test`).
-#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", summary = "Deliver the catalog example of an event type", security(("api_key" = [])), request_body = TestBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+/// type to this webhook's endpoints, logged as a test delivery (origin `test`); 409 for
+/// an inactive webhook.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", summary = "Deliver the catalog example of an event type", security(("api_key" = [])), request_body = TestBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "The webhook is inactive", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn send_test(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -361,7 +362,17 @@ pub(crate) async fn send_test(
     Body(body): Body<TestBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let id = webhook_id(&id)?;
-    load(&state, &caller, &id).await?;
+    let webhook = load(&state, &caller, &id).await?;
+    // An inactive webhook's deliveries are closed unattempted: a test event would be
+    // accepted only to fail with nothing to show for it.
+    if !webhook.active {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "webhook_inactive",
+            field: None,
+            message: "the webhook is inactive: activate it before sending a test event".into(),
+        });
+    }
     let event_type = state.catalog.get(&body.event_type).ok_or_else(|| {
         unprocessable("unknown_event", "event_type", format!("`{}` is not in the catalog", body.event_type))
     })?;

@@ -17,6 +17,19 @@ pub(crate) enum OrgCommand {
         /// Organisation name.
         name: String,
     },
+    /// Mint an API key for an existing organisation (one that has lost its admin keys,
+    /// say); prints its id and the key (shown once).
+    Key {
+        /// The organisation's id.
+        #[arg(long)]
+        org: OrganizationId,
+        /// What the key may do: admin, webhooks:write or webhooks:read (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "admin")]
+        scopes: Vec<hookline_core::apikey::Scope>,
+        /// The key's label, recorded as "created by" on what it creates.
+        #[arg(long, default_value = "operator")]
+        label: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +109,10 @@ pub(crate) async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Res
         OrgCommand::Create { name } => {
             let created = admin::create_organization(&pool(settings).await?, &name).await?;
             println!("{}", serde_json::to_string_pretty(&created)?);
+        }
+        OrgCommand::Key { org, scopes, label } => {
+            let minted = admin::mint_api_key(&pool(settings).await?, &org, &label, &scopes).await?;
+            println!("{}", serde_json::to_string_pretty(&minted)?);
         }
     }
     Ok(())

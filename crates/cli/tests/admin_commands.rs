@@ -106,3 +106,44 @@ async fn the_demo_shows_signed_deliveries_and_a_retry_and_finishes() {
     assert!(printed.contains("(delivery now retrying)") && printed.contains("#2 report.created"), "{printed}");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_key_is_kept_and_the_operator_can_mint_a_key() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = json(&hookline(&env, &["org", "create", "Acme Solar"], &[]).await);
+    let (org_id, first) = (org["id"].as_str().unwrap().to_owned(), org["api_key"].as_str().unwrap().to_owned());
+    let key_ids = |listed: &serde_json::Value| -> Vec<String> {
+        listed["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, listed) = api.call("GET", "/v1/api-keys", Some(&first), None).await;
+    let first_id = key_ids(&listed).remove(0);
+
+    // The only admin key cannot revoke itself: the organisation would be locked out.
+    let (status, error) = api.call("DELETE", &format!("/v1/api-keys/{first_id}"), Some(&first), None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("last_admin_key")), "{error}");
+    // With a second admin key, either may go, but not both.
+    let (status, second) = api
+        .call("POST", "/v1/api-keys", Some(&first), Some(serde_json::json!({"label": "b", "scopes": ["admin"]})))
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let (second, second_id) = (second["key"].as_str().unwrap().to_owned(), second["id"].as_str().unwrap().to_owned());
+    let (status, _) = api.call("DELETE", &format!("/v1/api-keys/{first_id}"), Some(&second), None).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.call("DELETE", &format!("/v1/api-keys/{second_id}"), Some(&second), None).await;
+    assert_eq!(status, 409);
+
+    // The operator mints a key for the organisation from the command line.
+    let minted = json(&hookline(&env, &["org", "key", "--org", &org_id, "--scopes", "webhooks:read"], &[]).await);
+    let reader = minted["api_key"].as_str().unwrap();
+    assert_eq!(minted["scopes"], serde_json::json!(["webhooks:read"]));
+    assert_eq!(api.call("GET", "/v1/webhooks", Some(reader), None).await.0, 200);
+    assert_eq!(api.call("GET", "/v1/api-keys", Some(reader), None).await.0, 403, "only what its scopes allow");
+    let unknown =
+        hookline(&env, &["org", "key", "--org", &hookline_core::ids::OrganizationId::generate().to_string()], &[])
+            .await;
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
+    drop(api);
+    env.cleanup().await;
+}

@@ -4,10 +4,10 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No connection could be taken from the pool.
-    #[error("PostgreSQL connection pool: {0}")]
+    #[error("PostgreSQL connection pool: {}", pool_described(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// A statement failed.
-    #[error("PostgreSQL: {context}: {source}")]
+    #[error("PostgreSQL: {context}: {}", described(source))]
     Query {
         /// What hookline was doing.
         context: &'static str,
@@ -33,7 +33,7 @@ pub enum Error {
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// A column could not be read as the type it holds (a corrupt or unexpected value).
-    #[error("reading a row: {0}")]
+    #[error("reading a row: {}", described(.0))]
     Row(#[from] tokio_postgres::Error),
 }
 
@@ -53,6 +53,25 @@ impl Error {
             | Error::Corrupt(_)
             | Error::Row(_) => false,
         }
+    }
+}
+
+/// What a driver error says, with the server's SQLSTATE and message when the server
+/// answered (the driver's own text is only "db error"): what an operator needs in the
+/// log, and never shown to an API client.
+pub(crate) fn described(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+/// [`described`] for the pool's errors, whose own text of a refused connection is only
+/// "db error" too.
+fn pool_described(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(source) => format!("connecting: {}", described(source)),
+        other => other.to_string(),
     }
 }
 

@@ -103,15 +103,43 @@ pub async fn list(pool: &Pool, organization: &OrganizationId, after: &str, limit
         .collect()
 }
 
-/// Revokes a key at once. Returns false when the organisation has no such live key.
-pub async fn revoke(pool: &Pool, organization: &OrganizationId, id: &ApiKeyId) -> Result<bool> {
-    let client = pool.get().await?;
-    let changed = client
+/// What revoking a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// It is revoked: refused from the next request on.
+    Revoked,
+    /// The organisation has no such active key.
+    NotFound,
+    /// It is the organisation's last active admin key, which is kept: revoking it would
+    /// lock the organisation out of its keys and credentials.
+    LastAdmin,
+}
+
+/// Revokes the organisation's key `id`, unless it is its last active admin key. The
+/// organisation's active admin keys are locked while this is decided, so two admins
+/// revoking each other's keys at once cannot both succeed.
+pub async fn revoke(pool: &Pool, organization: &OrganizationId, id: &ApiKeyId) -> Result<Revoked> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await.context("revoking an API key")?;
+    let admins = transaction
+        .query(
+            "SELECT id FROM api_keys WHERE organization_id = $1 AND revoked_at IS NULL AND 'admin' = ANY (scopes)
+             ORDER BY id FOR UPDATE",
+            &[organization],
+        )
+        .await
+        .context("locking the organisation's admin keys")?;
+    let admins: Vec<ApiKeyId> = admins.iter().map(|row| row.try_get("id")).collect::<Result<_, _>>()?;
+    if admins.len() == 1 && admins[0] == *id {
+        return Ok(Revoked::LastAdmin);
+    }
+    let changed = transaction
         .execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND organization_id = $2 AND revoked_at IS NULL",
             &[id, organization],
         )
         .await
         .context("revoking an API key")?;
-    Ok(changed == 1)
+    transaction.commit().await.context("revoking an API key")?;
+    Ok(if changed == 1 { Revoked::Revoked } else { Revoked::NotFound })
 }
