@@ -321,6 +321,26 @@ fn validate_endpoint(
             invalid("unknown_credential", "endpoints.credential_id", format!("`{id}` is not a credential id"))
         })?),
     };
+    for (name, value) in &endpoint.headers {
+        hookline_core::webhook::check_header(name, value).map_err(|refusal| {
+            use hookline_core::webhook::HeaderRefusal;
+            match refusal {
+                HeaderRefusal::InvalidName => {
+                    invalid("invalid_header", "endpoints.headers", format!("`{name}` is not a valid header name"))
+                }
+                HeaderRefusal::InvalidValue => invalid(
+                    "invalid_header",
+                    "endpoints.headers",
+                    format!("the value of `{name}` holds a control character (a CR or LF would split the request)"),
+                ),
+                HeaderRefusal::Reserved => invalid(
+                    "reserved_header",
+                    "endpoints.headers",
+                    format!("`{name}` is set by hookline itself (signature, content type, transport or credential)"),
+                ),
+            }
+        })?;
+    }
     Ok(webhooks::NewEndpoint { url: url.to_string(), method, credential_id, headers: endpoint.headers.clone() })
 }
 
@@ -364,6 +384,15 @@ mod tests {
             ("https_required", "endpoints.url")
         );
         assert_eq!(refusal(&input("not a url", &["job.created"]), true), ("invalid_url", "endpoints.url"));
+        for (name, value, code) in [
+            ("x a", "v", "invalid_header"),
+            ("x-a", "v\r\nx-b: 1", "invalid_header"),
+            ("Webhook-Signature", "v1,x", "reserved_header"),
+        ] {
+            let mut headed = input("https://crm.example.com/h", &["job.created"]);
+            headed.endpoints[0].headers.insert(name.into(), value.into());
+            assert_eq!(refusal(&headed, false), (code, "endpoints.headers"));
+        }
         for userinfo in
             ["https://user:pass@crm.example.com/h", "https://user@crm.example.com/h", "https://:pass@crm.example.com/h"]
         {

@@ -141,6 +141,67 @@ impl From<&str> for InvalidMethod {
     }
 }
 
+/// Headers an endpoint's configured headers may not set: the signature, the body's
+/// type, what the HTTP stack sets itself, and what a credential sets.
+pub const RESERVED_HEADERS: &[&str] = &[
+    crate::signing::HEADER_ID,
+    crate::signing::HEADER_TIMESTAMP,
+    crate::signing::HEADER_SIGNATURE,
+    "content-type",
+    "content-length",
+    "host",
+    "user-agent",
+    "authorization",
+    "transfer-encoding",
+    "connection",
+    "traceparent",
+    "tracestate",
+];
+
+/// Why a header configured on an endpoint is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderRefusal {
+    /// The name is not an HTTP token (RFC 9110 §5.1).
+    InvalidName,
+    /// The value holds a control character (a CR or LF would split the request).
+    InvalidValue,
+    /// The name is one hookline sets itself ([`RESERVED_HEADERS`]).
+    Reserved,
+}
+
+/// Checks one header configured on an endpoint, so what is stored can be sent: a token
+/// for a name, no control character but tab in the value, and no name hookline sets.
+pub fn check_header(name: &str, value: &str) -> Result<(), HeaderRefusal> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(HeaderRefusal::InvalidName);
+    }
+    if value.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{7f}') {
+        return Err(HeaderRefusal::InvalidValue);
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(HeaderRefusal::Reserved);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_headers_are_tokens_with_clean_values_and_not_hooklines_own() {
+        assert_eq!(check_header("X-Api-Key", "a b\tc"), Ok(()));
+        assert_eq!(check_header("", "v"), Err(HeaderRefusal::InvalidName));
+        assert_eq!(check_header("x api", "v"), Err(HeaderRefusal::InvalidName));
+        assert_eq!(check_header("x:y", "v"), Err(HeaderRefusal::InvalidName));
+        assert_eq!(check_header("x-a", "v\r\nx-b: injected"), Err(HeaderRefusal::InvalidValue));
+        assert_eq!(check_header("x-a", "v\n"), Err(HeaderRefusal::InvalidValue));
+        assert_eq!(check_header("Content-Type", "text/plain"), Err(HeaderRefusal::Reserved));
+        assert_eq!(check_header("webhook-signature", "v1,forged"), Err(HeaderRefusal::Reserved));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

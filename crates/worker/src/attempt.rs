@@ -17,25 +17,10 @@ use hookline_store::repo::jobs::JobContext;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument as _;
 
+use hookline_core::webhook::RESERVED_HEADERS;
+
 use crate::client::literal_is_blocked;
 use crate::sigv4::{SigV4, sign_request};
-
-/// Headers an endpoint's configured headers may not replace: the signature, the body's
-/// type, and what the HTTP stack sets itself.
-const RESERVED_HEADERS: &[&str] = &[
-    HEADER_ID,
-    HEADER_TIMESTAMP,
-    HEADER_SIGNATURE,
-    "content-type",
-    "content-length",
-    "host",
-    "user-agent",
-    "authorization",
-    "transfer-encoding",
-    "connection",
-    "traceparent",
-    "tracestate",
-];
 
 /// What an attempt needs beyond the job context.
 pub struct AttemptSettings<'a> {
