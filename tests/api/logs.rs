@@ -61,6 +61,18 @@ async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failu
     assert_eq!(attempts.len(), 2);
     assert_eq!((attempts[0]["status_code"].as_i64(), attempts[0]["trigger"].as_str()), (Some(500), Some("scheduled")));
     assert!(attempts[1]["response_headers"].is_object());
+    assert!(attempts[0]["request_headers"]["webhook-signature"].as_str().unwrap().starts_with("v1,"), "admins see it");
+    // A reader could replay a request with its signature: not shown below admin.
+    for scope in ["webhooks:read", "webhooks:write"] {
+        let (_, lesser) = api.call("POST", "/v1/api-keys", key, Some(json!({"label": scope, "scopes": [scope]}))).await;
+        let (status, seen) =
+            api.call("GET", &format!("/v1/deliveries/{delivery_id}"), lesser["key"].as_str(), None).await;
+        assert_eq!(status, 200);
+        for attempt in seen["attempts"].as_array().unwrap() {
+            assert_eq!(attempt["request_headers"]["webhook-signature"], "[redacted]", "{scope}: {attempt}");
+            assert!(attempt["request_headers"]["webhook-id"].is_string(), "the rest stays");
+        }
+    }
     let other = env.organization().await;
     assert_eq!(api.call("GET", &format!("/v1/deliveries/{delivery_id}"), Some(&other.api_key), None).await.0, 404);
     assert_eq!(

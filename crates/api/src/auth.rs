@@ -25,15 +25,19 @@ impl Caller {
     /// Refuses (403) unless the key's scopes include `needed`: `admin` includes every
     /// scope and `webhooks:write` includes `webhooks:read`.
     pub fn require(&self, needed: Scope) -> Result<(), ApiError> {
-        let granted = self.scopes.iter().any(|scope| {
+        if self.may(needed) { Ok(()) } else { Err(ApiError::forbidden(needed.as_str())) }
+    }
+
+    /// Whether the key's scopes include `needed` (as [`Self::require`] decides).
+    pub fn may(&self, needed: Scope) -> bool {
+        self.scopes.iter().any(|scope| {
             matches!(
                 (scope, needed),
                 (Scope::Admin, _)
                     | (Scope::WebhooksWrite, Scope::WebhooksWrite | Scope::WebhooksRead)
                     | (Scope::WebhooksRead, Scope::WebhooksRead)
             )
-        });
-        if granted { Ok(()) } else { Err(ApiError::forbidden(needed.as_str())) }
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hookline_bus::codec::proto::DeliveryJob;
 use hookline_bus::{Traced as _, jobs};
+use hookline_core::apikey::Scope;
 use hookline_core::delivery::DeliveryStatus;
 use hookline_core::ids::DeliveryId;
 use hookline_core::lifecycle::Job;
@@ -67,7 +68,8 @@ pub(crate) async fn list(
     Ok(Json(page(rows, limit, |d| d.id.to_string())))
 }
 
-/// One delivery with its payload and every attempt.
+/// One delivery with its payload and every attempt (the signature of each request is
+/// shown to admin keys only).
 #[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", summary = "A delivery with its payload and every attempt", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = DeliveryDetail), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -75,11 +77,31 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
-    delivery_log::detail(&state.pool, &caller.organization_id, &id)
+    let mut detail = delivery_log::detail(&state.pool, &caller.organization_id, &id)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .map(Json)
-        .ok_or_else(|| not_found("delivery"))
+        .ok_or_else(|| not_found("delivery"))?;
+    if !caller.may(Scope::Admin) {
+        redact_replayable(&mut detail);
+    }
+    Ok(Json(detail))
+}
+
+/// Request headers only an admin sees: with the body and the id and timestamp beside
+/// them, a signature would let its reader replay the request to the receiver within its
+/// tolerance. (What a credential added is redacted for everyone when it is recorded.)
+const REPLAYABLE: &[&str] = &[hookline_core::signing::HEADER_SIGNATURE];
+
+fn redact_replayable(detail: &mut DeliveryDetail) {
+    for attempt in &mut detail.attempts {
+        if let Some(headers) = attempt.request_headers.as_object_mut() {
+            for name in REPLAYABLE {
+                if let Some(value) = headers.get_mut(*name) {
+                    *value = "[redacted]".into();
+                }
+            }
+        }
+    }
 }
 
 /// Publishes an operator's attempt of each delivery (with the attempts it has recorded):
