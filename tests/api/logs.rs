@@ -52,6 +52,25 @@ async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failu
     assert_eq!((paged["data"].as_array().unwrap().len(), rest["data"].as_array().unwrap().len()), (2, 1));
     assert!(rest["next_cursor"].is_null());
     assert_eq!(api.call("GET", &format!("{log}?status=lost"), key, None).await.0, 400);
+    // A cursor no page gave, or a code no event has, is refused, not taken for the start.
+    for (query, code) in [
+        ("cursor=not%20a%20cursor", "invalid_cursor"),
+        ("cursor=dlv_%00", "invalid_cursor"),
+        ("event_type=job.%00", "invalid_event_type"),
+    ] {
+        let (status, error) = api.call("GET", &format!("{log}?{query}"), key, None).await;
+        assert_eq!((status, error["error"]["code"].as_str()), (400, Some(code)), "{query}: {error}");
+    }
+    let (status, error) = api.call("GET", "/v1/webhooks?cursor=%00", key, None).await;
+    assert_eq!((status, error["error"]["field"].as_str()), (400, Some("cursor")), "{error}");
+    // The scheme of `Authorization` is case-insensitive.
+    let lower = reqwest::Client::new()
+        .get(format!("{}/v1/webhooks", api.base))
+        .header("authorization", format!("bearer {}", key.unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200);
 
     let delivery_id = line["id"].as_str().unwrap().to_owned();
     let (status, detail) = api.call("GET", &format!("/v1/deliveries/{delivery_id}"), key, None).await;

@@ -92,7 +92,7 @@ pub(crate) async fn list(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<ApiKeySummary>>, ApiError> {
     let limit = query.limit()?;
-    let keys = api_keys::list(&state.pool, &caller.organization_id, query.after(), limit + 1)
+    let keys = api_keys::list(&state.pool, &caller.organization_id, query.after()?, limit + 1)
         .await
         .map_err(|err| ApiError::internal(&err))?;
     Ok(Json(page(keys, limit, |k| k.id.to_string())))

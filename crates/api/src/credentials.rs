@@ -124,7 +124,7 @@ pub(crate) async fn list(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<CredentialView>>, ApiError> {
     let limit = query.limit()?;
-    let rows = credentials::list(&state.pool, &state.secrets, &caller.organization_id, query.after(), limit + 1)
+    let rows = credentials::list(&state.pool, &state.secrets, &caller.organization_id, query.after()?, limit + 1)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(page(rows, limit, |c| c.id.to_string())))

@@ -60,11 +60,19 @@ pub(crate) async fn list(
         )
     })?;
     let limit = PageQuery { limit: query.limit, cursor: None }.limit()?;
+    let cursor = crate::pagination::checked_cursor(query.cursor.as_deref())?;
+    if query.event_type.as_deref().is_some_and(|code| code.chars().any(char::is_control)) {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_event_type",
+            "event_type",
+            "event_type is an event type code",
+        ));
+    }
     let filter = LogFilter { status, event_type: query.event_type, since: query.since, until: query.until };
-    let rows =
-        delivery_log::list(&state.pool, &caller.organization_id, &id, &filter, query.cursor.as_deref(), limit + 1)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+    let rows = delivery_log::list(&state.pool, &caller.organization_id, &id, &filter, cursor, limit + 1)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(page(rows, limit, |d| d.id.to_string())))
 }
 

@@ -35,9 +35,30 @@ impl PageQuery {
         }
     }
 
-    /// The id after which the page starts ("" for the first page).
-    pub(crate) fn after(&self) -> &str {
-        self.cursor.as_deref().unwrap_or("")
+    /// The id after which the page starts ("" for the first page); 400 for a cursor
+    /// that no page gave.
+    pub(crate) fn after(&self) -> Result<&str, ApiError> {
+        Ok(checked_cursor(self.cursor.as_deref())?.unwrap_or(""))
+    }
+}
+
+/// A cursor as pages give them (an id: letters, digits and `_`, at most 64), or 400
+/// `invalid_cursor`: one that is not would otherwise quietly start another page.
+pub(crate) fn checked_cursor(cursor: Option<&str>) -> Result<Option<&str>, ApiError> {
+    match cursor {
+        Some(cursor)
+            if cursor.is_empty()
+                || cursor.len() > 64
+                || !cursor.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "cursor",
+                "cursor must be the next_cursor of a previous page",
+            ))
+        }
+        other => Ok(other),
     }
 }
 

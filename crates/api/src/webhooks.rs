@@ -144,7 +144,7 @@ pub(crate) async fn list(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<WebhookView>>, ApiError> {
     let limit = query.limit()?;
-    let webhooks = views::list(&state.pool, &caller.organization_id, query.after(), limit + 1)
+    let webhooks = views::list(&state.pool, &caller.organization_id, query.after()?, limit + 1)
         .await
         .map_err(|err| ApiError::internal(&err))?;
     Ok(Json(page(webhooks, limit, |w| w.id.to_string())))
