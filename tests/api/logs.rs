@@ -63,6 +63,11 @@ async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failu
     }
     let (status, error) = api.call("GET", "/v1/webhooks?cursor=%00", key, None).await;
     assert_eq!((status, error["error"]["field"].as_str()), (400, Some("cursor")), "{error}");
+    // Unknown routes and wrong methods answer JSON errors too.
+    let (status, error) = api.call("GET", "/v1/nothing-here", key, None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")), "{error}");
+    let (status, error) = api.call("PUT", &log, key, None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{error}");
     // The scheme of `Authorization` is case-insensitive.
     let lower = reqwest::Client::new()
         .get(format!("{}/v1/webhooks", api.base))

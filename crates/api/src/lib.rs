@@ -78,7 +78,29 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(traced))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
         .with_state(state)
+}
+
+/// A path no route has: JSON like every other error.
+async fn no_route() -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        code: "not_found",
+        field: None,
+        message: "no such route (see /v1/openapi.json)".into(),
+    }
+}
+
+/// A route asked with a method it does not take.
+async fn no_method() -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        field: None,
+        message: "the route does not take this method (see /v1/openapi.json)".into(),
+    }
 }
 
 /// Runs each request (but health probes, which would drown the traces) in a server span
