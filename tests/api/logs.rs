@@ -68,6 +68,10 @@ async fn log_history_shows_every_attempt_and_redeliver_and_recover_requeue_failu
     assert_eq!((status, error["error"]["code"].as_str()), (404, Some("not_found")), "{error}");
     let (status, error) = api.call("PUT", &log, key, None).await;
     assert_eq!((status, error["error"]["code"].as_str()), (405, Some("method_not_allowed")), "{error}");
+    // A body over the limit is a JSON 413.
+    let huge = json!({"name": "x".repeat(3 << 20), "endpoints": [], "events": ["job.*"]});
+    let (status, error) = api.call("POST", "/v1/webhooks", key, Some(huge)).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (413, Some("body_too_large")), "{error}");
     // The scheme of `Authorization` is case-insensitive.
     let lower = reqwest::Client::new()
         .get(format!("{}/v1/webhooks", api.base))

@@ -23,11 +23,14 @@ where
         let value = match axum::Json::<serde_json::Value>::from_request(request, state).await {
             Ok(axum::Json(value)) => value,
             Err(rejection) => {
+                // 415 without a JSON content type, 413 over the body limit, 400 otherwise.
                 let status = match rejection {
                     JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
                     _ => StatusCode::BAD_REQUEST,
                 };
-                return Err(ApiError { status, code: "invalid_body", field: None, message: rejection.body_text() });
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" };
+                return Err(ApiError { status, code, field: None, message: rejection.body_text() });
             }
         };
         if let Some(path) = hookline_core::envelope::nul_at(&value, "") {
