@@ -269,3 +269,65 @@ async fn a_credential_without_values_for_the_events_organisation_fails_clearly_a
     assert!(receiver.requests("/hook").is_empty(), "nothing was sent unauthenticated");
     running.stop().await;
 }
+
+/// Where a credential is sent is an admin's decision: a write key cannot attach one to a
+/// URL of its choosing (hookline would send the secret there), nor move an endpoint
+/// that has one; it can still change everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_decides_where_a_credential_is_sent() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let admin = Some(org.api_key.as_str());
+    let (_, credential) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            admin,
+            Some(json!({"name": "crm", "type": "basic", "values": {"username": "u", "password": "p"}})),
+        )
+        .await;
+    let credential = credential["id"].as_str().unwrap().to_owned();
+    let (_, writer) =
+        api.call("POST", "/v1/api-keys", admin, Some(json!({"label": "w", "scopes": ["webhooks:write"]}))).await;
+    let writer = writer["key"].as_str();
+    let with = |url: &str| json!({"name": "w", "events": ["job.created"], "endpoints": [{"url": url, "credential_id": credential}]});
+
+    let (status, error) = api.call("POST", "/v1/webhooks", writer, Some(with("https://attacker.example/x"))).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (403, Some("credential_needs_admin")), "{error}");
+    let (status, webhook) = api.call("POST", "/v1/webhooks", admin, Some(with("https://crm.example.com/h"))).await;
+    assert_eq!(status, 201, "{webhook}");
+    let path = format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap());
+    let (status, error) = api
+        .call(
+            "PATCH",
+            &path,
+            writer,
+            Some(json!({"endpoints": [{"url": "https://attacker.example/x", "credential_id": credential}]})),
+        )
+        .await;
+    assert_eq!((status, error["error"]["code"].as_str()), (403, Some("credential_needs_admin")), "{error}");
+    // The same URL and credential, or anything else about the webhook: a write key's.
+    let (status, _) = api.call("PATCH", &path, writer, Some(json!({"name": "renamed"}))).await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .call(
+            "PATCH",
+            &path,
+            writer,
+            Some(json!({"endpoints": [{"url": "https://crm.example.com/h", "credential_id": credential}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .call(
+            "PATCH",
+            &path,
+            admin,
+            Some(json!({"endpoints": [{"url": "https://crm2.example.com/h", "credential_id": credential}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "an admin may");
+    drop(api);
+    env.cleanup().await;
+}

@@ -6,10 +6,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use hookline_core::RetryPolicy;
+use hookline_core::apikey::Scope;
 use hookline_core::envelope::Origin;
 use hookline_core::ids::{EndpointId, WebhookId};
 use hookline_store::repo::webhooks::changes;
-use hookline_store::repo::webhooks::views::{self, WebhookView};
+use hookline_store::repo::webhooks::views::{self, EndpointView, WebhookView};
 
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use crate::auth::{Admin, Caller, Reader, Writer};
@@ -101,6 +102,38 @@ async fn load(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<Webho
         .ok_or_else(not_found)
 }
 
+/// Where a credential may be sent is an admin's decision: attaching a credential to an
+/// endpoint, changing the URL of an endpoint that has one, or moving one to another
+/// endpoint needs an admin key (403 otherwise). A write key could else have hookline
+/// send an admin-only secret (a password, a token, an HMAC signature over data it
+/// chooses) to a URL it picks. Every (URL, credential) pair of `after` must be one of
+/// `before`'s for a lesser key.
+fn credentials_stay_put(caller: &Caller, before: &[EndpointView], after: &[EndpointInput]) -> Result<(), ApiError> {
+    if caller.may(Scope::Admin) {
+        return Ok(());
+    }
+    let kept = |input: &EndpointInput| {
+        let Some(credential) = input.credential_id.as_deref().filter(|id| !id.is_empty()) else { return true };
+        // Compared as stored: the parsed URL's text.
+        let url = url::Url::parse(input.url.trim()).map_or_else(|_| input.url.clone(), |url| url.to_string());
+        before.iter().any(|endpoint| {
+            endpoint.url == url && endpoint.credential_id.as_ref().is_some_and(|id| id.as_str() == credential)
+        })
+    };
+    if after.iter().all(kept) {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "credential_needs_admin",
+            field: Some("endpoints.credential_id".into()),
+            message: "attaching a credential to an endpoint, or changing the URL of an endpoint that has one, \
+                      needs an admin key"
+                .into(),
+        })
+    }
+}
+
 /// `POST /v1/webhooks`: 201 with the webhook and its signing secret (shown here and to
 /// admins through `GET /v1/webhooks/{id}/secret`).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", summary = "Create a webhook (inactive unless `active`)", security(("api_key" = [])), request_body = WebhookBody, responses((status = 201, description = "The webhook with its signing_secret", body = WebhookView), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
@@ -110,6 +143,7 @@ pub(crate) async fn create(
     Body(body): Body<WebhookBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let (endpoint_inputs, _) = endpoints(body.endpoints.unwrap_or_default());
+    credentials_stay_put(&caller, &[], &endpoint_inputs)?;
     let filters = body.filters.unwrap_or_default();
     let input = WebhookInput {
         organization_id: Some(caller.organization_id.clone()),
@@ -172,6 +206,7 @@ pub(crate) async fn update(
     let id = webhook_id(&id)?;
     let current = load(&state, &caller, &id).await?;
     let (endpoint_inputs, kept) = updated_endpoints(body.endpoints, &current)?;
+    credentials_stay_put(&caller, &current.endpoints, &endpoint_inputs)?;
     let filters = body.filters.map(|f| (f.actor, f.team)).unwrap_or((current.filters.actor, current.filters.team));
     let retry_policy = match &body.retry_policy {
         Some(policy) => Some(retry_policy(policy)?),
