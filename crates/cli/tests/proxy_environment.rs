@@ -23,24 +23,35 @@ async fn deliveries_never_go_through_the_environments_proxy() {
     let url = receiver.url("/hook").replace("127.0.0.1", "localhost");
     env.create_webhook(TestEnv::webhook(&org.id, &[url], &["job.created"])).await;
     let proxy_url = proxy.url("");
-    let mut process = env
-        .command(env!("CARGO_BIN_EXE_hookline"))
-        .arg("all")
-        .env("HOOKLINE__API__LISTEN", "127.0.0.1:0")
-        .envs(
-            ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
-                .map(|v| (v, &proxy_url)),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let process = Killed(
+        env.command(env!("CARGO_BIN_EXE_hookline"))
+            .arg("all")
+            .env("HOOKLINE__API__LISTEN", "127.0.0.1:0")
+            .envs(
+                ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"]
+                    .map(|v| (v, &proxy_url)),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     env.publish(json!({"type": "job.created", "organization": org.id, "data": {"n": 1}})).await;
 
     let reached = receiver.wait_for("/hook", 1, Duration::from_secs(30)).await;
     assert_eq!(reached.len(), 1);
     assert!(proxy.all_requests().is_empty(), "the proxy was asked: {:?}", proxy.all_requests().len());
-    process.kill().unwrap();
-    process.wait().unwrap();
+    drop(process);
     env.cleanup().await;
+}
+
+/// The `hookline` process, killed when the test ends, a failed assertion included (it
+/// would otherwise keep consuming the test's queues, and declaring them again).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
