@@ -9,6 +9,7 @@ use hookline_core::delivery::Trigger;
 use hookline_core::envelope::{Origin, UpstreamEvent};
 use hookline_core::ids::{DeliveryId, EventId, OrganizationId};
 use hookline_core::lifecycle::{FailedBecause, Transition};
+use hookline_core::payload::Payload;
 use hookline_store::repo::deliveries::{self, AttemptRecord, Settle};
 use hookline_store::repo::events::{self, Stored};
 use hookline_store::repo::jobs::{self, TargetCache};
@@ -26,7 +27,7 @@ pub(crate) fn event(organization: &OrganizationId, key: Option<&str>) -> Upstrea
         occurred_at: Utc::now(),
         actor: None,
         team: None,
-        data: json!({"key": key}),
+        data: Payload::from_value(&json!({"key": key})).unwrap(),
     }
 }
 
@@ -91,11 +92,17 @@ async fn a_refused_statement_says_why_with_its_sqlstate() {
     let env = TestEnv::new().await;
     let org = env.organization().await;
     let mut poisoned = event(&org.id, None);
-    poisoned.data = json!({"note": "a\u{0}b"});
+    poisoned.actor = Some("a\u{0}b".into());
     let err = events::insert_all(&env.pool, &[poisoned], Origin::Upstream).await.unwrap_err();
     let said = err.to_string();
-    assert!(said.contains("22P05") && said.contains("storing events"), "{said}");
+    assert!(said.contains("22021") && said.contains("storing events"), "{said}");
     assert!(!err.is_unavailable(), "a refused statement is not an outage: {said}");
+    // A refused value is the message's fault: it is rejected, never retried.
+    assert!(err.is_refused_value(), "{said}");
+    let refusal = hookline_service::Error::from(err).refusal().expect("a refused value is a rejection");
+    assert_eq!(refusal.reason, hookline_core::envelope::RejectReason::Unstorable);
+    let other = hookline_store::Error::Config("unusable".into());
+    assert!(hookline_service::Error::from(other).refusal().is_none(), "only a refused value is a rejection");
     env.cleanup().await;
 }
 

@@ -252,3 +252,47 @@ async fn a_duplicate_job_for_a_settled_delivery_sends_nothing() {
     services.stop().await;
     env.cleanup().await;
 }
+
+/// A webhook platform must not change a customer's data: numbers beyond 2^64, long
+/// decimals, `-0`, exponents, key order and spacing reach the receiver as published,
+/// whether the job carries the payload (small) or the worker reads it (over 8 KiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payload_is_delivered_exactly_as_published() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    let org = env.organization().await;
+    let webhook = env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/hook")], &["job.created"])).await;
+    let services = env.start();
+    let api = env.start_api().await;
+    let numbers = r#"{"z": 123456789012345678901234567890, "neg": -0, "dec": 0.1000000000000000000000000000001,
+        "exp": 1E400, "big": -18446744073709551617, "same": 1.50, "a": [1.0, 2e-400]}"#;
+    let padded = format!(r#"{{"z": 98765432109876543210987654321, "neg": -0.0, "pad": "{}"}}"#, "x".repeat(10_000));
+    // Over AMQP, and through `POST /v1/events`.
+    let event = format!(r#"{{"type": "job.created", "organization": "{}", "data": {numbers}}}"#, org.id);
+    env.publish_raw("job.created", event.as_bytes(), Some("application/json")).await;
+    let event = format!(r#"{{"type": "job.created", "data": {padded}}}"#);
+    let (status, answer) = api.call_text("POST", "/v1/events", Some(&org.api_key), Some(event)).await;
+    assert_eq!(status, 202, "{answer}");
+
+    let requests = receiver.wait_for("/hook", 2, WAIT).await;
+    for data in [numbers, padded.as_str()] {
+        let delivered = format!(r#""payload":{data}}}"#);
+        let found = requests.iter().any(|request| request.body.ends_with(delivered.as_bytes()));
+        assert!(found, "payload not delivered as published: {data:.200}");
+        let stored: i64 = env.scalar("SELECT count(*) FROM events WHERE data::text = $1", &[&data]).await;
+        assert_eq!(stored, 1, "stored as published");
+    }
+    // And the log shows it as published.
+    let (_, page) = api.call("GET", &format!("/v1/webhooks/{}/deliveries", webhook.id), Some(&org.api_key), None).await;
+    let ids: Vec<&str> = page["data"].as_array().unwrap().iter().map(|line| line["id"].as_str().unwrap()).collect();
+    let mut shown = String::new();
+    for id in ids {
+        shown += &api.call_text("GET", &format!("/v1/deliveries/{id}"), Some(&org.api_key), None).await.1;
+    }
+    for data in [numbers, padded.as_str()] {
+        assert!(shown.contains(&format!(r#""payload":{data}"#)), "the log changed the payload: {data:.200}");
+    }
+    drop(api);
+    services.stop().await;
+    env.cleanup().await;
+}

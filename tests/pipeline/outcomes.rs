@@ -309,3 +309,29 @@ async fn a_201_and_a_204_are_successes_like_a_200() {
     services.stop().await;
     env.cleanup().await;
 }
+
+/// A receiver's answer is recorded whatever bytes it holds: a NUL (which PostgreSQL's
+/// text cannot store) or invalid UTF-8 is recorded as U+FFFD, and the delivery settles
+/// instead of being retried for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_holding_a_nul_is_recorded_and_settles() {
+    let env = TestEnv::new().await;
+    let receiver = Receiver::start().await;
+    receiver.always("/nul", Reply::Bytes(200, b"ok\0done\xff"));
+    let org = env.organization().await;
+    env.create_webhook(TestEnv::webhook(&org.id, &[receiver.url("/nul")], &["job.created"])).await;
+    let services = env.start();
+    env.publish(json!({"type": "job.created", "organization": org.id})).await;
+
+    assert_eq!(first_attempt(&env).await, (Some(200), None));
+    let kept: String = env.scalar("SELECT response_body FROM attempts", &[]).await;
+    assert_eq!(kept, "ok\u{fffd}done\u{fffd}");
+    let settled = eventually(WAIT, || async {
+        env.scalar::<DeliveryStatus>("SELECT status FROM deliveries", &[]).await == DeliveryStatus::Succeeded
+    })
+    .await;
+    assert!(settled, "the delivery settles");
+    assert_eq!(receiver.requests("/nul").len(), 1, "sent once");
+    services.stop().await;
+    env.cleanup().await;
+}

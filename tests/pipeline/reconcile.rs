@@ -26,7 +26,7 @@ async fn an_event_stored_but_never_forwarded_is_routed_by_the_sweep() {
         occurred_at: Utc::now(),
         actor: None,
         team: None,
-        data: json!({"n": 1}),
+        data: hookline_core::payload::Payload::from_value(&json!({"n": 1})).unwrap(),
     };
     let events::Stored::Inserted(id) = events::insert(&env.pool, &event).await.unwrap() else { panic!("not stored") };
     let services = env.start();

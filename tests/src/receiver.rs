@@ -42,6 +42,8 @@ pub enum Reply {
     Slow(Duration),
     /// Answer with this status and a body of this many bytes.
     Body(u16, usize),
+    /// Answer with this status and exactly these bytes.
+    Bytes(u16, &'static [u8]),
     /// Answer 200 with a body that never ends (1 KiB chunks, forever).
     Endless,
     /// Answer 302 pointing at this path of the same receiver.
@@ -86,6 +88,7 @@ async fn record(
             StatusCode::OK.into_response()
         }
         Reply::Body(code, size) => (StatusCode::from_u16(code).unwrap(), "b".repeat(size)).into_response(),
+        Reply::Bytes(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
         Reply::Redirect(target) => (StatusCode::FOUND, [("location", target)]).into_response(),
         Reply::Endless => {
             let chunks = futures_lite::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])));

@@ -8,6 +8,7 @@ use hookline_bus::{Traced as _, jobs};
 use hookline_core::envelope::{Origin, UpstreamEvent};
 use hookline_core::ids::{EventId, OrganizationId, WebhookId};
 use hookline_core::lifecycle::Job;
+use hookline_core::payload::Payload;
 use hookline_store::repo::webhooks::views;
 use hookline_store::repo::{deliveries, events};
 
@@ -38,7 +39,7 @@ pub(crate) async fn send(
         occurred_at: Utc::now(),
         actor: None,
         team: None,
-        data,
+        data: Payload::from_value(&data).map_err(|e| internal(&e))?,
     };
     let event_id = events::insert_synthetic(&state.pool, &event, origin).await.map_err(|e| internal(&e))?;
     let targets: Vec<_> = view.endpoints.iter().map(|e| (webhook.clone(), e.id.clone())).collect();

@@ -72,10 +72,14 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     }
     let s = ip.segments();
     let global_unicast = (s[0] & 0xe000) == 0x2000;
-    let special = (s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments 2001::/23 (Teredo, ORCHID, benchmarking)
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation 2001:db8::/32
-        || (s[0] == 0x3fff && s[1] < 0x1000) // documentation 3fff::/20
-        || s[0] == 0x5f00; // SRv6 segment identifiers 5f00::/16
+    let special = match s[0] {
+        // IETF protocol assignments 2001::/23 (Teredo, ORCHID, benchmarking) and
+        // documentation 2001:db8::/32.
+        0x2001 => s[1] < 0x0200 || s[1] == 0x0db8,
+        0x3fff => s[1] < 0x1000, // documentation 3fff::/20
+        0x5f00 => true,          // SRv6 segment identifiers 5f00::/16
+        _ => false,
+    };
     global_unicast && !special
 }
 

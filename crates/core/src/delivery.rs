@@ -3,6 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::environment::Environment;
+use crate::payload::Payload;
 
 /// The body every receiver gets. Fixed, not configurable: receivers code against it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -18,8 +19,8 @@ pub struct DeliveredBody<'a> {
     pub occurred_at: String,
     /// `live` or `test`.
     pub environment: Environment,
-    /// The publisher's `data`.
-    pub payload: &'a serde_json::Value,
+    /// The publisher's `data`, byte for byte.
+    pub payload: &'a Payload,
 }
 
 impl<'a> DeliveredBody<'a> {
@@ -30,7 +31,7 @@ impl<'a> DeliveredBody<'a> {
         event_name: &'a str,
         occurred_at: DateTime<Utc>,
         environment: Environment,
-        payload: &'a serde_json::Value,
+        payload: &'a Payload,
     ) -> Self {
         Self {
             message_id,
@@ -132,7 +133,7 @@ mod tests {
 
     #[test]
     fn body_has_the_documented_fields() {
-        let payload = serde_json::json!({"resourceId": 1});
+        let payload = Payload::stored(r#"{"resourceId": 1}"#.into()).unwrap();
         let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
         let body = DeliveredBody::new("evt_1", "report.created", "Uploaded", at, Environment::Live, &payload);
         let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
@@ -143,6 +144,10 @@ mod tests {
                 "occurredAt": "2026-01-02T03:04:05.000Z", "environment": "live", "payload": {"resourceId": 1}
             })
         );
+        let exact = Payload::stored(r#"{"n": 123456789012345678901234567890, "z": -0}"#.into()).unwrap();
+        let bytes = DeliveredBody::new("evt_1", "report.created", "Uploaded", at, Environment::Live, &exact).to_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.ends_with(r#""payload":{"n": 123456789012345678901234567890, "z": -0}}"#), "{text}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::catalog::Catalog;
 use crate::environment::Environment;
 use crate::ids::OrganizationId;
+use crate::payload::Payload;
 
 /// Event types of this component are hookline's own (the activation ping); upstream
 /// applications may not publish them.
@@ -45,6 +46,9 @@ named_enum! {
         UnknownEvent,
         /// A delivery job names a delivery that does not exist.
         UnknownDelivery,
+        /// The database refuses a value the message holds (SQLSTATE class 22): it never
+        /// will store it.
+        Unstorable,
     }
 }
 
@@ -97,7 +101,7 @@ impl Rejection {
 
 /// The envelope as published, before validation. Every field is optional here so that
 /// a missing one is reported by name instead of as a generic parse error.
-#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct RawUpstreamEvent {
     /// Publisher's idempotency key: a second event with the same id is accepted once.
     #[serde(default)]
@@ -122,7 +126,7 @@ pub struct RawUpstreamEvent {
     pub team: Option<String>,
     /// The event's payload, delivered to receivers as `payload`.
     #[serde(default)]
-    pub data: Option<serde_json::Value>,
+    pub data: Option<Box<serde_json::value::RawValue>>,
 }
 
 /// A validated upstream event, ready to be stored and routed.
@@ -142,14 +146,19 @@ pub struct UpstreamEvent {
     pub actor: Option<String>,
     /// Team, if any.
     pub team: Option<String>,
-    /// Payload object.
-    pub data: serde_json::Value,
+    /// Payload object, as published.
+    pub data: Payload,
 }
 
 impl RawUpstreamEvent {
     /// Parses a JSON body, refusing anything over `max_size` bytes before parsing it.
     pub fn from_json(body: &[u8], max_size: usize) -> Result<Self, Rejection> {
         check_size(body, max_size)?;
+        // serde reads a struct from an array too (its fields in order): an envelope is
+        // an object only.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(Rejection::whole(RejectReason::Malformed, "body is not a JSON object"));
+        }
         serde_json::from_slice(body).map_err(|err| {
             Rejection::whole(RejectReason::Malformed, format!("body is not a JSON event envelope: {err}"))
         })
@@ -209,23 +218,15 @@ impl RawUpstreamEvent {
     }
 }
 
-/// An event's `data`: a JSON object (`{}` when absent or null) holding no NUL character.
-fn event_data(data: Option<serde_json::Value>) -> Result<serde_json::Value, Rejection> {
-    let data = match data {
-        None | Some(serde_json::Value::Null) => serde_json::json!({}),
-        Some(value @ serde_json::Value::Object(_)) => value,
-        Some(_) => {
-            return Err(Rejection::field(RejectReason::InvalidField, "data", "`data` must be a JSON object"));
+/// An event's `data`: a JSON object (`{}` when absent or null) holding no NUL character,
+/// kept as written.
+fn event_data(data: Option<Box<serde_json::value::RawValue>>) -> Result<Payload, Rejection> {
+    match data {
+        None => Ok(Payload::empty()),
+        Some(raw) => {
+            Payload::check(raw).map_err(|err| Rejection::field(RejectReason::InvalidField, "data", err.to_string()))
         }
-    };
-    if let Some(path) = nul_at(&data, "data") {
-        return Err(Rejection::field(
-            RejectReason::InvalidField,
-            "data",
-            format!("`{path}` holds a NUL character (U+0000), which cannot be stored"),
-        ));
     }
-    Ok(data)
 }
 
 /// Refuses a body over the configured limit before any parsing work is spent on it.
@@ -298,7 +299,7 @@ mod tests {
         assert_eq!(event.message_id.as_deref(), Some("abc"));
         assert_eq!(event.environment, Environment::Test);
         assert_eq!(event.occurred_at.to_rfc3339(), "2026-01-02T03:04:05+00:00");
-        assert_eq!(event.data["jobId"], 1);
+        assert_eq!(event.data.to_value()["jobId"], 1);
     }
 
     #[test]
@@ -314,7 +315,7 @@ mod tests {
         let org = OrganizationId::generate();
         let event = validate(serde_json::json!({"type": "job.created", "organization": org.as_str()})).unwrap();
         assert_eq!(event.environment, Environment::Live);
-        assert_eq!(event.data, serde_json::json!({}));
+        assert_eq!(event.data.as_str(), "{}");
         assert!(event.message_id.is_none());
     }
 

@@ -42,6 +42,8 @@ pub mod envelope;
 pub mod environment;
 pub mod ids;
 pub mod lifecycle;
+pub mod limits;
+pub mod payload;
 #[cfg(feature = "postgres")]
 mod pg;
 pub mod receiver_auth;

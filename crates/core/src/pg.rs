@@ -18,6 +18,7 @@ use crate::delivery::{DeliveryStatus, ErrorKind, Trigger};
 use crate::envelope::Origin;
 use crate::environment::Environment;
 use crate::ids::{ApiKeyId, CredentialId, DeliveryId, EndpointId, EventId, OrganizationId, WebhookId};
+use crate::payload::Payload;
 use crate::retry::RetryPolicy;
 use crate::webhook::HttpMethod;
 
@@ -97,6 +98,44 @@ impl<'a> FromSql<'a> for RetryPolicy {
     }
 }
 
+/// A payload is stored in a `json` column, which keeps its input text verbatim (a
+/// `jsonb` column, which reorders keys and normalises numbers, is read too: databases
+/// before V13 hold one). Its text is sent and read as it is; `jsonb`'s binary form is
+/// that text after a version byte.
+impl ToSql for Payload {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        if *ty == Type::JSONB {
+            out.extend_from_slice(&[JSONB_VERSION]);
+        }
+        out.extend_from_slice(self.as_str().as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Payload {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        let text = match (ty, raw.split_first()) {
+            (ty, Some((&JSONB_VERSION, rest))) if *ty == Type::JSONB => rest,
+            (ty, _) if *ty == Type::JSONB => return Err("unknown jsonb version".into()),
+            _ => raw,
+        };
+        Ok(Payload::stored(std::str::from_utf8(text)?.to_owned())?)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
+}
+
+/// The one binary format of `jsonb` PostgreSQL has.
+const JSONB_VERSION: u8 = 1;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +155,9 @@ mod tests {
         round_trip(ErrorKind::BlockedAddress, &Type::TEXT);
         round_trip(Scope::WebhooksRead, &Type::TEXT);
         round_trip(RetryPolicy::default(), &Type::INT8_ARRAY);
+        let payload = Payload::stored(r#"{"b": -0, "a": 123456789012345678901234567890}"#.into()).unwrap();
+        round_trip(payload.clone(), &Type::JSON);
+        round_trip(payload, &Type::JSONB);
         let mut out = BytesMut::new();
         DeliveryStatus::Failed.to_sql(&Type::TEXT, &mut out).unwrap();
         assert_eq!(&out[..], b"failed");

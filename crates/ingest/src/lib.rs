@@ -32,7 +32,17 @@ pub enum AcceptError {
     /// The database failed (the event is not stored); it may be accepted if sent again.
     /// A broker failure after the event is stored is not one: see [`Ingestor::accept`].
     #[error(transparent)]
-    Unavailable(#[from] Error),
+    Unavailable(Error),
+}
+
+impl From<Error> for AcceptError {
+    /// A value the database refuses is the event's fault: it is rejected, not retried.
+    fn from(err: Error) -> Self {
+        match err.refusal() {
+            Some(rejection) => AcceptError::Rejected(rejection),
+            None => AcceptError::Unavailable(err),
+        }
+    }
 }
 
 /// An accepted event.

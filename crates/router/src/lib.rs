@@ -156,6 +156,9 @@ impl Router {
         match self.route(routable, message.redelivered).await {
             Ok(unknown) => rejected.extend(unknown),
             Err(err) => {
+                if let Some(rejection) = err.refusal() {
+                    return Outcome::Reject(rejection);
+                }
                 hookline_telemetry::warn_throttled!(error = %err, "could not route a route message's events; they will be retried");
                 return Outcome::Retry;
             }

@@ -12,6 +12,7 @@ use hookline_bus::{Publisher, Topology, Traced as _, failed, jobs, route};
 use hookline_core::envelope::{Origin, RejectReason, Rejection, UpstreamEvent};
 use hookline_core::ids::{DeliveryId, OrganizationId, WebhookId};
 use hookline_core::lifecycle::Job;
+use hookline_core::payload::Payload;
 use hookline_core::retry::format_delay;
 use hookline_service::{Error, Service};
 use hookline_store::Pool;
@@ -48,10 +49,13 @@ impl Scheduler {
         let span = schedule_span(&report.failed);
         match self.schedule(&report).instrument(span).await {
             Ok(()) => Outcome::Ack,
-            Err(err) => {
-                hookline_telemetry::warn_throttled!(delivery_id = %report.delivery_id, error = %err, "could not schedule a retry; it will be retried");
-                Outcome::Retry
-            }
+            Err(err) => match err.refusal() {
+                Some(rejection) => Outcome::Reject(rejection),
+                None => {
+                    hookline_telemetry::warn_throttled!(delivery_id = %report.delivery_id, error = %err, "could not schedule a retry; it will be retried");
+                    Outcome::Retry
+                }
+            },
         }
     }
 
@@ -93,6 +97,15 @@ impl Scheduler {
             tracing::error!(?disable, "a disabled webhook's organisation or environment does not parse; not announced");
             return Ok(());
         };
+        let data =
+            serde_json::json!({"webhookId": webhook, "endpointUrl": disable.endpoint_url, "reason": disable.reason});
+        let data = match Payload::from_value(&data) {
+            Ok(data) => data,
+            Err(err) => {
+                tracing::error!(?disable, %err, "a disabled webhook's announcement cannot be stored; not announced");
+                return Ok(());
+            }
+        };
         let event = UpstreamEvent {
             message_id: None,
             event_type: "webhook.disabled".into(),
@@ -101,7 +114,7 @@ impl Scheduler {
             occurred_at: chrono::Utc::now(),
             actor: None,
             team: None,
-            data: serde_json::json!({"webhookId": webhook, "endpointUrl": disable.endpoint_url, "reason": disable.reason}),
+            data,
         };
         let event_id = events::insert_synthetic(&self.pool, &event, Origin::System).await?;
         let announcement = proto::RouteEvent {

@@ -1,5 +1,7 @@
 //! The one error every service stops with.
 
+use hookline_core::envelope::{RejectReason, Rejection};
+
 use crate::batch::BatchError;
 
 /// Why a service stopped (or could not start).
@@ -38,6 +40,20 @@ impl Error {
             Error::Store(err) => err.is_unavailable(),
             Error::Bus(_) => true,
             Error::Settings(_) | Error::Batch(_) | Error::Io(_) | Error::Start { .. } => false,
+        }
+    }
+}
+
+impl Error {
+    /// The refusal to give work the database will never store (see
+    /// [`hookline_store::Error::is_refused_value`]): such work goes to the rejected queue
+    /// with this reason instead of being retried. `None` for every other error.
+    pub fn refusal(&self) -> Option<Rejection> {
+        match self {
+            Error::Store(err) if err.is_refused_value() => {
+                Some(Rejection::whole(RejectReason::Unstorable, format!("the database refuses a value in it: {err}")))
+            }
+            _ => None,
         }
     }
 }

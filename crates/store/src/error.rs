@@ -56,6 +56,21 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether PostgreSQL refused a value the statement carried (SQLSTATE class 22, data
+    /// exception: a NUL in text, an invalid byte sequence, a number out of range): the
+    /// same values will be refused every time, so the work that holds them is to be
+    /// refused, never retried.
+    pub fn is_refused_value(&self) -> bool {
+        match self {
+            Error::Query { source, .. } | Error::Row(source) => {
+                source.as_db_error().is_some_and(|db| db.code().code().starts_with("22"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// What a driver error says, with the server's SQLSTATE and message when the server
 /// answered (the driver's own text is only "db error"): what an operator needs in the
 /// log, and never shown to an API client.

@@ -291,7 +291,15 @@ async fn send(
             }
         }
     }
-    Ok(Response { status, headers: response_headers, body: String::from_utf8_lossy(&kept).into_owned(), truncated })
+    Ok(Response { status, headers: response_headers, body: recordable(&kept), truncated })
+}
+
+/// A receiver's bytes as text PostgreSQL can store: invalid UTF-8 and NUL (which no
+/// `text` column holds) become U+FFFD, so whatever a receiver answers, its attempt is
+/// recorded and settles.
+fn recordable(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.contains('\0') { text.replace('\0', "\u{fffd}") } else { text.into_owned() }
 }
 
 /// Classifies a transport failure by the typed errors in its chain of causes.

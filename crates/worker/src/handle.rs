@@ -43,6 +43,9 @@ impl Worker {
             match done {
                 Done::Settled => {}
                 Done::Rejected(rejection) => rejected.push(RejectedPart { body: jobs::alone(job), rejection }),
+                Done::Again(err) if let Some(rejection) = err.refusal() => {
+                    rejected.push(RejectedPart { body: jobs::alone(job), rejection });
+                }
                 Done::Again(err) => {
                     hookline_telemetry::warn_throttled!(delivery_id = %job.delivery_id, error = %err, "delivery job set aside; it will be tried again");
                     again.push(job);

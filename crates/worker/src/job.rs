@@ -90,7 +90,7 @@ impl Worker {
             event_type: prepared.event_type.clone(),
             environment: prepared.environment.parse().ok()?,
             occurred_at: chrono::DateTime::from_timestamp_micros(prepared.occurred_at_micros)?,
-            data: serde_json::from_str(&prepared.data).ok()?,
+            data: hookline_core::payload::Payload::stored(prepared.data.clone()).ok()?,
             organization_id: prepared.organization_id.parse().ok()?,
             target,
         })

@@ -91,8 +91,9 @@ pub struct DeliveryDetail {
     /// The webhook.
     #[schema(value_type = String)]
     pub webhook_id: WebhookId,
-    /// The event's payload as delivered.
-    pub payload: serde_json::Value,
+    /// The event's payload as published and delivered.
+    #[schema(value_type = Object)]
+    pub payload: hookline_core::payload::Payload,
     /// Every attempt, first to last.
     pub attempts: Vec<AttemptView>,
 }

@@ -84,7 +84,7 @@ pub async fn insert_all<E: Borrow<UpstreamEvent> + Sync>(
 /// keyed by its own id and always new.
 const STORE_EVENTS: &str = "WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
-                              $7::text[], $8::text[], $9::jsonb[])
+                              $7::text[], $8::text[], $9::json[])
              WITH ORDINALITY AS i (id, organization_id, message_id, event_type, environment, occurred_at,
                                    actor, team, data, n)),
      known AS (
@@ -147,7 +147,7 @@ async fn store(
                 (&occurred_at, Type::TIMESTAMPTZ_ARRAY),
                 (&actors, Type::TEXT_ARRAY),
                 (&teams, Type::TEXT_ARRAY),
-                (&data, Type::JSONB_ARRAY),
+                (&data, Type::JSON_ARRAY),
                 (&origin, Type::TEXT),
                 (&origin.is_routed(), Type::BOOL),
             ],

@@ -14,6 +14,7 @@ use hookline_core::delivery::DeliveryStatus;
 use hookline_core::environment::Environment;
 use hookline_core::ids::{DeliveryId, EndpointId, EventId, OrganizationId, WebhookId};
 use hookline_core::lifecycle::Delivery;
+use hookline_core::payload::Payload;
 use hookline_core::signing::SigningSecret;
 use hookline_core::webhook::HttpMethod;
 use tokio_postgres::types::Type;
@@ -40,8 +41,8 @@ pub struct JobContext {
     pub environment: Environment,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
-    /// Payload.
-    pub data: serde_json::Value,
+    /// Payload, as published.
+    pub data: Payload,
     /// Owner of event and webhook.
     pub organization_id: OrganizationId,
     /// Where and how the delivery is sent; shared by every delivery to the endpoint.

@@ -1,0 +1,28 @@
+//! How large each field a client sets may be, in bytes: one place, enforced by the
+//! validation the API and the CLI share and stated in the OpenAPI document (whose
+//! test holds the two together). Without them a client could store a megabyte
+//! description, a password no receiver takes, or a filter no event can ever match.
+
+use crate::envelope::MAX_FIELD_LEN;
+
+/// A webhook's or a credential's name, an API key's label.
+pub const NAME: usize = 200;
+/// A webhook's description.
+pub const DESCRIPTION: usize = 4096;
+/// An endpoint URL.
+pub const URL: usize = 2048;
+/// The "for login" and team filters: an event's actor and team are capped at this, so
+/// a longer filter could never match.
+pub const FILTER: usize = MAX_FIELD_LEN;
+/// Event selectors of one webhook (after duplicates are removed).
+pub const EVENTS: usize = 100;
+/// Endpoints of one webhook.
+pub const ENDPOINTS: usize = 10;
+/// Headers of one endpoint, or of one `headers` credential.
+pub const HEADERS: usize = 20;
+/// A header's name.
+pub const HEADER_NAME: usize = 256;
+/// A header's value, and each secret field of a credential (password, token, key).
+pub const VALUE: usize = 4096;
+/// Per-organisation value sets of one credential.
+pub const ORGANIZATION_SETS: usize = 1000;
