@@ -9,6 +9,7 @@ use hookline_core::credential::{Credential, CredentialValues};
 use hookline_core::crypto::SecretBox;
 use hookline_core::environment::Environment;
 use hookline_core::ids::{EndpointId, OrganizationId, WebhookId};
+use hookline_core::limits;
 use hookline_core::signing::SigningSecret;
 use hookline_core::webhook::{EventSelector, HttpMethod};
 use hookline_core::{Catalog, RetryPolicy};
@@ -96,8 +97,8 @@ pub async fn mint_api_key(
         return Err(invalid("unknown_organization", "org", format!("organisation `{organization}` does not exist")));
     }
     let label = label.trim();
-    if label.is_empty() || label.len() > 200 {
-        return Err(invalid("invalid_label", "label", "label must be 1 to 200 characters"));
+    if label.is_empty() || label.len() > limits::NAME {
+        return Err(invalid("invalid_label", "label", format!("label must be 1 to {} bytes", limits::NAME)));
     }
     let (id, key) = api_keys::create(pool, organization, label, scopes).await?;
     Ok(KeyMinted { id, api_key: key.secret, scopes: scopes.to_vec() })
@@ -236,23 +237,43 @@ pub fn validate(
     rules: WebhookRules<'_>,
 ) -> Result<webhooks::NewWebhook, AdminError> {
     let name = input.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(invalid("invalid_name", "name", "name must be 1 to 200 characters"));
+    if name.is_empty() || name.len() > limits::NAME {
+        return Err(invalid("invalid_name", "name", format!("name must be 1 to {} bytes", limits::NAME)));
+    }
+    if input.description.len() > limits::DESCRIPTION {
+        let message = format!("description must be at most {} bytes", limits::DESCRIPTION);
+        return Err(invalid("invalid_description", "description", message));
     }
     if input.events.is_empty() {
         return Err(invalid("missing_events", "events", "select at least one event type or component"));
     }
-    let mut events = Vec::with_capacity(input.events.len());
+    // Each selector once, in the order first given.
+    let mut events: Vec<String> = Vec::with_capacity(input.events.len().min(limits::EVENTS));
     for event in &input.events {
         let selector: EventSelector =
             event.parse().map_err(|err| invalid("invalid_event", "events", format!("{err}")))?;
         if !selector.exists_in(rules.catalog) {
             return Err(invalid("unknown_event", "events", format!("`{selector}` is not in the event catalog")));
         }
-        events.push(selector.to_string());
+        let selector = selector.to_string();
+        if !events.contains(&selector) {
+            events.push(selector);
+        }
+        if events.len() > limits::EVENTS {
+            let message = format!("at most {} event types and components", limits::EVENTS);
+            return Err(invalid("too_many_events", "events", message));
+        }
     }
-    if input.endpoints.is_empty() || input.endpoints.len() > 10 {
-        return Err(invalid("invalid_endpoints", "endpoints", "a webhook needs 1 to 10 endpoints"));
+    if input.endpoints.is_empty() || input.endpoints.len() > limits::ENDPOINTS {
+        let message = format!("a webhook needs 1 to {} endpoints", limits::ENDPOINTS);
+        return Err(invalid("invalid_endpoints", "endpoints", message));
+    }
+    for (field, filter) in [("filters.actor", &input.actor), ("filters.team", &input.team)] {
+        if filter.as_ref().is_some_and(|filter| filter.len() > limits::FILTER) {
+            let message =
+                format!("at most {} bytes: events' values are capped there, so it could never match", limits::FILTER);
+            return Err(invalid("invalid_filter", field, message));
+        }
     }
     let environment = if input.test { Environment::Test } else { Environment::Live };
     let endpoints = input
@@ -283,6 +304,9 @@ fn validate_endpoint(
     test: bool,
     rules: WebhookRules<'_>,
 ) -> Result<webhooks::NewEndpoint, AdminError> {
+    if endpoint.url.len() > limits::URL {
+        return Err(invalid("invalid_url", "endpoints.url", format!("a URL must be at most {} bytes", limits::URL)));
+    }
     let url = url::Url::parse(endpoint.url.trim())
         .map_err(|err| invalid("invalid_url", "endpoints.url", format!("`{}` is not a URL: {err}", endpoint.url)))?;
     match url.scheme() {
@@ -321,17 +345,33 @@ fn validate_endpoint(
             invalid("unknown_credential", "endpoints.credential_id", format!("`{id}` is not a credential id"))
         })?),
     };
-    for (name, value) in &endpoint.headers {
+    check_headers(&endpoint.headers)?;
+    Ok(webhooks::NewEndpoint { url: url.to_string(), method, credential_id, headers: endpoint.headers.clone() })
+}
+
+/// An endpoint's own headers: at most [`limits::HEADERS`], each valid HTTP and none that
+/// hookline sets itself.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), AdminError> {
+    if headers.len() > limits::HEADERS {
+        let message = format!("at most {} headers per endpoint", limits::HEADERS);
+        return Err(invalid("invalid_header", "endpoints.headers", message));
+    }
+    for (name, value) in headers {
         hookline_core::webhook::check_header(name, value).map_err(|refusal| {
             use hookline_core::webhook::HeaderRefusal;
             match refusal {
-                HeaderRefusal::InvalidName => {
-                    invalid("invalid_header", "endpoints.headers", format!("`{name}` is not a valid header name"))
-                }
+                HeaderRefusal::InvalidName => invalid(
+                    "invalid_header",
+                    "endpoints.headers",
+                    format!("`{name:.64}` is not a valid header name of at most {} bytes", limits::HEADER_NAME),
+                ),
                 HeaderRefusal::InvalidValue => invalid(
                     "invalid_header",
                     "endpoints.headers",
-                    format!("the value of `{name}` holds a control character (a CR or LF would split the request)"),
+                    format!(
+                        "the value of `{name}` holds a control character (a CR or LF would split the request) or is over {} bytes",
+                        limits::VALUE
+                    ),
                 ),
                 HeaderRefusal::Reserved => invalid(
                     "reserved_header",
@@ -341,7 +381,7 @@ fn validate_endpoint(
             }
         })?;
     }
-    Ok(webhooks::NewEndpoint { url: url.to_string(), method, credential_id, headers: endpoint.headers.clone() })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -375,6 +415,61 @@ mod tests {
         assert_eq!(webhook.organization_id, org);
         assert!(!webhook.active);
         assert_eq!(webhook.endpoints[0].method, HttpMethod::Post);
+    }
+
+    #[test]
+    fn every_field_is_capped_and_selectors_are_kept_once() {
+        let over = |limit: usize| "x".repeat(limit + 1);
+        let mut described = input("https://crm.example.com/h", &["job.created"]);
+        described.description = over(limits::DESCRIPTION);
+        assert_eq!(refusal(&described, false), ("invalid_description", "description"));
+        let mut named = input("https://crm.example.com/h", &["job.created"]);
+        named.name = over(limits::NAME);
+        assert_eq!(refusal(&named, false), ("invalid_name", "name"));
+        let long_url = format!("https://crm.example.com/{}", over(limits::URL));
+        assert_eq!(refusal(&input(&long_url, &["job.created"]), false), ("invalid_url", "endpoints.url"));
+        let mut actor = input("https://crm.example.com/h", &["job.created"]);
+        actor.actor = Some(over(limits::FILTER));
+        assert_eq!(refusal(&actor, false), ("invalid_filter", "filters.actor"));
+        let mut team = input("https://crm.example.com/h", &["job.created"]);
+        team.team = Some(over(limits::FILTER));
+        assert_eq!(refusal(&team, false), ("invalid_filter", "filters.team"));
+        let mut headed = input("https://crm.example.com/h", &["job.created"]);
+        headed.endpoints[0].headers = (0..=limits::HEADERS).map(|i| (format!("x-{i}"), "v".into())).collect();
+        assert_eq!(refusal(&headed, false), ("invalid_header", "endpoints.headers"));
+        let mut valued = input("https://crm.example.com/h", &["job.created"]);
+        valued.endpoints[0].headers.insert("x-a".into(), over(limits::VALUE));
+        assert_eq!(refusal(&valued, false), ("invalid_header", "endpoints.headers"));
+        let mut many = input("https://crm.example.com/h", &["job.created"]);
+        many.endpoints = vec![many.endpoints[0].clone(); limits::ENDPOINTS + 1];
+        assert_eq!(refusal(&many, false), ("invalid_endpoints", "endpoints"));
+
+        // 10,000 copies of three selectors are three selectors, in the order first given.
+        let catalog = Catalog::builtin();
+        let rules = WebhookRules { catalog: &catalog, allow_http: false };
+        let repeated: Vec<&str> = ["job.created", "job.*", " job.created "].repeat(3_334);
+        let webhook = validate(&OrganizationId::generate(), &input("https://crm.example.com/h", &repeated), rules);
+        assert_eq!(webhook.unwrap().events, vec!["job.created", "job.*"]);
+        // A catalog larger than the cap: one selector too many is refused.
+        let codes: Vec<String> = (0..=limits::EVENTS).map(|i| format!("big.t{i}")).collect();
+        let toml: String =
+            codes.iter().map(|code| format!("[[event_types]]\ncode = \"{code}\"\nname = \"x\"\n")).collect();
+        let big = Catalog::from_toml(&toml).unwrap();
+        let codes: Vec<&str> = codes.iter().map(String::as_str).collect();
+        let refused = validate(
+            &OrganizationId::generate(),
+            &input("https://crm.example.com/h", &codes),
+            WebhookRules { catalog: &big, allow_http: false },
+        );
+        assert!(matches!(refused, Err(AdminError::Invalid { code: "too_many_events", field: "events", .. })));
+        assert!(
+            validate(
+                &OrganizationId::generate(),
+                &input("https://crm.example.com/h", &codes[1..]),
+                WebhookRules { catalog: &big, allow_http: false }
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::{ApiError, AppState};
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKey {
     /// A name to tell the key apart.
+    #[schema(min_length = 1, max_length = 200)]
     label: String,
     /// `admin`, `webhooks:write`, `webhooks:read`.
     scopes: Vec<String>,
@@ -46,12 +47,12 @@ pub(crate) async fn create(
     Body(body): Body<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let label = body.label.trim();
-    if label.is_empty() || label.len() > 100 {
+    if label.is_empty() || label.len() > hookline_core::limits::NAME {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_label",
             "label",
-            "label must be 1 to 100 characters",
+            format!("label must be 1 to {} bytes", hookline_core::limits::NAME),
         ));
     }
     let mut scopes = Vec::new();

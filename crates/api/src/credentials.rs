@@ -12,6 +12,8 @@ use hookline_store::repo::credentials::{self, CredentialView};
 
 use crate::auth::{Admin, Reader};
 use crate::json::Body;
+use hookline_core::limits;
+
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState};
@@ -21,6 +23,7 @@ use crate::{ApiError, AppState};
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CredentialBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
@@ -71,8 +74,13 @@ fn values(
         None if kind == "none" => Some(Credential::None),
         None => None,
     };
+    let per_organization = per_organization.unwrap_or_default();
+    if per_organization.len() > limits::ORGANIZATION_SETS {
+        let message = format!("at most {} organisations' value sets", limits::ORGANIZATION_SETS);
+        return Err(unprocessable("too_many_organizations", "per_organization", message));
+    }
     let mut per_org = BTreeMap::new();
-    for (organization, fields) in per_organization.unwrap_or_default() {
+    for (organization, fields) in per_organization {
         if organization.parse::<OrganizationId>().is_err() {
             return Err(unprocessable(
                 "invalid_organization",
@@ -91,8 +99,8 @@ fn values(
 fn name(name: Option<String>) -> Result<String, ApiError> {
     let name = name.unwrap_or_default();
     let trimmed = name.trim();
-    if trimmed.is_empty() || trimmed.len() > 200 {
-        return Err(unprocessable("invalid_name", "name", "name must be 1 to 200 characters"));
+    if trimmed.is_empty() || trimmed.len() > limits::NAME {
+        return Err(unprocessable("invalid_name", "name", format!("name must be 1 to {} bytes", limits::NAME)));
     }
     Ok(trimmed.to_owned())
 }

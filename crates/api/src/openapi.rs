@@ -93,4 +93,26 @@ mod tests {
         assert!(parsed["openapi"].as_str().unwrap().starts_with("3.1"));
         assert!(parsed["paths"]["/v1/webhooks/{id}/rotate-secret"]["post"].is_object());
     }
+
+    /// The limits the document states are the ones validation enforces
+    /// (`hookline_core::limits`), so the two cannot drift apart.
+    #[test]
+    fn the_documented_limits_are_the_enforced_ones() {
+        use hookline_core::limits;
+        let parsed: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let schemas = &parsed["components"]["schemas"];
+        for (schema, field, key, limit) in [
+            ("WebhookBody", "name", "maxLength", limits::NAME),
+            ("WebhookBody", "description", "maxLength", limits::DESCRIPTION),
+            ("WebhookBody", "endpoints", "maxItems", limits::ENDPOINTS),
+            ("EndpointBody", "url", "maxLength", limits::URL),
+            ("FiltersBody", "actor", "maxLength", limits::FILTER),
+            ("FiltersBody", "team", "maxLength", limits::FILTER),
+            ("CredentialBody", "name", "maxLength", limits::NAME),
+            ("CreateKey", "label", "maxLength", limits::NAME),
+        ] {
+            let stated = &schemas[schema]["properties"][field][key];
+            assert_eq!(stated.as_u64(), Some(limit as u64), "{schema}.{field}.{key}: {}", schemas[schema]);
+        }
+    }
 }

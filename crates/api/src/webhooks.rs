@@ -24,9 +24,14 @@ use crate::{ApiError, AppState, synthetic};
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
+    #[schema(max_length = 4096)]
     description: Option<String>,
+    #[schema(min_items = 1, max_items = 10)]
     endpoints: Option<Vec<EndpointBody>>,
+    /// Event codes and `component.*` wildcards; duplicates are kept once.
+    #[schema(min_items = 1)]
     events: Option<Vec<String>>,
     filters: Option<FiltersBody>,
     test: Option<bool>,
@@ -39,6 +44,7 @@ pub(crate) struct WebhookBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct EndpointBody {
     id: Option<String>,
+    #[schema(max_length = 2048)]
     url: String,
     method: Option<String>,
     credential_id: Option<String>,
@@ -50,7 +56,9 @@ pub(crate) struct EndpointBody {
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FiltersBody {
+    #[schema(max_length = 256)]
     actor: Option<String>,
+    #[schema(max_length = 256)]
     team: Option<String>,
 }
 

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::limits;
+
 /// One set of authentication values.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -95,20 +97,11 @@ impl Credential {
 
     /// Checks that every required field is present and usable as an HTTP header.
     pub fn validate(&self) -> Result<(), InvalidCredential> {
-        let required = |field: &str, value: &str| {
-            if value.trim().is_empty() {
-                Err(InvalidCredential { field: field.to_owned(), message: "is required".into() })
-            } else if value.chars().any(|c| c.is_control()) {
-                Err(InvalidCredential {
-                    field: field.to_owned(),
-                    message: "must not contain control characters".into(),
-                })
-            } else {
-                Ok(())
-            }
-        };
+        let required = required_value;
         let header_name = |field: &str, name: &str| {
-            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
+            let valid = !name.is_empty()
+                && name.len() <= limits::HEADER_NAME
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b));
             if valid {
                 Ok(())
             } else {
@@ -118,8 +111,9 @@ impl Credential {
         match self {
             Credential::None => Ok(()),
             Credential::Headers { headers } => {
-                if headers.is_empty() {
-                    return Err(InvalidCredential { field: "headers".into(), message: "at least one header".into() });
+                if headers.is_empty() || headers.len() > limits::HEADERS {
+                    let message = format!("1 to {} headers", limits::HEADERS);
+                    return Err(InvalidCredential { field: "headers".into(), message });
                 }
                 for (name, value) in headers {
                     header_name("headers", name)?;
@@ -150,6 +144,21 @@ impl Credential {
                 required("client_secret", client_secret)
             }
         }
+    }
+}
+
+/// A field every value set of its type needs: present, free of control characters (it
+/// goes into a header or a signature) and at most [`limits::VALUE`] bytes.
+fn required_value(field: &str, value: &str) -> Result<(), InvalidCredential> {
+    let refused = |message: String| Err(InvalidCredential { field: field.to_owned(), message });
+    if value.trim().is_empty() {
+        refused("is required".into())
+    } else if value.chars().any(|c| c.is_control()) {
+        refused("must not contain control characters".into())
+    } else if value.len() > limits::VALUE {
+        refused(format!("must be at most {} bytes", limits::VALUE))
+    } else {
+        Ok(())
     }
 }
 
@@ -223,6 +232,13 @@ mod tests {
         let hmac = parse(serde_json::json!({"type": "hmac_sha256", "client_id": "", "client_secret": "s"}));
         assert_eq!(hmac.validate().unwrap_err().field, "client_id");
         assert!(serde_json::from_value::<Credential>(serde_json::json!({"type": "kerberos"})).is_err());
+        let huge =
+            parse(serde_json::json!({"type": "basic", "username": "u", "password": "p".repeat(limits::VALUE + 1)}));
+        assert_eq!(huge.validate().unwrap_err().field, "password");
+        let headers: serde_json::Map<String, serde_json::Value> =
+            (0..=limits::HEADERS).map(|i| (format!("x-{i}"), serde_json::json!("v"))).collect();
+        let many = parse(serde_json::json!({"type": "headers", "headers": headers}));
+        assert_eq!(many.validate().unwrap_err().field, "headers");
     }
 
     #[test]

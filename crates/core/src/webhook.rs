@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use crate::catalog::{Catalog, is_valid_code};
 use crate::environment::Environment;
+use crate::limits;
 
 /// One entry of a webhook's event list: an exact code or a whole component.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -173,10 +174,10 @@ pub enum HeaderRefusal {
 /// for a name, no control character but tab in the value, and no name hookline sets.
 pub fn check_header(name: &str, value: &str) -> Result<(), HeaderRefusal> {
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(token) {
+    if name.is_empty() || name.len() > limits::HEADER_NAME || !name.chars().all(token) {
         return Err(HeaderRefusal::InvalidName);
     }
-    if value.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{7f}') {
+    if value.len() > limits::VALUE || value.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{7f}') {
         return Err(HeaderRefusal::InvalidValue);
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
@@ -197,6 +198,8 @@ mod header_tests {
         assert_eq!(check_header("x:y", "v"), Err(HeaderRefusal::InvalidName));
         assert_eq!(check_header("x-a", "v\r\nx-b: injected"), Err(HeaderRefusal::InvalidValue));
         assert_eq!(check_header("x-a", "v\n"), Err(HeaderRefusal::InvalidValue));
+        assert_eq!(check_header(&"x".repeat(limits::HEADER_NAME + 1), "v"), Err(HeaderRefusal::InvalidName));
+        assert_eq!(check_header("x-a", &"v".repeat(limits::VALUE + 1)), Err(HeaderRefusal::InvalidValue));
         assert_eq!(check_header("Content-Type", "text/plain"), Err(HeaderRefusal::Reserved));
         assert_eq!(check_header("webhook-signature", "v1,forged"), Err(HeaderRefusal::Reserved));
     }
