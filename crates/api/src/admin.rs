@@ -96,10 +96,8 @@ pub async fn mint_api_key(
     if !organizations::exists(pool, organization).await? {
         return Err(invalid("unknown_organization", "org", format!("organisation `{organization}` does not exist")));
     }
-    let label = label.trim();
-    if label.is_empty() || label.len() > limits::NAME {
-        return Err(invalid("invalid_label", "label", format!("label must be 1 to {} bytes", limits::NAME)));
-    }
+    let label = limits::name(label)
+        .ok_or_else(|| invalid("invalid_label", "label", format!("label must be 1 to {} bytes", limits::NAME)))?;
     let (id, key) = api_keys::create(pool, organization, label, scopes).await?;
     Ok(KeyMinted { id, api_key: key.secret, scopes: scopes.to_vec() })
 }
@@ -236,10 +234,8 @@ pub fn validate(
     input: &WebhookInput,
     rules: WebhookRules<'_>,
 ) -> Result<webhooks::NewWebhook, AdminError> {
-    let name = input.name.trim();
-    if name.is_empty() || name.len() > limits::NAME {
-        return Err(invalid("invalid_name", "name", format!("name must be 1 to {} bytes", limits::NAME)));
-    }
+    let name = limits::name(&input.name)
+        .ok_or_else(|| invalid("invalid_name", "name", format!("name must be 1 to {} bytes", limits::NAME)))?;
     if input.description.len() > limits::DESCRIPTION {
         let message = format!("description must be at most {} bytes", limits::DESCRIPTION);
         return Err(invalid("invalid_description", "description", message));

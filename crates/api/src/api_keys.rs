@@ -46,15 +46,14 @@ pub(crate) async fn create(
     Admin(caller): Admin,
     Body(body): Body<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let label = body.label.trim();
-    if label.is_empty() || label.len() > hookline_core::limits::NAME {
+    let Some(label) = hookline_core::limits::name(&body.label) else {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_label",
             "label",
             format!("label must be 1 to {} bytes", hookline_core::limits::NAME),
         ));
-    }
+    };
     let mut scopes = Vec::new();
     for name in &body.scopes {
         let scope = name.parse::<Scope>().map_err(|_| {

@@ -8,12 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use hookline_core::credential::{Credential, CredentialValues};
 use hookline_core::ids::{CredentialId, OrganizationId};
+use hookline_core::limits;
 use hookline_store::repo::credentials::{self, CredentialView};
 
 use crate::auth::{Admin, Reader};
 use crate::json::Body;
-use hookline_core::limits;
-
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState};
@@ -98,11 +97,9 @@ fn values(
 
 fn name(name: Option<String>) -> Result<String, ApiError> {
     let name = name.unwrap_or_default();
-    let trimmed = name.trim();
-    if trimmed.is_empty() || trimmed.len() > limits::NAME {
-        return Err(unprocessable("invalid_name", "name", format!("name must be 1 to {} bytes", limits::NAME)));
-    }
-    Ok(trimmed.to_owned())
+    let kept = limits::name(&name)
+        .ok_or_else(|| unprocessable("invalid_name", "name", format!("name must be 1 to {} bytes", limits::NAME)))?;
+    Ok(kept.to_owned())
 }
 
 /// `POST /v1/credentials` (admin)

@@ -97,7 +97,6 @@ impl Credential {
 
     /// Checks that every required field is present and usable as an HTTP header.
     pub fn validate(&self) -> Result<(), InvalidCredential> {
-        let required = required_value;
         let header_name = |field: &str, name: &str| {
             let valid = !name.is_empty()
                 && name.len() <= limits::HEADER_NAME
@@ -117,31 +116,31 @@ impl Credential {
                 }
                 for (name, value) in headers {
                     header_name("headers", name)?;
-                    required(&format!("headers.{name}"), value)?;
+                    required_value(&format!("headers.{name}"), value)?;
                 }
                 Ok(())
             }
             Credential::Basic { username, password } => {
-                required("username", username)?;
+                required_value("username", username)?;
                 if username.contains(':') {
                     return Err(InvalidCredential { field: "username".into(), message: "must not contain `:`".into() });
                 }
-                required("password", password)
+                required_value("password", password)
             }
             Credential::Token { key, value } => {
                 header_name("key", key)?;
-                required("value", value)
+                required_value("value", value)
             }
             Credential::AwsSigv4 { access_key, secret_key, region, service, base_endpoint } => {
-                required("access_key", access_key)?;
-                required("secret_key", secret_key)?;
-                required("region", region)?;
-                required("service", service)?;
-                required("base_endpoint", base_endpoint)
+                required_value("access_key", access_key)?;
+                required_value("secret_key", secret_key)?;
+                required_value("region", region)?;
+                required_value("service", service)?;
+                required_value("base_endpoint", base_endpoint)
             }
             Credential::HmacSha256 { client_id, client_secret } => {
-                required("client_id", client_id)?;
-                required("client_secret", client_secret)
+                required_value("client_id", client_id)?;
+                required_value("client_secret", client_secret)
             }
         }
     }

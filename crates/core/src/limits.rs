@@ -26,3 +26,21 @@ pub const HEADER_NAME: usize = 256;
 pub const VALUE: usize = 4096;
 /// Per-organisation value sets of one credential.
 pub const ORGANIZATION_SETS: usize = 1000;
+
+/// A name, label or similar as kept: trimmed, and `None` unless it is 1 to [`NAME`]
+/// bytes. The one rule for every name a client gives.
+pub fn name(given: &str) -> Option<&str> {
+    let trimmed = given.trim();
+    (!trimmed.is_empty() && trimmed.len() <= NAME).then_some(trimmed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_name_is_trimmed_and_one_to_name_bytes() {
+        assert_eq!(super::name("  CRM "), Some("CRM"));
+        assert_eq!(super::name("   "), None);
+        assert_eq!(super::name(&"x".repeat(super::NAME)).map(str::len), Some(super::NAME));
+        assert_eq!(super::name(&"x".repeat(super::NAME + 1)), None);
+    }
+}
