@@ -150,7 +150,9 @@ async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_the
                 "region": "eu-west-1", "service": "execute-api", "base_endpoint": "https://x.example.com"}})),
         )
         .await;
-    for (path, credential) in [("/token", &token), ("/hmac", &hmac), ("/aws", &aws)] {
+    // A literal `+` in a SigV4 endpoint's query is a plus to a SigV4 receiver (RFC 3986),
+    // and must be signed as one.
+    for (path, credential) in [("/token", &token), ("/hmac", &hmac), ("/aws?q=a+b&z=1&a=x%2By&e=", &aws)] {
         let body = json!({"name": "w", "active": true, "events": ["job.created"],
             "endpoints": [{"url": receiver.url(path), "credential_id": credential["id"]}]});
         assert_eq!(api.call("POST", "/v1/webhooks", key, Some(body)).await.0, 201);
@@ -181,7 +183,8 @@ async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_the
     // The SigV4 receiver recomputes the signature from the canonical request, per AWS's
     // specification, without the signer hookline uses.
     for request in receiver.wait_for("/aws", 2, WAIT).await {
-        assert!(sigv4_verifies(&request, "SK", "eu-west-1", "execute-api"), "{:?}", request.headers);
+        assert!(sigv4_verifies(&request, "SK", "eu-west-1", "execute-api"), "{} {:?}", request.query, request.headers);
+        assert_eq!(query_pairs(&request.query)[2], ("q".to_owned(), "a+b".to_owned()), "the plus is still a plus");
         assert!(!sigv4_verifies(&request, "wrong-secret", "eu-west-1", "execute-api"), "the check can fail");
         assert!(request.header("authorization").unwrap().starts_with("AWS4-HMAC-SHA256 Credential=AK/"));
     }
@@ -203,6 +206,46 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 /// AWS Signature Version 4, computed from the received request as an AWS service would.
+/// A query string read as RFC 3986 (and SigV4) read it: `%XX` decoded, `+` a plus;
+/// pairs sorted by name.
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    let decode = |text: &str| {
+        let bytes = text.as_bytes();
+        let (mut out, mut i) = (Vec::new(), 0);
+        while i < bytes.len() {
+            let hex = bytes.get(i + 1..i + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+            if let (b'%', Some(Ok(byte))) = (bytes[i], hex.map(|hex| u8::from_str_radix(hex, 16))) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8(out).unwrap()
+    };
+    let mut pairs: Vec<(String, String)> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+/// SigV4's URI encoding: unreserved characters as they are, every other byte `%XX`.
+fn aws_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn sigv4_verifies(request: &hookline_tests::Recorded, secret: &str, region: &str, service: &str) -> bool {
     let authorization = request.header("authorization").unwrap();
     let field = |name: &str| {
@@ -216,8 +259,12 @@ fn sigv4_verifies(request: &hookline_tests::Recorded, secret: &str, region: &str
         .split(';')
         .map(|name| format!("{name}:{}\n", request.header(name).unwrap_or_default().trim()))
         .collect();
+    let mut pairs = query_pairs(&request.query);
+    pairs.iter_mut().for_each(|(name, value)| (*name, *value) = (aws_encode(name), aws_encode(value)));
+    pairs.sort();
+    let canonical_query = pairs.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join("&");
     let canonical_request = format!(
-        "{}\n{}\n\n{canonical_headers}\n{signed_headers}\n{}",
+        "{}\n{}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{}",
         request.method,
         request.path,
         sha256_hex(&request.body)

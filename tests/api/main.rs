@@ -4,6 +4,7 @@
 
 mod authorization;
 mod credentials;
+mod errors;
 mod events;
 mod keys;
 mod logs;

@@ -15,6 +15,8 @@ use axum::response::IntoResponse as _;
 pub struct Recorded {
     pub method: Method,
     pub path: String,
+    /// The query string as it arrived, undecoded ("" when there was none).
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -77,7 +79,8 @@ async fn record(
     let path = uri.path().to_owned();
     let reply = {
         let mut inner = inner.lock().unwrap();
-        inner.requests.push(Recorded { method, path: path.clone(), headers, body, at: Instant::now() });
+        let query = uri.query().unwrap_or_default().to_owned();
+        inner.requests.push(Recorded { method, path: path.clone(), query, headers, body, at: Instant::now() });
         let scripted = inner.scripts.get_mut(&path).and_then(VecDeque::pop_front);
         scripted.or_else(|| inner.defaults.get(&path).copied()).unwrap_or(Reply::Status(200))
     };

@@ -2,7 +2,7 @@
 //! and recovery.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hookline_bus::codec::proto::DeliveryJob;
@@ -15,7 +15,7 @@ use hookline_store::repo::delivery_log::{self, DeliveryDetail, DeliverySummary, 
 use hookline_store::repo::webhooks::views;
 
 use crate::auth::{Reader, Writer};
-use crate::json::Body;
+use crate::json::{Body, Query, rfc3339};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::webhooks::webhook_id;
@@ -26,7 +26,9 @@ use crate::{ApiError, AppState};
 pub(crate) struct LogQuery {
     status: Option<String>,
     event_type: Option<String>,
+    #[serde(default, deserialize_with = "rfc3339::option::deserialize")]
     since: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "rfc3339::option::deserialize")]
     until: Option<DateTime<Utc>>,
     limit: Option<i64>,
     cursor: Option<String>,
@@ -149,6 +151,7 @@ pub(crate) async fn redeliver(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RecoverBody {
     /// RFC 3339 time; failed deliveries created since then are re-queued.
+    #[serde(with = "rfc3339")]
     since: DateTime<Utc>,
 }
 

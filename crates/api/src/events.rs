@@ -34,7 +34,7 @@ pub(crate) async fn publish(
             Err(ApiError {
                 status,
                 code: rejection.reason.as_str(),
-                field: rejection.field.map(Into::into),
+                field: rejection.field,
                 message: rejection.message,
             })
         }

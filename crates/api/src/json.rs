@@ -41,11 +41,86 @@ where
                 field: Some(path.into()),
             });
         }
-        serde_path_to_error::deserialize(value).map(Body).map_err(|err| ApiError {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "invalid_body",
-            field: None,
-            message: format!("Failed to deserialize the JSON body into the target type: {err}"),
-        })
+        serde_path_to_error::deserialize(value)
+            .map(Body)
+            .map_err(|err| shape_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", &err))
+    }
+}
+
+/// Like `axum::extract::Query`, but a query string that does not fit is answered 400
+/// `invalid_query` in JSON, naming the parameter (axum's own answers plain text).
+pub(crate) struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(pairs)
+            .map(Query)
+            .map_err(|err| shape_error(StatusCode::BAD_REQUEST, "invalid_query", &err))
+    }
+}
+
+/// A body or query string that does not fit its type, naming the field.
+fn shape_error<E: std::fmt::Display>(
+    status: StatusCode,
+    code: &'static str,
+    err: &serde_path_to_error::Error<E>,
+) -> ApiError {
+    let field = field_at(err.path(), &err.inner().to_string());
+    ApiError {
+        status,
+        code,
+        message: format!("`{}`: {}", field.as_deref().unwrap_or("(whole)"), err.inner()),
+        field: field.map(Into::into),
+    }
+}
+
+/// The field a deserialisation error concerns: the path serde was at (an unknown field
+/// is in it already), and for a missing field, which serde reports at the enclosing
+/// object, that field's name after it.
+fn field_at(path: &serde_path_to_error::Path, message: &str) -> Option<String> {
+    let at = path.to_string();
+    let at = if at == "." { None } else { Some(at) };
+    match (at, hookline_core::envelope::missing_field(message)) {
+        (Some(at), Some(name)) => Some(format!("{at}.{name}")),
+        (None, Some(name)) => Some(name.to_owned()),
+        (at, None) => at,
+    }
+}
+
+/// RFC 3339 times in bodies and query strings, refused with words that say so (chrono's
+/// own say only "input contains invalid characters"): `#[serde(with = "rfc3339")]`.
+pub(crate) mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::Deserialize as _;
+
+    /// A required time.
+    pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        parse(&String::deserialize(deserializer)?)
+    }
+
+    /// An optional time.
+    pub(crate) mod option {
+        use super::*;
+
+        /// `None` when absent.
+        pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            Option::<String>::deserialize(deserializer)?.map(|text| parse(&text)).transpose()
+        }
+    }
+
+    fn parse<E: serde::de::Error>(text: &str) -> Result<DateTime<Utc>, E> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|time| time.with_timezone(&Utc))
+            .map_err(|err| E::custom(format!("`{text}` is not an RFC 3339 time such as 2026-12-01T09:30:00Z ({err})")))
     }
 }

@@ -147,8 +147,12 @@ pub async fn run(
 ) -> Result<(), Error> {
     let catalog = Arc::new(settings.catalog()?);
     let Some(service) = Service::start("hookline-api", &settings, metrics, shutdown).await? else { return Ok(()) };
-    let secrets = service.secrets(&settings).await?;
-    hookline_store::repo::catalog::sync(&service.pool, &catalog).await?;
+    let Some(secrets) = service.secrets(&settings).await? else { return Ok(()) };
+    let synced =
+        service.patiently("syncing the event catalog", || hookline_store::repo::catalog::sync(&service.pool, &catalog));
+    if synced.await?.is_none() {
+        return Ok(());
+    }
     let bus = &service.bus;
     let ingestor = Ingestor::new(
         service.pool.clone(),

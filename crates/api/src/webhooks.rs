@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hookline_core::RetryPolicy;
 use hookline_core::apikey::Scope;
@@ -14,7 +14,7 @@ use hookline_store::repo::webhooks::views::{self, EndpointView, WebhookView};
 
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use crate::auth::{Admin, Caller, Reader, Writer};
-use crate::json::Body;
+use crate::json::{Body, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState, synthetic};

@@ -81,8 +81,8 @@ impl Origin {
 pub struct Rejection {
     /// What kind of refusal this is.
     pub reason: RejectReason,
-    /// The envelope field at fault, when one is.
-    pub field: Option<&'static str>,
+    /// The envelope field at fault, when one is (an unknown field is named as sent).
+    pub field: Option<std::borrow::Cow<'static, str>>,
     /// What exactly is wrong, naming the field and value.
     pub message: String,
 }
@@ -90,7 +90,7 @@ pub struct Rejection {
 impl Rejection {
     /// A refusal concerning one field.
     pub fn field(reason: RejectReason, field: &'static str, message: impl Into<String>) -> Self {
-        Self { reason, field: Some(field), message: message.into() }
+        Self { reason, field: Some(field.into()), message: message.into() }
     }
 
     /// A refusal of the message as a whole.
@@ -100,8 +100,11 @@ impl Rejection {
 }
 
 /// The envelope as published, before validation. Every field is optional here so that
-/// a missing one is reported by name instead of as a generic parse error.
+/// a missing one is reported by name instead of as a generic parse error; a field the
+/// contract does not have is refused by name (a misspelt `ocurred_at` would otherwise be
+/// dropped without a word and the event stamped with the wrong time).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawUpstreamEvent {
     /// Publisher's idempotency key: a second event with the same id is accepted once.
     #[serde(default)]
@@ -127,6 +130,22 @@ pub struct RawUpstreamEvent {
     /// The event's payload, delivered to receivers as `payload`.
     #[serde(default)]
     pub data: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// The field serde names in an ``unknown field `x`, expected …`` error (the words
+/// `#[serde(deny_unknown_fields)]` gives), so the refusal can name it as a field.
+pub fn unknown_field(serde_message: &str) -> Option<&str> {
+    named_in(serde_message, "unknown field `")
+}
+
+/// The field serde names in a ``missing field `x` `` error.
+pub fn missing_field(serde_message: &str) -> Option<&str> {
+    named_in(serde_message, "missing field `")
+}
+
+fn named_in<'m>(serde_message: &'m str, prefix: &str) -> Option<&'m str> {
+    let rest = serde_message.strip_prefix(prefix)?;
+    rest.find('`').map(|end| &rest[..end])
 }
 
 /// A validated upstream event, ready to be stored and routed.
@@ -159,8 +178,13 @@ impl RawUpstreamEvent {
         if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(Rejection::whole(RejectReason::Malformed, "body is not a JSON object"));
         }
-        serde_json::from_slice(body).map_err(|err| {
-            Rejection::whole(RejectReason::Malformed, format!("body is not a JSON event envelope: {err}"))
+        serde_json::from_slice(body).map_err(|err| match unknown_field(&err.to_string()).map(str::to_owned) {
+            Some(field) => Rejection {
+                reason: RejectReason::InvalidField,
+                message: format!("`{field}` is not a field of the event envelope"),
+                field: Some(field.into()),
+            },
+            None => Rejection::whole(RejectReason::Malformed, format!("body is not a JSON event envelope: {err}")),
         })
     }
 
@@ -355,6 +379,12 @@ mod tests {
                 RejectReason::InvalidField,
                 Some("data"),
             ),
+            // A misspelt field is named, not dropped (the event would get the wrong time).
+            (
+                serde_json::json!({"type": "job.created", "organization": org.as_str(), "ocurred_at": "2026-01-01T00:00:00Z"}),
+                RejectReason::InvalidField,
+                Some("ocurred_at"),
+            ),
         ];
         // NUL characters, which PostgreSQL can store in neither text nor JSON.
         let nul = [
@@ -372,7 +402,7 @@ mod tests {
         let cases = cases.into_iter().chain(nul);
         for (json, reason, field) in cases {
             let err = validate(json.clone()).unwrap_err();
-            assert_eq!((err.reason, err.field), (reason, field), "for {json}");
+            assert_eq!((err.reason, err.field.as_deref()), (reason, field), "for {json}");
         }
     }
 

@@ -77,11 +77,25 @@ impl Service {
         Ok(ConfigWatch::listen(&self.database_url)?)
     }
 
-    /// The secrets key, checked against the one this database's secrets were sealed with.
-    pub async fn secrets(&self, settings: &Settings) -> Result<hookline_core::crypto::SecretBox> {
+    /// The secrets key, checked against the one this database's secrets were sealed with
+    /// (waiting through a database outage; `None` when shutdown comes first).
+    pub async fn secrets(&self, settings: &Settings) -> Result<Option<hookline_core::crypto::SecretBox>> {
         let secrets = settings.secret_box()?;
-        hookline_store::repo::key_check::verify(&self.pool, &secrets).await?;
-        Ok(secrets)
+        let checked = self
+            .patiently("checking the secrets key", || hookline_store::repo::key_check::verify(&self.pool, &secrets))
+            .await?;
+        Ok(checked.map(|()| secrets))
+    }
+
+    /// Runs start-up `work` that needs the database or broker, waiting through their
+    /// outages as [`Service::start`] does; `None` when shutdown comes first.
+    pub async fn patiently<T, E, F, Fut>(&self, what: &str, work: F) -> Result<Option<T>>
+    where
+        E: Into<crate::Error>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        while_unavailable(what, &self.shutdown, work).await
     }
 
     /// Consumes `queue` with `handler` on up to `concurrency` messages at once until
@@ -132,22 +146,39 @@ fn register_checks(name: &'static str, pool: &Pool, bus: &Bus, metrics: &Metrics
 /// The migrated database of `settings`, once it answers; `None` when `shutdown` comes
 /// first.
 async fn open_database(settings: &Settings, shutdown: &CancellationToken) -> Result<Option<Pool>> {
+    let open = || hookline_store::open(settings.database_url(), settings.database.pool_size);
+    while_unavailable("reaching the database", shutdown, open).await
+}
+
+/// Runs `work` until it succeeds, again after a growing pause for as long as it fails
+/// only because the database or broker is away (logging once), and `None` when
+/// `shutdown` comes first. Any other failure is returned at once.
+async fn while_unavailable<T, E, F, Fut>(what: &str, shutdown: &CancellationToken, mut work: F) -> Result<Option<T>>
+where
+    E: Into<crate::Error>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+{
     let mut failures = 0;
     loop {
-        match hookline_store::open(settings.database_url(), settings.database.pool_size).await {
-            Ok(pool) => {
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            outcome = work() => outcome.map_err(Into::into),
+        };
+        match outcome {
+            Ok(done) => {
                 if failures > 0 {
-                    tracing::info!(attempts = failures + 1, "reached the database");
+                    tracing::info!(attempts = failures + 1, "{what}: done");
                 }
-                return Ok(Some(pool));
+                return Ok(Some(done));
             }
             Err(err) if err.is_unavailable() => {
                 if failures == 0 {
-                    tracing::warn!(error = %err, "cannot reach the database; trying again until it answers");
+                    tracing::warn!(error = %err, "{what}: unavailable; trying again until it answers");
                 }
                 failures += 1;
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(None),

@@ -103,6 +103,10 @@ pub struct DeliverySettings {
     pub auto_disable_after: u32,
     #[serde(with = "humantime_serde")]
     pub max_retry_after: Duration,
+    /// An explicit egress proxy (`http://` or `https://`) every delivery goes through;
+    /// none by default, and never the environment's `HTTP_PROXY`.
+    #[serde(default)]
+    pub egress_proxy: Option<String>,
 }
 
 impl DeliverySettings {
@@ -126,6 +130,19 @@ impl DeliverySettings {
             first_probe: self.circuit_first_probe,
             max_probe: self.circuit_max_probe,
         }
+    }
+
+    /// The configured egress proxy, checked: an http(s) URL with a host. Through it,
+    /// hookline never resolves a receiver's host name (the proxy does), so the proxy must
+    /// enforce the egress policy for names itself; IP literals are still checked here.
+    pub fn egress_proxy(&self) -> Result<Option<url::Url>, SettingsError> {
+        let Some(text) = self.egress_proxy.as_deref().filter(|text| !text.trim().is_empty()) else { return Ok(None) };
+        let url = url::Url::parse(text.trim())
+            .map_err(|err| invalid("delivery.egress_proxy", format!("`{text}` is not a URL: {err}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("delivery.egress_proxy", "must be an http:// or https:// URL with a host"));
+        }
+        Ok(Some(url))
     }
 
     /// Which addresses deliveries may reach.
@@ -339,6 +356,7 @@ impl Settings {
             return Err(invalid("scheduler.reconcile_interval", "must be more than 0"));
         }
         self.delivery.address_policy()?;
+        self.delivery.egress_proxy()?;
         if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
             return Err(invalid("telemetry.sampling_ratio", "must be between 0.0 and 1.0"));
         }
@@ -451,6 +469,8 @@ mod tests {
             ("HOOKLINE__SECRETS__KEY", "short", "secrets.key"),
             ("HOOKLINE__CATALOG__PATH", "/nonexistent/catalog.toml", "catalog.path"),
             ("HOOKLINE__DELIVERY__ALLOWED_NETWORKS", "10.0.0.0/99", "delivery.allowed_networks"),
+            ("HOOKLINE__DELIVERY__EGRESS_PROXY", "socks5://proxy:1080", "delivery.egress_proxy"),
+            ("HOOKLINE__DELIVERY__EGRESS_PROXY", "proxy:3128", "delivery.egress_proxy"),
             ("HOOKLINE__TELEMETRY__SAMPLING_RATIO", "1.5", "telemetry.sampling_ratio"),
             ("HOOKLINE__TELEMETRY__METRICS_LISTEN", "everywhere", "telemetry.metrics_listen"),
             ("HOOKLINE__TELEMETRY__OTLP_ENDPOINT", "collector", "telemetry.otlp_endpoint"),

@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 use hookline_core::webhook::RESERVED_HEADERS;
 
 use crate::client::literal_is_blocked;
-use crate::sigv4::{SigV4, sign_request};
+use crate::sigv4::{SigV4, sign_request, url_to_sign};
 
 /// What an attempt needs beyond the job context.
 pub struct AttemptSettings<'a> {
@@ -82,8 +82,11 @@ pub async fn perform(
         error_message: None,
     };
     let clock = Instant::now();
-    let outcome = match request_headers(context, &body, started_at, &request_span, &mut record.request_headers) {
-        Ok(headers) => send(context, headers, body, settings).instrument(request_span.clone()).await,
+    let headers = request_headers(context, &body, started_at, &request_span, &mut record);
+    let outcome = match headers {
+        Ok(headers) => {
+            send(context, &record.request_url, headers, body, settings).instrument(request_span.clone()).await
+        }
         Err(message) => Err((ErrorKind::InvalidEndpoint, message)),
     };
     record.duration_ms = u32::try_from(clock.elapsed().as_millis()).unwrap_or(u32::MAX);
@@ -97,14 +100,15 @@ pub async fn perform(
 
 /// The headers of an attempt's request: the body's type, the Standard Webhooks
 /// signature (with the previous secret's too, during a rotation's overlap), the trace
-/// context, the endpoint's own headers and its credential's. `recorded` receives them
-/// as the log shows them, secrets redacted.
+/// context, the endpoint's own headers and its credential's. `record` receives them
+/// as the log shows them, secrets redacted, and the URL to send to (which a credential
+/// may write differently, never to another place).
 fn request_headers(
     context: &JobContext,
     body: &[u8],
     started_at: chrono::DateTime<Utc>,
     request_span: &tracing::Span,
-    recorded: &mut BTreeMap<String, String>,
+    record: &mut AttemptRecord,
 ) -> Result<BTreeMap<String, String>, String> {
     let message_id = context.event_id.as_str();
     let timestamp = started_at.timestamp();
@@ -128,8 +132,8 @@ fn request_headers(
             headers.insert(lower, value.clone());
         }
     }
-    recorded.clone_from(&headers);
-    authenticate(context, body, &mut headers, recorded)?;
+    record.request_headers.clone_from(&headers);
+    authenticate(context, body, &mut headers, record)?;
     Ok(headers)
 }
 
@@ -163,8 +167,9 @@ fn authenticate(
     context: &JobContext,
     body: &[u8],
     headers: &mut BTreeMap<String, String>,
-    recorded: &mut BTreeMap<String, String>,
+    record: &mut AttemptRecord,
 ) -> Result<(), String> {
+    let recorded = &mut record.request_headers;
     let Some(values) = &context.target.credential else { return Ok(()) };
     let values = values.as_ref().ok_or("the endpoint's credential no longer exists")?;
     let credential = values.for_organization(context.organization_id.as_str()).ok_or_else(|| {
@@ -190,14 +195,10 @@ fn authenticate(
         }
         Credential::AwsSigv4 { access_key, secret_key, region, service, .. } => {
             let credential = SigV4 { access_key, secret_key, region, service };
-            let signed = sign_request(
-                &credential,
-                context.target.method.as_str(),
-                &context.target.url,
-                headers,
-                body,
-                SystemTime::now(),
-            )?;
+            let url = url_to_sign(&context.target.url).into_owned();
+            let signed =
+                sign_request(&credential, context.target.method.as_str(), &url, headers, body, SystemTime::now())?;
+            record.request_url = url;
             for (name, value) in signed {
                 if name == "authorization" || name == "x-amz-security-token" {
                     secret_headers.push((name, value));
@@ -229,11 +230,12 @@ struct Response {
 
 async fn send(
     context: &JobContext,
+    url: &str,
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
     settings: &AttemptSettings<'_>,
 ) -> Result<Response, (ErrorKind, String)> {
-    let url = reqwest::Url::parse(&context.target.url)
+    let url = reqwest::Url::parse(url)
         .map_err(|err| (ErrorKind::InvalidEndpoint, format!("endpoint URL is not valid: {err}")))?;
     match url.scheme() {
         "https" => {}

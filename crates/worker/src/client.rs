@@ -32,12 +32,18 @@ pub struct Unresolved {
 /// Resolves with the system resolver and keeps only the addresses the policy permits, so
 /// the address that is checked is the address that is connected to (no DNS-rebinding
 /// gap). Used whatever the policy, so a lookup's failure is always an [`Unresolved`].
+/// The configured egress proxy's own name is the operator's choice, not a customer's,
+/// and is resolved unfiltered (it is usually on a private network).
 #[derive(Debug, Clone)]
-struct GuardedResolver(std::sync::Arc<AddressPolicy>);
+struct GuardedResolver {
+    policy: std::sync::Arc<AddressPolicy>,
+    proxy_host: Option<String>,
+}
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.0.clone();
+        let policy = self.policy.clone();
+        let exempt = self.proxy_host.as_deref() == Some(name.as_str());
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let looked_up: std::io::Result<Vec<SocketAddr>> =
@@ -48,7 +54,8 @@ impl Resolve for GuardedResolver {
                     return Err(Box::new(Unresolved { host, source }) as Box<dyn std::error::Error + Send + Sync>);
                 }
             };
-            let public: Vec<SocketAddr> = resolved.iter().copied().filter(|a| policy.permits(a.ip())).collect();
+            let public: Vec<SocketAddr> =
+                resolved.iter().copied().filter(|a| exempt || policy.permits(a.ip())).collect();
             if public.is_empty() {
                 let addresses = resolved.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
                 return Err(Box::new(BlockedAddress { host, addresses }) as Box<dyn std::error::Error + Send + Sync>);
@@ -59,20 +66,34 @@ impl Resolve for GuardedResolver {
 }
 
 /// Builds the shared client. One client per worker process keeps connections to each
-/// receiver alive across deliveries.
-pub fn build(timeout: Duration, policy: &AddressPolicy, concurrency: usize) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// receiver alive across deliveries. Requests go through `proxy` when one is configured
+/// (`delivery.egress_proxy`), and never through the environment's.
+pub fn build(
+    timeout: Duration,
+    policy: &AddressPolicy,
+    concurrency: usize,
+    proxy: Option<&url::Url>,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("hookline/", env!("CARGO_PKG_VERSION"), " (+webhooks)"))
         .redirect(reqwest::redirect::Policy::none())
         // Never the environment's proxy (`HTTP_PROXY` and the like): through a proxy,
         // the guarded resolver would check only the proxy's address, and every host
-        // name would be fetched unchecked.
-        .no_proxy()
+        // name would be fetched unchecked. An explicit one is the operator's decision.
+        .no_proxy();
+    if let Some(proxy) = proxy {
+        builder = builder.proxy(reqwest::Proxy::all(proxy.as_str())?);
+    }
+    let resolver = GuardedResolver {
+        policy: std::sync::Arc::new(policy.clone()),
+        proxy_host: proxy.and_then(url::Url::host_str).map(str::to_owned),
+    };
+    builder
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .pool_max_idle_per_host(concurrency.min(64))
         .pool_idle_timeout(Duration::from_secs(90))
-        .dns_resolver(std::sync::Arc::new(GuardedResolver(std::sync::Arc::new(policy.clone()))))
+        .dns_resolver(std::sync::Arc::new(resolver))
         .build()
 }
 
@@ -154,7 +175,7 @@ mod tests {
     #[tokio::test]
     async fn failures_are_told_apart_by_the_typed_errors_among_their_causes() {
         let open = AddressPolicy { allow_private_networks: true, allowed_networks: Vec::new() };
-        let client = build(Duration::from_millis(500), &open, 4).unwrap();
+        let client = build(Duration::from_millis(500), &open, 4, None).unwrap();
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         assert_eq!(failure(&client, format!("http://127.0.0.1:{closed}/")).await, ErrorKind::Connect);
         assert_eq!(failure(&client, "http://nowhere.invalid/".into()).await, ErrorKind::Dns);
@@ -162,7 +183,7 @@ mod tests {
         assert_eq!(failure(&client, format!("https://127.0.0.1:{plain}/")).await, ErrorKind::Tls);
         let silent = listener(None).await;
         assert_eq!(failure(&client, format!("http://127.0.0.1:{silent}/")).await, ErrorKind::Timeout);
-        let guarded = build(Duration::from_millis(500), &AddressPolicy::default(), 4).unwrap();
+        let guarded = build(Duration::from_millis(500), &AddressPolicy::default(), 4, None).unwrap();
         assert_eq!(failure(&guarded, format!("http://localhost:{silent}/")).await, ErrorKind::BlockedAddress);
     }
 }

@@ -83,7 +83,8 @@ impl Worker {
         batch_linger: std::time::Duration,
     ) -> Result<Self, Error> {
         let address_policy = delivery.address_policy()?;
-        let client = client::build(delivery.timeout, &address_policy, delivery.concurrency)
+        let proxy = delivery.egress_proxy()?;
+        let client = client::build(delivery.timeout, &address_policy, delivery.concurrency, proxy.as_ref())
             .map_err(|err| Error::Start { what: "building the HTTP client", source: err.into() })?;
         let watch = service.watch_config()?;
         let targets = Arc::new(TargetCache::new(watch, config_watch::MAX_AGE, config_watch::CAPACITY));
@@ -168,7 +169,7 @@ impl Statement {
 pub async fn run(settings: Settings, metrics: Metrics, shutdown: CancellationToken) -> Result<(), Error> {
     let catalog = settings.catalog()?;
     let Some(service) = Service::start("hookline-worker", &settings, metrics, shutdown).await? else { return Ok(()) };
-    let secrets = service.secrets(&settings).await?;
+    let Some(secrets) = service.secrets(&settings).await? else { return Ok(()) };
     let policy = settings.retry_policy()?;
     let worker = Arc::new(
         Worker::new(&service, secrets, catalog, &settings.delivery, policy, settings.database.batch_linger).await?,

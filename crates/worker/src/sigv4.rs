@@ -20,6 +20,18 @@ pub struct SigV4<'a> {
     pub service: &'a str,
 }
 
+/// The URL a SigV4 request is signed for and sent to: a literal `+` in the query
+/// written as `%2B`. SigV4 reads a query as RFC 3986 does (`+` is a plus, and
+/// receivers verify it so), but the signer decodes it as a form would (a space) and
+/// signs `%20`; written `%2B`, both read a plus, which is what the URL meant to a SigV4
+/// receiver in the first place.
+pub fn url_to_sign(url: &str) -> std::borrow::Cow<'_, str> {
+    match url.split_once('?') {
+        Some((base, query)) if query.contains('+') => format!("{base}?{}", query.replace('+', "%2B")).into(),
+        _ => url.into(),
+    }
+}
+
 /// Signs the request as it will be sent and returns the headers to add
 /// (`authorization`, `x-amz-date`, …). Every header in `headers` is signed.
 pub fn sign_request(
@@ -51,4 +63,16 @@ pub fn sign_request(
     let (instructions, _signature) =
         sign(request, &params).map_err(|err| format!("AWS SigV4 signing: {err}"))?.into_parts();
     Ok(instructions.headers().map(|(name, value)| (name.to_ascii_lowercase(), value.to_owned())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plus_in_the_query_is_rewritten() {
+        assert_eq!(url_to_sign("https://h.example/a+b?q=1+2&r=%2B"), "https://h.example/a+b?q=1%2B2&r=%2B");
+        assert_eq!(url_to_sign("https://h.example/a?q=1%202"), "https://h.example/a?q=1%202");
+        assert_eq!(url_to_sign("https://h.example/a+b"), "https://h.example/a+b");
+    }
 }

@@ -1,0 +1,91 @@
+//! One error shape: every refusal, whatever layer makes it, is JSON
+//! `{"error": {"code", "field", "message"}}` and names the field it concerns.
+
+use hookline_tests::TestEnv;
+use serde_json::json;
+
+/// Bodies of the wrong shape (missing, mistyped, unknown and nested fields) and query
+/// strings that do not parse are answered with the field named, never `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shape_errors_in_bodies_and_query_strings_name_their_field() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let url = "https://a.example.com/h";
+    let (status, created) = api
+        .call("POST", "/v1/webhooks", key, Some(json!({"name": "x", "endpoints": [{"url": url}], "events": ["job.*"]})))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let webhook = created["id"].as_str().unwrap();
+    for (method, path, body, field) in [
+        ("POST", "/v1/webhooks".to_owned(), json!({"endpoints": [{"url": url}], "events": ["job.*"]}), "name"),
+        (
+            "POST",
+            "/v1/webhooks".to_owned(),
+            json!({"name": 5, "endpoints": [{"url": url}], "events": ["job.*"]}),
+            "name",
+        ),
+        ("POST", "/v1/webhooks".to_owned(), json!({"name": "x", "colour": "red"}), "colour"),
+        (
+            "POST",
+            "/v1/webhooks".to_owned(),
+            json!({"name": "x", "endpoints": [{"url": url}, {"url": url, "colour": 1}], "events": ["job.*"]}),
+            "endpoints[1].colour",
+        ),
+        (
+            "POST",
+            "/v1/webhooks".to_owned(),
+            json!({"name": "x", "endpoints": [{"url": 7}], "events": ["job.*"]}),
+            "endpoints[0].url",
+        ),
+        ("PATCH", format!("/v1/webhooks/{webhook}"), json!({"test": "yes"}), "test"),
+        ("POST", "/v1/credentials".to_owned(), json!({"type": "basic"}), "name"),
+        ("POST", "/v1/api-keys".to_owned(), json!({"label": "x", "scopes": "all"}), "scopes"),
+        ("POST", format!("/v1/webhooks/{webhook}/recover"), json!({}), "since"),
+        ("POST", format!("/v1/webhooks/{webhook}/recover"), json!({"since": "yesterday"}), "since"),
+        // The event envelope refuses a field it does not have, like every other route.
+        (
+            "POST",
+            "/v1/events".to_owned(),
+            json!({"type": "job.created", "ocurred_at": "2026-01-01T00:00:00Z"}),
+            "ocurred_at",
+        ),
+    ] {
+        let (status, error) = api.call(method, &path, key, Some(body.clone())).await;
+        assert_eq!(status, 422, "{method} {path} {body}: {error}");
+        assert_eq!(error["error"]["field"], field, "{method} {path} {body}: {error}");
+        assert!(error["error"]["code"].is_string() && error["error"]["message"].is_string(), "{error}");
+    }
+    let (_, error) =
+        api.call("POST", &format!("/v1/webhooks/{webhook}/recover"), key, Some(json!({"since": "yesterday"}))).await;
+    assert!(
+        error["error"]["message"].as_str().unwrap().contains("RFC 3339"),
+        "a bad time says what a good one is: {error}"
+    );
+
+    let log = format!("/v1/webhooks/{webhook}/deliveries");
+    for (path, field) in [
+        ("/v1/webhooks?limit=ten".to_owned(), "limit"),
+        ("/v1/credentials?limit=1.5".to_owned(), "limit"),
+        ("/v1/api-keys?limit=".to_owned(), "limit"),
+        (format!("{log}?since=yesterday"), "since"),
+        (format!("{log}?until=2026-02-30T00:00:00Z"), "until"),
+    ] {
+        let response =
+            reqwest::Client::new().get(format!("{}{path}", api.base)).bearer_auth(&org.api_key).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+        assert_eq!(content_type, "application/json", "{path}");
+        let error: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            (error["error"]["code"].as_str(), error["error"]["field"].as_str()),
+            (Some("invalid_query"), Some(field)),
+            "{path}: {error}"
+        );
+    }
+    let (_, error) = api.call("GET", &format!("{log}?since=yesterday"), key, None).await;
+    assert!(error["error"]["message"].as_str().unwrap().contains("RFC 3339"), "{error}");
+    drop(api);
+    env.cleanup().await;
+}
