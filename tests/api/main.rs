@@ -3,6 +3,7 @@
 #![allow(clippy::too_many_lines, reason = "an end-to-end test reads best as one story, setup to last check")]
 
 mod authorization;
+mod contract;
 mod credentials;
 mod errors;
 mod events;

@@ -21,7 +21,20 @@ pub(crate) struct CreateKey {
     #[schema(min_length = 1, max_length = 200)]
     label: String,
     /// `admin`, `webhooks:write`, `webhooks:read`.
+    #[schema(min_items = 1, value_type = Vec<ScopeName>)]
     scopes: Vec<String>,
+}
+
+/// The scopes' names, for the document (`hookline_core::apikey::Scope` reads them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "names the scopes for the document; never built")]
+enum ScopeName {
+    #[schema(rename = "admin")]
+    Admin,
+    #[schema(rename = "webhooks:write")]
+    WebhooksWrite,
+    #[schema(rename = "webhooks:read")]
+    WebhooksRead,
 }
 
 /// A new key: the only response that carries its secret.
@@ -40,7 +53,7 @@ fn not_found() -> ApiError {
 }
 
 /// Creates a key; the response holds the only copy of the secret.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", summary = "Create an API key (shown once)", security(("api_key" = [])), request_body = CreateKey, responses((status = 201, description = "The key, with its secret", body = CreatedKey), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", tag = "api-keys", summary = "Create an API key (shown once)", security(("api_key" = [])), request_body = CreateKey, responses((status = 201, description = "The key, with its secret", body = CreatedKey), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -85,7 +98,7 @@ pub(crate) async fn create(
 }
 
 /// Lists keys by label and prefix.
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys", summary = "List API keys by label and prefix", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<ApiKeySummary>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "listApiKeys", tag = "api-keys", summary = "List API keys by label and prefix", security(("api_key" = [])), params(("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,64}$", description = "next_cursor of the previous page")), responses((status = 200, body = Page<ApiKeySummary>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -100,7 +113,7 @@ pub(crate) async fn list(
 
 /// Revokes a key; it answers 401 from the next request on. The organisation's last
 /// active admin key is kept (409): without it, nobody could manage its keys again.
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys", summary = "Revoke an API key at once", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "The organisation's last active admin key", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revokeApiKey", tag = "api-keys", summary = "Revoke an API key at once", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Revoked"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "The organisation's last active admin key", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -24,12 +24,14 @@ use crate::{ApiError, AppState};
 pub(crate) struct CredentialBody {
     #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
+    /// `none`, `headers`, `basic`, `token`, `aws_sigv4` or `hmac_sha256` (required on create).
     #[serde(rename = "type")]
+    #[schema(pattern = "^(none|headers|basic|token|aws_sigv4|hmac_sha256)$")]
     kind: Option<String>,
     test: Option<bool>,
     #[schema(value_type = Option<Object>)]
     values: Option<serde_json::Map<String, serde_json::Value>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<BTreeMap<String, Object>>)]
     per_organization: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
 }
 
@@ -103,7 +105,7 @@ fn name(name: Option<String>) -> Result<String, ApiError> {
 }
 
 /// `POST /v1/credentials` (admin)
-#[utoipa::path(post, path = "/v1/credentials", tag = "credentials", summary = "Create a credential (values are write-only)", security(("api_key" = [])), request_body = CredentialBody, responses((status = 201, body = CredentialView), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/credentials", operation_id = "createCredential", tag = "credentials", summary = "Create a credential (values are write-only)", security(("api_key" = [])), request_body = CredentialBody, responses((status = 201, body = CredentialView), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -122,7 +124,7 @@ pub(crate) async fn create(
 }
 
 /// `GET /v1/credentials`
-#[utoipa::path(get, path = "/v1/credentials", tag = "credentials", summary = "List credentials", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<CredentialView>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/credentials", operation_id = "listCredentials", tag = "credentials", summary = "List credentials", security(("api_key" = [])), params(("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,64}$", description = "next_cursor of the previous page")), responses((status = 200, body = Page<CredentialView>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -136,7 +138,7 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/credentials/{id}`
-#[utoipa::path(get, path = "/v1/credentials/{id}", tag = "credentials", summary = "Get a credential (which fields are set, never their values)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/credentials/{id}", operation_id = "getCredential", tag = "credentials", summary = "Get a credential (which fields are set, never their values)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -151,7 +153,7 @@ pub(crate) async fn get(
 
 /// `PATCH /v1/credentials/{id}` (admin): values given replace the stored ones; a type
 /// change needs new values.
-#[utoipa::path(patch, path = "/v1/credentials/{id}", tag = "credentials", summary = "Change a credential", security(("api_key" = [])), request_body = CredentialBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/credentials/{id}", operation_id = "updateCredential", tag = "credentials", summary = "Change a credential", security(("api_key" = [])), request_body = CredentialBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -202,7 +204,7 @@ pub(crate) async fn update(
 
 /// `DELETE /v1/credentials/{id}` (admin): refused with 409, naming the webhooks, while
 /// any webhook uses it.
-#[utoipa::path(delete, path = "/v1/credentials/{id}", tag = "credentials", summary = "Delete an unused credential", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Deleted"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "In use; the message names the webhooks", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/credentials/{id}", operation_id = "deleteCredential", tag = "credentials", summary = "Delete an unused credential", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Deleted"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "In use; the message names the webhooks", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Admin(caller): Admin,

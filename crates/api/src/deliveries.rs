@@ -14,6 +14,7 @@ use hookline_core::lifecycle::Job;
 use hookline_store::repo::delivery_log::{self, DeliveryDetail, DeliverySummary, LogFilter};
 use hookline_store::repo::webhooks::views;
 
+use crate::answers::{Recovered, Redelivered};
 use crate::auth::{Reader, Writer};
 use crate::json::{Body, Query, rfc3339};
 use crate::openapi::ErrorBody;
@@ -39,7 +40,7 @@ fn not_found(what: &str) -> ApiError {
 }
 
 /// A webhook's deliveries, newest first (deleted webhooks' history included).
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", tag = "deliveries", summary = "A webhook's log history, newest first", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id"), ("status" = Option<String>, Query, description = "pending, retrying, succeeded or failed"), ("event_type" = Option<String>, Query, description = "Event type code"), ("since" = Option<String>, Query, description = "RFC 3339"), ("until" = Option<String>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<DeliverySummary>), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "listDeliveries", tag = "deliveries", summary = "A webhook's log history, newest first", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id"), ("status" = Option<String>, Query, pattern = "^(pending|retrying|succeeded|failed)$", description = "pending, retrying, succeeded or failed"), ("event_type" = Option<String>, Query, description = "Event type code"), ("since" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "RFC 3339"), ("until" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,64}$", description = "next_cursor of the previous page")), responses((status = 200, body = Page<DeliverySummary>), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -80,7 +81,7 @@ pub(crate) async fn list(
 
 /// One delivery with its payload and every attempt (the signature of each request is
 /// shown to admin keys only).
-#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", summary = "A delivery with its payload and every attempt", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = DeliveryDetail), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/deliveries/{id}", operation_id = "getDelivery", tag = "deliveries", summary = "A delivery with its payload and every attempt", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = DeliveryDetail), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -130,12 +131,12 @@ async fn publish_manual(state: &AppState, deliveries: &[(DeliveryId, u32)]) -> R
 
 /// Makes a manual attempt now. It counts as the delivery's next attempt: on success the
 /// delivery has succeeded; on failure the schedule goes on from it.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", tag = "deliveries", summary = "Make a manual attempt now", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/deliveries/{id}/redeliver", operation_id = "redeliverDelivery", tag = "deliveries", summary = "Make a manual attempt now", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Redelivered), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn redeliver(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Redelivered>), ApiError> {
     let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
     let attempts = delivery_log::redeliverable(&state.pool, &caller.organization_id, &id)
         .await
@@ -143,7 +144,7 @@ pub(crate) async fn redeliver(
         .ok_or_else(|| not_found("delivery"))?;
     publish_manual(&state, &[(id.clone(), attempts)]).await?;
     let attempt = Job::after(attempts, true).attempt;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"delivery_id": id, "attempt": attempt}))))
+    Ok((StatusCode::ACCEPTED, Json(Redelivered { delivery_id: id.to_string(), attempt })))
 }
 
 /// Body of `POST /v1/webhooks/{id}/recover`.
@@ -156,13 +157,13 @@ pub(crate) struct RecoverBody {
 }
 
 /// Re-queues every failed delivery of the webhook created since `since`.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "deliveries", summary = "Re-queue every failed delivery since a time", security(("api_key" = [])), request_body = RecoverBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", operation_id = "recoverDeliveries", tag = "deliveries", summary = "Re-queue every failed delivery since a time", security(("api_key" = [])), request_body = RecoverBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Recovered), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn recover(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
     Body(body): Body<RecoverBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Recovered>), ApiError> {
     let id = webhook_id(&id)?;
     if views::get(&state.pool, &caller.organization_id, &id).await.map_err(|e| ApiError::internal(&e))?.is_none() {
         return Err(not_found("webhook"));
@@ -172,5 +173,5 @@ pub(crate) async fn recover(
             .await
             .map_err(|e| ApiError::internal(&e))?;
     publish_manual(&state, &failed).await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"requeued": failed.len()}))))
+    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: failed.len() })))
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod admin;
+mod answers;
 mod api_keys;
 pub mod auth;
 mod credentials;

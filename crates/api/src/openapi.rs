@@ -9,7 +9,7 @@ use hookline_store::repo::webhooks::views::{EndpointCircuit, EndpointView, Filte
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api_keys, credentials, deliveries, event_types, events, webhooks};
+use crate::{answers, api_keys, credentials, deliveries, event_types, events, webhooks};
 
 /// Every error answer: `{"error": {"code", "field", "message"}}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -45,6 +45,150 @@ impl Modify for BearerKey {
     }
 }
 
+/// The answers every route can give from the layers it shares, added to each
+/// operation so the document lists every status a client can see: the key check (401,
+/// 403), the database or broker away (503), a path id (404), query strings (400) and
+/// JSON bodies (400, 413, 415, 422). Route-specific answers (409) are in the handlers'
+/// annotations.
+struct SharedAnswers;
+
+impl SharedAnswers {
+    fn error(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+        utoipa::openapi::ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                utoipa::openapi::Content::new(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))),
+            )
+            .build()
+            .into()
+    }
+}
+
+impl Modify for SharedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            let has_id = path.contains('{');
+            let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
+            for operation in operations.into_iter().flatten() {
+                let has_query = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
+                let has_body = operation.request_body.is_some();
+                let answers = [
+                    (true, "401", "No valid API key"),
+                    (true, "403", "The key lacks the scope"),
+                    (true, "503", "The database or broker is unavailable; try again"),
+                    (has_id, "404", "Not found in the caller's organisation"),
+                    (
+                        has_query || has_body,
+                        "400",
+                        "A query string or body that does not parse; the error names the field",
+                    ),
+                    (has_body, "413", "The body is over the size limit"),
+                    (has_body, "415", "The body is not application/json"),
+                    (has_body, "422", "Invalid input; the error names the field"),
+                ];
+                for (applies, status, description) in answers {
+                    if applies {
+                        operation
+                            .responses
+                            .responses
+                            .entry(status.to_owned())
+                            .or_insert_with(|| Self::error(description));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Links from what names a resource to the operations on it: a created resource's
+/// `id` to every operation under its path, and a log page's first delivery to the
+/// delivery's own operations. Generators (and schemathesis's stateful phase) follow
+/// them to reach real resources.
+struct ResourceLinks;
+
+impl ResourceLinks {
+    fn operations_under(openapi: &utoipa::openapi::OpenApi, prefix: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for (path, item) in &openapi.paths.paths {
+            if !path.starts_with(prefix) {
+                continue;
+            }
+            for operation in [&item.get, &item.post, &item.patch, &item.delete].into_iter().flatten() {
+                ids.extend(operation.operation_id.clone());
+            }
+        }
+        ids
+    }
+
+    fn link(openapi: &mut utoipa::openapi::OpenApi, path: &str, status: &str, targets: &[String], id_at: &str) {
+        let Some(item) = openapi.paths.paths.get_mut(path) else { return };
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            let Some(utoipa::openapi::RefOr::T(response)) = operation.responses.responses.get_mut(status) else {
+                continue;
+            };
+            for target in targets {
+                // utoipa 5 writes the builder's `operation_id` in snake case, which no
+                // reader knows; the key is set as the specification spells it.
+                let spelled = utoipa::openapi::extensions::Extensions::from_iter([("operationId", target.as_str())]);
+                let link =
+                    utoipa::openapi::link::LinkBuilder::new().parameter("id", id_at).extensions(Some(spelled)).build();
+                response.links.insert(target.clone(), link.into());
+            }
+        }
+    }
+}
+
+impl Modify for ResourceLinks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for collection in ["/v1/webhooks", "/v1/credentials", "/v1/api-keys"] {
+            let targets = Self::operations_under(openapi, &format!("{collection}/{{id}}"));
+            Self::link(openapi, collection, "201", &targets, "$response.body#/id");
+        }
+        let deliveries = Self::operations_under(openapi, "/v1/deliveries/{id}");
+        Self::link(openapi, "/v1/webhooks/{id}/deliveries", "200", &deliveries, "$response.body#/data/0/id");
+    }
+}
+
+/// A create takes the same body as its PATCH (every field optional, so a PATCH keeps
+/// what it does not name), but some fields are required to create: the create
+/// operations get `New…` schemas that say so (validation names a missing one in a 422).
+struct RequiredOnCreate;
+
+impl Modify for RequiredOnCreate {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder};
+        use utoipa::openapi::{Ref, RefOr};
+        let required: [(&str, &str, &[&str]); 2] = [
+            ("/v1/webhooks", "WebhookBody", &["name", "endpoints", "events"]),
+            ("/v1/credentials", "CredentialBody", &["name", "type"]),
+        ];
+        for (path, schema, fields) in required {
+            let name = format!("New{schema}");
+            let with_required = fields.iter().fold(ObjectBuilder::new(), |object, field| object.required(*field));
+            let composed = AllOfBuilder::new().item(Ref::from_schema_name(schema)).item(with_required).build();
+            openapi
+                .components
+                .get_or_insert_with(Default::default)
+                .schemas
+                .insert(name.clone(), RefOr::T(composed.into()));
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|op| op.request_body.as_mut());
+            if let Some(content) = body.and_then(|body| body.content.get_mut("application/json")) {
+                content.schema = Some(Ref::from_schema_name(name).into());
+            }
+        }
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
@@ -60,9 +204,11 @@ impl Modify for BearerKey {
     ),
     components(schemas(
         ErrorBody, ErrorDetail, WebhookView, EndpointView, EndpointCircuit, Filters, CredentialView, DeliverySummary, DeliveryDetail,
-        AttemptView, ApiKeySummary,
+        AttemptView, ApiKeySummary, events::EventBody, answers::AcceptedEvent, answers::CreatedWebhook,
+        answers::SigningSecretAnswer, answers::RotatedSecret, answers::TestSent, answers::Redelivered, answers::Recovered,
+        answers::EventCatalog, answers::CatalogComponent, answers::CatalogEntry,
     )),
-    modifiers(&BearerKey),
+    modifiers(&BearerKey, &SharedAnswers, &ResourceLinks, &RequiredOnCreate),
 )]
 pub struct ApiDoc;
 
@@ -92,6 +238,56 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&generated).unwrap();
         assert!(parsed["openapi"].as_str().unwrap().starts_with("3.1"));
         assert!(parsed["paths"]["/v1/webhooks/{id}/rotate-secret"]["post"].is_object());
+    }
+
+    /// A contract generators can use: every operation has its own id, and every route
+    /// states the answers its shared layers give.
+    #[test]
+    fn operations_have_unique_ids_and_every_shared_status() {
+        let parsed: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in parsed["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                assert!(ids.insert(id.clone()), "operationId `{id}` is used twice");
+                let statuses = operation["responses"].as_object().unwrap();
+                let mut expected = vec!["401", "403", "503"];
+                if path.contains('{') {
+                    expected.push("404");
+                }
+                if operation.get("requestBody").is_some() {
+                    expected.extend(["400", "413", "415", "422"]);
+                }
+                for status in expected {
+                    assert!(statuses.contains_key(status), "{method} {path} does not state {status}");
+                }
+            }
+        }
+        assert_eq!(ids.len(), 24);
+    }
+
+    /// The scope names the document offers are the ones keys are made with.
+    #[test]
+    fn the_documented_scopes_are_the_scopes() {
+        let parsed: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let names = parsed["components"]["schemas"]["ScopeName"]["enum"].as_array().unwrap();
+        assert_eq!(names.len(), 3);
+        for name in names {
+            name.as_str().unwrap().parse::<hookline_core::apikey::Scope>().unwrap();
+        }
+    }
+
+    /// The document's event body has exactly the envelope's fields: every one it names
+    /// is read by `hookline_core::envelope`, which refuses any other.
+    #[test]
+    fn the_documented_event_body_is_the_envelope() {
+        let parsed: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let properties = parsed["components"]["schemas"]["EventBody"]["properties"].as_object().unwrap();
+        let every_field: serde_json::Map<String, serde_json::Value> =
+            properties.keys().map(|name| (name.clone(), serde_json::Value::Null)).collect();
+        let body = serde_json::to_vec(&every_field).unwrap();
+        hookline_core::envelope::RawUpstreamEvent::from_json(&body, 1 << 20).unwrap();
+        assert_eq!(properties.len(), 8, "{properties:?}");
     }
 
     /// The limits the document states are the ones validation enforces

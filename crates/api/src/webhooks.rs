@@ -13,6 +13,7 @@ use hookline_store::repo::webhooks::changes;
 use hookline_store::repo::webhooks::views::{self, EndpointView, WebhookView};
 
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
+use crate::answers::{CreatedWebhook, RotatedSecret, SigningSecretAnswer, TestSent};
 use crate::auth::{Admin, Caller, Reader, Writer};
 use crate::json::{Body, Query};
 use crate::openapi::ErrorBody;
@@ -144,12 +145,12 @@ fn credentials_stay_put(caller: &Caller, before: &[EndpointView], after: &[Endpo
 
 /// `POST /v1/webhooks`: 201 with the webhook and its signing secret (shown here and to
 /// admins through `GET /v1/webhooks/{id}/secret`).
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", summary = "Create a webhook (inactive unless `active`)", security(("api_key" = [])), request_body = WebhookBody, responses((status = 201, description = "The webhook with its signing_secret", body = WebhookView), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "createWebhook", tag = "webhooks", summary = "Create a webhook (inactive unless `active`)", security(("api_key" = [])), request_body = WebhookBody, responses((status = 201, description = "The webhook with its signing_secret", body = CreatedWebhook), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Body(body): Body<WebhookBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     let (endpoint_inputs, _) = endpoints(body.endpoints.unwrap_or_default());
     credentials_stay_put(&caller, &[], &endpoint_inputs)?;
     let filters = body.filters.unwrap_or_default();
@@ -172,14 +173,12 @@ pub(crate) async fn create(
     if created.active {
         synthetic::ping(&state, &caller.organization_id, &created.id).await?;
     }
-    let view = load(&state, &caller, &created.id).await?;
-    let mut json = serde_json::to_value(view).map_err(|err| ApiError::internal(&err))?;
-    json["signing_secret"] = serde_json::Value::String(created.signing_secret);
-    Ok((StatusCode::CREATED, Json(json)))
+    let webhook = load(&state, &caller, &created.id).await?;
+    Ok((StatusCode::CREATED, Json(CreatedWebhook { webhook, signing_secret: created.signing_secret })))
 }
 
 /// `GET /v1/webhooks`
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", summary = "List webhooks", security(("api_key" = [])), params(("limit" = Option<i64>, Query, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")), responses((status = 200, body = Page<WebhookView>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "listWebhooks", tag = "webhooks", summary = "List webhooks", security(("api_key" = [])), params(("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,64}$", description = "next_cursor of the previous page")), responses((status = 200, body = Page<WebhookView>), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -193,7 +192,7 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/webhooks/{id}`
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Get a webhook", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks", summary = "Get a webhook", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -204,7 +203,7 @@ pub(crate) async fn get(
 
 /// `PATCH /v1/webhooks/{id}`: changes the fields given; the whole result is validated
 /// as on creation, and nothing is saved if any rule fails.
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Change the fields given", security(("api_key" = [])), request_body = WebhookBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks", summary = "Change the fields given", security(("api_key" = [])), request_body = WebhookBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -296,7 +295,7 @@ fn updated_endpoints(
 
 /// `DELETE /v1/webhooks/{id}`: stops deliveries at once (waiting retries included) and
 /// keeps the delivery history readable.
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", summary = "Delete a webhook, keeping its history", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Deleted"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "deleteWebhook", tag = "webhooks", summary = "Delete a webhook, keeping its history", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 204, description = "Deleted"), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -328,7 +327,7 @@ async fn deactivate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> 
 }
 
 /// `POST /v1/webhooks/{id}/activate`: turns the webhook on and pings its endpoints.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/activate", tag = "webhooks", summary = "Activate and ping every endpoint", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhooks/{id}/activate", operation_id = "activateWebhook", tag = "webhooks", summary = "Activate and ping every endpoint", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn activate(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -340,7 +339,7 @@ pub(crate) async fn activate(
 }
 
 /// `POST /v1/webhooks/{id}/deactivate`: nothing more is delivered, waiting retries included.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/deactivate", tag = "webhooks", summary = "Deactivate; waiting retries are dropped", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhooks/{id}/deactivate", operation_id = "deactivateWebhook", tag = "webhooks", summary = "Deactivate; waiting retries are dropped", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn deactivate(
     State(state): State<AppState>,
     Writer(caller): Writer,
@@ -352,28 +351,28 @@ pub(crate) async fn deactivate(
 }
 
 /// `GET /v1/webhooks/{id}/secret` (admin): the signing secret receivers verify with.
-#[utoipa::path(get, path = "/v1/webhooks/{id}/secret", tag = "webhooks", summary = "The signing secret (admin)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/webhooks/{id}/secret", operation_id = "getWebhookSecret", tag = "webhooks", summary = "The signing secret (admin)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = SigningSecretAnswer), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SigningSecretAnswer>, ApiError> {
     let id = webhook_id(&id)?;
     let secret = views::signing_secret(&state.pool, &state.secrets, &caller.organization_id, &id)
         .await
         .map_err(|err| ApiError::internal(&err))?
         .ok_or_else(not_found)?;
-    Ok(Json(serde_json::json!({"signing_secret": secret.expose()})))
+    Ok(Json(SigningSecretAnswer { signing_secret: secret.expose().to_owned() }))
 }
 
 /// `POST /v1/webhooks/{id}/rotate-secret` (admin): a new secret, returned once here; the
 /// old one keeps signing alongside it for `signing.rotation_overlap`.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", summary = "Rotate the signing secret; both sign during the overlap", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", operation_id = "rotateWebhookSecret", tag = "webhooks", summary = "Rotate the signing secret; both sign during the overlap", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = RotatedSecret), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RotatedSecret>, ApiError> {
     let id = webhook_id(&id)?;
     let secret = hookline_core::signing::SigningSecret::generate();
     let overlap = state.limits.rotation_overlap;
@@ -384,7 +383,7 @@ pub(crate) async fn rotate_secret(
         return Err(not_found());
     }
     let until = chrono::Utc::now() + chrono::Duration::from_std(overlap).unwrap_or_default();
-    Ok(Json(serde_json::json!({"signing_secret": secret.expose(), "previous_secret_valid_until": until})))
+    Ok(Json(RotatedSecret { signing_secret: secret.expose().to_owned(), previous_secret_valid_until: until }))
 }
 
 /// Body of `POST /v1/webhooks/{id}/test`.
@@ -397,13 +396,13 @@ pub(crate) struct TestBody {
 /// `POST /v1/webhooks/{id}/test`: delivers the catalog's example payload of the event
 /// type to this webhook's endpoints, logged as a test delivery (origin `test`); 409 for
 /// an inactive webhook.
-#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", summary = "Deliver the catalog example of an event type", security(("api_key" = [])), request_body = TestBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = Object), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "The webhook is inactive", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", operation_id = "sendTestEvent", tag = "webhooks", summary = "Deliver the catalog example of an event type", security(("api_key" = [])), request_body = TestBody, params(("id" = String, Path, description = "Resource id")), responses((status = 202, body = TestSent), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "The webhook is inactive", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn send_test(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
     Body(body): Body<TestBody>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<TestSent>), ApiError> {
     let id = webhook_id(&id)?;
     let webhook = load(&state, &caller, &id).await?;
     // An inactive webhook's deliveries are closed unattempted: a test event would be
@@ -428,5 +427,5 @@ pub(crate) async fn send_test(
         Origin::Test,
     )
     .await?;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"event_id": event_id}))))
+    Ok((StatusCode::ACCEPTED, Json(TestSent { event_id: event_id.to_string() })))
 }
