@@ -147,7 +147,7 @@ async fn token_hmac_and_sigv4_credentials_go_on_the_wire_as_receivers_verify_the
             "/v1/credentials",
             key,
             Some(json!({"name": "a", "type": "aws_sigv4", "values": {"access_key": "AK", "secret_key": "SK",
-                "region": "eu-west-1", "service": "execute-api", "base_endpoint": "https://x.example.com"}})),
+                "region": "eu-west-1", "service": "execute-api", "base_endpoint": receiver.url("/aws")}})),
         )
         .await;
     // A literal `+` in a SigV4 endpoint's query is a plus to a SigV4 receiver (RFC 3986),
@@ -377,4 +377,142 @@ async fn only_an_admin_decides_where_a_credential_is_sent() {
     assert_eq!(status, 200, "an admin may");
     drop(api);
     env.cleanup().await;
+}
+
+/// A credential goes only where it may be sent: its `allowed_hosts`, and for SigV4,
+/// under its `base_endpoint`. Checked when a webhook is created or changed, when the
+/// credential is changed, and by the worker before each request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_goes_only_where_it_may_be_sent() {
+    let running = Running::start(&[]).await;
+    let Running { env, receiver, api, org, .. } = &running;
+    let key = running.key();
+    let webhook = |url: &str, credential: &serde_json::Value| json!({"name": "w", "events": ["job.created"], "endpoints": [{"url": url, "credential_id": credential["id"]}]});
+    let (status, bound) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "t", "type": "token", "values": {"key": "X-K", "value": "v"}, "allowed_hosts": ["*.example.com", "*.example.com"]})),
+        )
+        .await;
+    assert_eq!((status, &bound["allowed_hosts"]), (201, &json!(["*.example.com"])), "{bound}");
+    let bound_id = bound["id"].as_str().unwrap().to_owned();
+    for (method, path, body, status, code, field) in [
+        (
+            "POST",
+            "/v1/webhooks".to_owned(),
+            webhook("https://attacker.example.net/h", &bound),
+            422,
+            "host_not_allowed",
+            "endpoints.url",
+        ),
+        (
+            "POST",
+            "/v1/webhooks".to_owned(),
+            webhook("https://example.com.attacker.net/h", &bound),
+            422,
+            "host_not_allowed",
+            "endpoints.url",
+        ),
+        (
+            "POST",
+            "/v1/credentials".to_owned(),
+            json!({"name": "x", "type": "token", "values": {"key": "X-K", "value": "v"}, "allowed_hosts": ["https://a.example.com"]}),
+            422,
+            "invalid_allowed_hosts",
+            "allowed_hosts",
+        ),
+        (
+            "POST",
+            "/v1/credentials".to_owned(),
+            json!({"name": "x", "type": "aws_sigv4", "values": {"access_key": "AK", "secret_key": "SK", "region": "r", "service": "s", "base_endpoint": "x.example.com"}}),
+            422,
+            "invalid_credential",
+            "values",
+        ),
+    ] {
+        let (got, error) = api.call(method, &path, key, Some(body.clone())).await;
+        assert_eq!(got, status, "{body}: {error}");
+        assert_eq!(
+            (error["error"]["code"].as_str(), error["error"]["field"].as_str()),
+            (Some(code), Some(field)),
+            "{error}"
+        );
+    }
+    let (status, created) =
+        api.call("POST", "/v1/webhooks", key, Some(webhook("https://hooks.example.com/h", &bound))).await;
+    assert_eq!(status, 201, "{created}");
+    let webhook_path = format!("/v1/webhooks/{}", created["id"].as_str().unwrap());
+    let moved = json!({"endpoints": [{"url": "https://attacker.example.net/h", "credential_id": bound_id}]});
+    let (status, error) = api.call("PATCH", &webhook_path, key, Some(moved)).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("host_not_allowed")), "{error}");
+    // Narrowing the hosts under an endpoint that uses them is refused, naming it.
+    let narrowed = json!({"allowed_hosts": ["other.example.org"]});
+    let (status, error) = api.call("PATCH", &format!("/v1/credentials/{bound_id}"), key, Some(narrowed)).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("host_not_allowed")), "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("hooks.example.com"), "{error}");
+    let (_, kept) = api.call("GET", &format!("/v1/credentials/{bound_id}"), key, None).await;
+    assert_eq!(kept["allowed_hosts"], json!(["*.example.com"]));
+
+    // SigV4: the signature is scoped to the base endpoint, and so is the credential.
+    let (_, aws) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "a", "type": "aws_sigv4", "values": {"access_key": "AK", "secret_key": "SK",
+                "region": "eu-west-1", "service": "execute-api", "base_endpoint": "https://abc.execute-api.eu-west-1.amazonaws.com/prod"}})),
+        )
+        .await;
+    let base = "https://abc.execute-api.eu-west-1.amazonaws.com";
+    for (url, status) in [
+        (format!("{base}/dev/h"), 422),
+        ("https://attacker.example/prod/h".to_owned(), 422),
+        (format!("{base}/prod/h"), 201),
+    ] {
+        let (got, answer) = api.call("POST", "/v1/webhooks", key, Some(webhook(&url, &aws))).await;
+        assert_eq!(got, status, "{url}: {answer}");
+    }
+
+    // The worker checks again: an endpoint moved behind the API's back (here, straight in
+    // the database) to a host the credential does not allow gets no request.
+    receiver.always("/h", hookline_tests::Reply::Status(200));
+    let (_, local) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "l", "type": "token", "values": {"key": "X-K", "value": "v"}, "allowed_hosts": ["127.0.0.1"]})),
+        )
+        .await;
+    let body = json!({"name": "w", "active": true, "events": ["job.created"], "endpoints": [{"url": receiver.url("/h"), "credential_id": local["id"]}]});
+    let (status, moved) = api.call("POST", "/v1/webhooks", key, Some(body)).await;
+    assert_eq!(status, 201, "{moved}");
+    receiver.wait_for("/h", 1, WAIT).await; // the activation ping, allowed
+    let id = moved["id"].as_str().unwrap().to_owned();
+    env.pool
+        .get()
+        .await
+        .unwrap()
+        .execute("UPDATE endpoints SET url = replace(url, '127.0.0.1', 'localhost') WHERE webhook_id = $1", &[&id])
+        .await
+        .unwrap();
+    let (_, webhook_now) = api.call("GET", &format!("/v1/webhooks/{id}"), key, None).await;
+    assert!(webhook_now["endpoints"][0]["url"].as_str().unwrap().contains("localhost"), "{webhook_now}");
+    env.publish(json!({"type": "job.created", "organization": org.id})).await;
+    let log = format!("/v1/webhooks/{id}/deliveries?status=failed");
+    let refused = hookline_tests::eventually(WAIT, || async {
+        api.call("GET", &log, key, None).await.1["data"].as_array().is_some_and(|d| d.len() == 1)
+    })
+    .await;
+    assert!(refused, "the event's delivery fails for good");
+    let (_, page) = api.call("GET", &log, key, None).await;
+    let (_, detail) =
+        api.call("GET", &format!("/v1/deliveries/{}", page["data"][0]["id"].as_str().unwrap()), key, None).await;
+    let attempt = &detail["attempts"][0];
+    assert_eq!(attempt["error_kind"], "invalid_endpoint", "{detail}");
+    assert!(attempt["error_message"].as_str().unwrap().contains("may be sent only to 127.0.0.1"), "{detail}");
+    assert_eq!(receiver.requests("/h").len(), 1, "only the ping reached the receiver");
+    running.stop().await;
 }

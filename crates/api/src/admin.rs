@@ -180,7 +180,7 @@ pub async fn create_webhook(
         return Err(invalid("unknown_organization", "organization", format!("{organization_id} does not exist")));
     }
     let mut new = validate(&organization_id, &input, rules)?;
-    check_credentials(pool, &organization_id, &mut new).await?;
+    check_credentials(pool, secrets, &organization_id, &mut new).await?;
     if let Some((username, password)) = &input.basic {
         let credential = Credential::Basic { username: username.clone(), password: password.clone() };
         credential.validate().map_err(|err| AdminError::Invalid {
@@ -189,7 +189,7 @@ pub async fn create_webhook(
             message: err.to_string(),
         })?;
         let name = format!("{} (basic)", input.name.trim());
-        let values = CredentialValues { default: Some(credential), per_organization: Default::default() };
+        let values = CredentialValues { default: Some(credential), ..CredentialValues::default() };
         let id = credentials::create(pool, secrets, &organization_id, &name, "basic", input.test, &values).await?;
         for endpoint in &mut new.endpoints {
             endpoint.credential_id = Some(id.clone());
@@ -200,30 +200,30 @@ pub async fn create_webhook(
     Ok(WebhookCreated { id, signing_secret: secret.expose().to_owned(), endpoints, active: new.active })
 }
 
-/// Checks that every endpoint's credential belongs to the organisation and matches the
-/// webhook's environment: test webhooks use only test credentials, live ones only live.
+/// Checks that every endpoint's credential belongs to the organisation, matches the
+/// webhook's environment (test webhooks use only test credentials, live ones only live)
+/// and may be sent to the endpoint's URL (`hookline_core::destination`).
 pub async fn check_credentials(
     pool: &Pool,
+    secrets: &SecretBox,
     organization: &OrganizationId,
     webhook: &mut webhooks::NewWebhook,
 ) -> Result<(), AdminError> {
     let test = webhook.environment == Environment::Test;
     for endpoint in &webhook.endpoints {
         let Some(id) = &endpoint.credential_id else { continue };
-        match credentials::kind_and_test(pool, organization, id).await? {
-            None => {
-                return Err(invalid("unknown_credential", "endpoints.credential_id", format!("no credential {id}")));
-            }
-            Some((_, credential_test)) if credential_test != test => {
-                let wanted = if test { "test" } else { "live" };
-                return Err(invalid(
-                    "credential_environment_mismatch",
-                    "endpoints.credential_id",
-                    format!("a {wanted} webhook may only use {wanted} credentials"),
-                ));
-            }
-            Some(_) => {}
+        let Some((_, credential_test, values)) = credentials::values(pool, secrets, organization, id).await? else {
+            return Err(invalid("unknown_credential", "endpoints.credential_id", format!("no credential {id}")));
+        };
+        if credential_test != test {
+            let wanted = if test { "test" } else { "live" };
+            return Err(invalid(
+                "credential_environment_mismatch",
+                "endpoints.credential_id",
+                format!("a {wanted} webhook may only use {wanted} credentials"),
+            ));
         }
+        values.may_be_sent_to(&endpoint.url).map_err(|why| invalid("host_not_allowed", "endpoints.url", why))?;
     }
     Ok(())
 }

@@ -33,6 +33,11 @@ pub(crate) struct CredentialBody {
     values: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(value_type = Option<BTreeMap<String, Object>>)]
     per_organization: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    /// The only hosts endpoints using it may point to: names (`api.example.com`), IP
+    /// addresses, or `*.example.com` for the names under one (any, when empty; a PATCH
+    /// without it keeps them).
+    #[schema(max_items = 20, value_type = Option<Vec<String>>)]
+    allowed_hosts: Option<Vec<String>>,
 }
 
 fn not_found() -> ApiError {
@@ -45,6 +50,48 @@ fn unprocessable(code: &'static str, field: &'static str, message: impl Into<Str
 
 fn credential_id(id: &str) -> Result<CredentialId, ApiError> {
     id.parse().map_err(|_| not_found())
+}
+
+/// The host patterns as given, checked and deduplicated.
+fn allowed_hosts(given: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if given.len() > limits::ALLOWED_HOSTS {
+        let message = format!("at most {} host patterns", limits::ALLOWED_HOSTS);
+        return Err(unprocessable("invalid_allowed_hosts", "allowed_hosts", message));
+    }
+    let mut kept: Vec<String> = Vec::with_capacity(given.len());
+    for pattern in given {
+        hookline_core::destination::check_pattern(&pattern)
+            .map_err(|message| unprocessable("invalid_allowed_hosts", "allowed_hosts", message))?;
+        if !kept.contains(&pattern) {
+            kept.push(pattern);
+        }
+    }
+    Ok(kept)
+}
+
+/// Every endpoint that uses the credential must still be a place its new `values` may
+/// be sent to: a change of hosts or of a SigV4 `base_endpoint` is refused, naming the
+/// webhook, rather than leave deliveries failing.
+async fn still_fits_its_endpoints(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    id: &CredentialId,
+    values: &CredentialValues,
+) -> Result<(), ApiError> {
+    let used = credentials::endpoints_using(&state.pool, &caller.organization_id, id)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    for (webhook, url) in used {
+        if let Err(why) = values.may_be_sent_to(&url) {
+            return Err(ApiError {
+                status: StatusCode::CONFLICT,
+                code: "host_not_allowed",
+                field: Some("allowed_hosts".into()),
+                message: format!("webhook {webhook} sends it to {url}: {why}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Reads one value set of type `kind`, naming the field at fault.
@@ -94,7 +141,7 @@ fn values(
     if default.is_none() && per_org.is_empty() {
         return Err(unprocessable("missing_values", "values", "give `values`, `per_organization`, or both"));
     }
-    Ok(CredentialValues { default, per_organization: per_org })
+    Ok(CredentialValues { default, per_organization: per_org, allowed_hosts: Vec::new() })
 }
 
 fn name(name: Option<String>) -> Result<String, ApiError> {
@@ -113,7 +160,8 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
     let name = name(body.name)?;
     let kind = body.kind.ok_or_else(|| unprocessable("missing_type", "type", "type is required"))?;
-    let values = values(&kind, body.values, body.per_organization)?;
+    let mut values = values(&kind, body.values, body.per_organization)?;
+    values.allowed_hosts = allowed_hosts(body.allowed_hosts.unwrap_or_default())?;
     let test = body.test.unwrap_or(false);
     let internal = |err: hookline_store::Error| ApiError::internal(&err);
     let id = credentials::create(&state.pool, &state.secrets, &caller.organization_id, &name, &kind, test, &values)
@@ -153,7 +201,7 @@ pub(crate) async fn get(
 
 /// `PATCH /v1/credentials/{id}` (admin): values given replace the stored ones; a type
 /// change needs new values.
-#[utoipa::path(patch, path = "/v1/credentials/{id}", operation_id = "updateCredential", tag = "credentials", summary = "Change a credential", security(("api_key" = [])), request_body = CredentialBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/credentials/{id}", operation_id = "updateCredential", tag = "credentials", summary = "Change a credential", security(("api_key" = [])), request_body = CredentialBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "An endpoint using it points where it may not be sent", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -170,7 +218,8 @@ pub(crate) async fn update(
         .map_err(internal)?
         .ok_or_else(not_found)?;
     let kind = body.kind.unwrap_or(current.kind.clone());
-    let new_values = if body.values.is_some() || body.per_organization.is_some() {
+    let kept_hosts = stored.allowed_hosts.clone();
+    let mut new_values = if body.values.is_some() || body.per_organization.is_some() {
         let mut merged = values(&kind, body.values, body.per_organization.clone())?;
         if body.per_organization.is_none() {
             merged.per_organization = stored.per_organization;
@@ -181,6 +230,11 @@ pub(crate) async fn update(
     } else {
         stored
     };
+    new_values.allowed_hosts = match body.allowed_hosts {
+        Some(given) => allowed_hosts(given)?,
+        None => kept_hosts,
+    };
+    still_fits_its_endpoints(&state, &caller, &id, &new_values).await?;
     let test = body.test.unwrap_or(current.test);
     if test != current.test
         && !credentials::used_by(&state.pool, &caller.organization_id, &id).await.map_err(internal)?.is_empty()

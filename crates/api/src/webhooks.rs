@@ -240,7 +240,7 @@ pub(crate) async fn update(
     };
     let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
     let mut validated = admin::validate(&caller.organization_id, &input, rules).map_err(ApiError::from)?;
-    admin::check_credentials(&state.pool, &caller.organization_id, &mut validated).await?;
+    admin::check_credentials(&state.pool, &state.secrets, &caller.organization_id, &mut validated).await?;
     let updated = changes::update(&state.pool, &id, &validated, &kept).await.map_err(|err| ApiError::internal(&err))?;
     if !updated {
         return Err(not_found());

@@ -57,7 +57,7 @@ async fn no_secret_appears_in_any_log_line() {
         ("token", json!({"key": "X-Token", "value": "log-secret-token"})),
         (
             "aws_sigv4",
-            json!({"access_key": "AKID", "secret_key": "log-secret-aws", "region": "eu-west-1", "service": "execute-api", "base_endpoint": "https://x.example.com"}),
+            json!({"access_key": "AKID", "secret_key": "log-secret-aws", "region": "eu-west-1", "service": "execute-api", "base_endpoint": receiver.url("/aws_sigv4")}),
         ),
         ("hmac_sha256", json!({"client_id": "c", "client_secret": "log-secret-hmac"})),
     ];

@@ -136,7 +136,10 @@ impl Credential {
                 required_value("secret_key", secret_key)?;
                 required_value("region", region)?;
                 required_value("service", service)?;
-                required_value("base_endpoint", base_endpoint)
+                required_value("base_endpoint", base_endpoint)?;
+                crate::destination::parse_base_endpoint(base_endpoint)
+                    .map(drop)
+                    .map_err(|message| InvalidCredential { field: "base_endpoint".into(), message })
             }
             Credential::HmacSha256 { client_id, client_secret } => {
                 required_value("client_id", client_id)?;
@@ -178,13 +181,17 @@ impl std::fmt::Debug for Credential {
 
 /// What is stored (encrypted) for one credential: a default value set and, optionally,
 /// value sets per organisation, picked by the event's organisation.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CredentialValues {
     /// Used when the event's organisation has no value set of its own.
     pub default: Option<Credential>,
     /// Organisation id → value set.
     #[serde(default)]
     pub per_organization: BTreeMap<String, Credential>,
+    /// The hosts requests carrying this credential may go to (any, when empty): see
+    /// `crate::destination`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl CredentialValues {
@@ -246,13 +253,14 @@ mod tests {
             default: Some(Credential::Token { key: "X-Key".into(), value: "default".into() }),
             per_organization: [("org_a".to_owned(), Credential::Token { key: "X-Key".into(), value: "a".into() })]
                 .into(),
+            allowed_hosts: Vec::new(),
         };
         assert_eq!(
             values.for_organization("org_a"),
             Some(&Credential::Token { key: "X-Key".into(), value: "a".into() })
         );
         assert_eq!(values.for_organization("org_b"), values.default.as_ref());
-        let none = CredentialValues { default: None, per_organization: BTreeMap::new() };
+        let none = CredentialValues::default();
         assert!(none.for_organization("org_a").is_none());
     }
 }

@@ -38,6 +38,7 @@ pub mod circuit;
 pub mod credential;
 pub mod crypto;
 pub mod delivery;
+pub mod destination;
 pub mod envelope;
 pub mod environment;
 pub mod ids;

@@ -24,6 +24,10 @@ pub const HEADERS: usize = 20;
 pub const HEADER_NAME: usize = 256;
 /// A header's value, and each secret field of a credential (password, token, key).
 pub const VALUE: usize = 4096;
+/// A host name in a credential's `allowed_hosts` (DNS's own limit).
+pub const HOST: usize = 253;
+/// Entries in a credential's `allowed_hosts`.
+pub const ALLOWED_HOSTS: usize = 20;
 /// Per-organisation value sets of one credential.
 pub const ORGANIZATION_SETS: usize = 1000;
 

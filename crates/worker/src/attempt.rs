@@ -172,6 +172,9 @@ fn authenticate(
     let recorded = &mut record.request_headers;
     let Some(values) = &context.target.credential else { return Ok(()) };
     let values = values.as_ref().ok_or("the endpoint's credential no longer exists")?;
+    // The API checks this on every change; checked again here, so no path around it
+    // (a row written another way, a rule tightened since) sends a credential elsewhere.
+    values.may_be_sent_to(&context.target.url)?;
     let credential = values.for_organization(context.organization_id.as_str()).ok_or_else(|| {
         format!("the credential has no values for organisation {} and no default", context.organization_id)
     })?;

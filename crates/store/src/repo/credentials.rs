@@ -25,6 +25,9 @@ pub struct CredentialView {
     pub fields_set: Vec<String>,
     /// Organisations with their own value set.
     pub organizations: Vec<String>,
+    /// The hosts it may be sent to (any, when empty); a SigV4 credential also only under
+    /// its `base_endpoint`.
+    pub allowed_hosts: Vec<String>,
     /// When it was made.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -52,6 +55,7 @@ fn view(secrets: &SecretBox, row: &tokio_postgres::Row) -> Result<CredentialView
         test: row.try_get("test")?,
         fields_set: values.default.as_ref().map(|c| c.fields_set()).unwrap_or_default(),
         organizations: values.per_organization.keys().cloned().collect(),
+        allowed_hosts: values.allowed_hosts,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -173,6 +177,26 @@ pub async fn used_by(pool: &Pool, organization: &OrganizationId, id: &Credential
     rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
 }
 
+/// The URLs of the live endpoints that use a credential, with their webhooks: where
+/// its values are sent today.
+pub async fn endpoints_using(
+    pool: &Pool,
+    organization: &OrganizationId,
+    id: &CredentialId,
+) -> Result<Vec<(WebhookId, String)>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT w.id, e.url FROM endpoints e JOIN webhooks w ON w.id = e.webhook_id
+             WHERE e.credential_id = $1 AND w.organization_id = $2 AND e.removed_at IS NULL AND w.deleted_at IS NULL
+             ORDER BY w.id, e.id",
+            &[id, organization],
+        )
+        .await
+        .context("finding where a credential is sent")?;
+    rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("url")?))).collect()
+}
+
 /// Deletes an unused credential. False when there is none.
 pub async fn delete(pool: &Pool, organization: &OrganizationId, id: &CredentialId) -> Result<bool> {
     let client = pool.get().await?;
@@ -184,22 +208,4 @@ pub async fn delete(pool: &Pool, organization: &OrganizationId, id: &CredentialI
         .await
         .context("deleting a credential")?;
     Ok(changed == 1)
-}
-
-/// What webhook validation needs to know of a credential: its kind and whether it is a
-/// test credential. `None` when the organisation has no such (undeleted) credential.
-pub async fn kind_and_test(
-    pool: &Pool,
-    organization: &OrganizationId,
-    id: &CredentialId,
-) -> Result<Option<(String, bool)>> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            "SELECT kind, test FROM credentials WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
-            &[id, organization],
-        )
-        .await
-        .context("looking up a credential")?;
-    row.map(|row| Ok((row.try_get("kind")?, row.try_get("test")?))).transpose()
 }
