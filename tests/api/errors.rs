@@ -89,3 +89,46 @@ async fn shape_errors_in_bodies_and_query_strings_name_their_field() {
     drop(api);
     env.cleanup().await;
 }
+
+/// Each key has its rate and each address its failed sign-ins; over either, 429 with
+/// `Retry-After`, and other keys are not held back. (Rates of one request a second and
+/// three failures a minute: the requests below come far faster than either refills.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after_per_key_and_per_address() {
+    let env = TestEnv::with(&[
+        ("HOOKLINE__API__REQUESTS_PER_SECOND_PER_KEY", "1"),
+        ("HOOKLINE__API__FAILED_SIGN_INS_PER_MINUTE", "3"),
+    ])
+    .await;
+    let api = env.start_api().await;
+    let (busy, other) = (env.organization().await, env.organization().await);
+    let client = reqwest::Client::new();
+    let get = |key: &str| client.get(format!("{}/v1/webhooks", api.base)).bearer_auth(key.to_owned()).send();
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..10 {
+        let response = get(&busy.api_key).await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let limited = limited.unwrap_or_else(|| panic!("never limited: {statuses:?}"));
+    assert!(statuses.len() >= 3, "a burst of two is allowed: {statuses:?}");
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let error: serde_json::Value = serde_json::from_slice(&limited.bytes().await.unwrap()).unwrap();
+    assert_eq!(error["error"]["code"], "rate_limited", "{error}");
+    assert_eq!(get(&other.api_key).await.unwrap().status(), 200, "another key is not held back");
+
+    // Guessing keys: three failures, then 429 before any key is looked up.
+    for _ in 0..3 {
+        assert_eq!(get("hk_not_a_key").await.unwrap().status(), 401);
+    }
+    let blocked = get("hk_not_a_key").await.unwrap();
+    assert_eq!(blocked.status(), 429);
+    assert!(blocked.headers().contains_key("retry-after"));
+    drop(api);
+    env.cleanup().await;
+}

@@ -49,7 +49,13 @@ pub(crate) struct CreatedKey {
 }
 
 fn not_found() -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: "no such API key".into() }
+    ApiError {
+        retry_after: None,
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        field: None,
+        message: "no such API key".into(),
+    }
 }
 
 /// Creates a key; the response holds the only copy of the secret.
@@ -124,6 +130,7 @@ pub(crate) async fn revoke(
         api_keys::Revoked::Revoked => Ok(StatusCode::NO_CONTENT),
         api_keys::Revoked::NotFound => Err(not_found()),
         api_keys::Revoked::LastAdmin => Err(ApiError {
+            retry_after: None,
             status: StatusCode::CONFLICT,
             code: "last_admin_key",
             field: None,

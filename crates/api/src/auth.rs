@@ -1,10 +1,13 @@
 //! Who is calling: the organisation API key in `Authorization: Bearer …`.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 use hookline_core::apikey::Scope;
 use hookline_core::ids::{ApiKeyId, OrganizationId};
+use hookline_store::repo::api_keys::ApiKeyRecord;
 
 use crate::{ApiError, AppState};
 
@@ -45,22 +48,32 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            // The scheme is case-insensitive (RFC 9110 §11.1).
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
-        let key = hookline_store::repo::api_keys::authenticate(&state.pool, presented)
-            .await
-            .map_err(|err| ApiError::unavailable(&err))?
-            .ok_or_else(ApiError::unauthorized)?;
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        state.rate.admit_address(address)?;
+        let Some(key) = key_of(parts, state).await? else {
+            state.rate.failed_sign_in(address);
+            return Err(ApiError::unauthorized());
+        };
+        state.rate.admit_key(&key.id)?;
         Ok(Caller { key_id: key.id, organization_id: key.organization_id, label: key.label, scopes: key.scopes })
     }
+}
+
+/// The active key presented in `Authorization: Bearer …`, if one is.
+async fn key_of(parts: &Parts, state: &AppState) -> Result<Option<ApiKeyRecord>, ApiError> {
+    let presented = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|v| !v.is_empty());
+    let Some(presented) = presented else { return Ok(None) };
+    hookline_store::repo::api_keys::authenticate(&state.pool, presented)
+        .await
+        .map_err(|err| ApiError::unavailable(&err))
 }
 
 #[cfg(test)]

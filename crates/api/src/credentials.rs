@@ -41,7 +41,13 @@ pub(crate) struct CredentialBody {
 }
 
 fn not_found() -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: "no such credential".into() }
+    ApiError {
+        retry_after: None,
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        field: None,
+        message: "no such credential".into(),
+    }
 }
 
 fn unprocessable(code: &'static str, field: &'static str, message: impl Into<String>) -> ApiError {
@@ -84,6 +90,7 @@ async fn still_fits_its_endpoints(
     for (webhook, url) in used {
         if let Err(why) = values.may_be_sent_to(&url) {
             return Err(ApiError {
+                retry_after: None,
                 status: StatusCode::CONFLICT,
                 code: "host_not_allowed",
                 field: Some("allowed_hosts".into()),
@@ -269,6 +276,7 @@ pub(crate) async fn delete(
     let users = credentials::used_by(&state.pool, &caller.organization_id, &id).await.map_err(internal)?;
     if !users.is_empty() {
         return Err(ApiError {
+            retry_after: None,
             status: StatusCode::CONFLICT,
             code: "credential_in_use",
             field: None,

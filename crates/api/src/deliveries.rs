@@ -36,7 +36,13 @@ pub(crate) struct LogQuery {
 }
 
 fn not_found(what: &str) -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: format!("no such {what}") }
+    ApiError {
+        retry_after: None,
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        field: None,
+        message: format!("no such {what}"),
+    }
 }
 
 /// A webhook's deliveries, newest first (deleted webhooks' history included).

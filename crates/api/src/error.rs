@@ -18,17 +18,20 @@ pub struct ApiError {
     pub field: Option<std::borrow::Cow<'static, str>>,
     /// What is wrong.
     pub message: String,
+    /// Seconds to wait, sent as `Retry-After` (a rate limit's answer).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// A 4xx about one field.
     pub fn field(status: StatusCode, code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, field: Some(field.into()), message: message.into() }
+        Self { status, code, field: Some(field.into()), message: message.into(), retry_after: None }
     }
 
     /// A missing or unusable API key.
     pub fn unauthorized() -> Self {
         Self {
+            retry_after: None,
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
             field: None,
@@ -39,6 +42,7 @@ impl ApiError {
     /// A valid key without the needed scope.
     pub fn forbidden(scope: &str) -> Self {
         Self {
+            retry_after: None,
             status: StatusCode::FORBIDDEN,
             code: "forbidden",
             field: None,
@@ -50,6 +54,7 @@ impl ApiError {
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error answering a request");
         Self {
+            retry_after: None,
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             field: None,
@@ -61,6 +66,7 @@ impl ApiError {
     pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         hookline_telemetry::warn_throttled!(error = %cause, "dependency unavailable answering a request");
         Self {
+            retry_after: None,
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             field: None,
@@ -69,11 +75,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error, telling the client to wait `seconds` before trying again.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
             "error": { "code": self.code, "field": self.field, "message": self.message }
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -65,6 +65,7 @@ pub(crate) async fn publish(
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             Err(ApiError {
+                retry_after: None,
                 status,
                 code: rejection.reason.as_str(),
                 field: rejection.field,

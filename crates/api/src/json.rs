@@ -30,11 +30,12 @@ where
                     _ => StatusCode::BAD_REQUEST,
                 };
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_body" };
-                return Err(ApiError { status, code, field: None, message: rejection.body_text() });
+                return Err(ApiError { retry_after: None, status, code, field: None, message: rejection.body_text() });
             }
         };
         if let Some(path) = hookline_core::envelope::nul_at(&value, "") {
             return Err(ApiError {
+                retry_after: None,
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_body",
                 message: format!("`{path}` holds a NUL character (U+0000), which cannot be stored"),
@@ -75,6 +76,7 @@ fn shape_error<E: std::fmt::Display>(
 ) -> ApiError {
     let field = field_at(err.path(), &err.inner().to_string());
     ApiError {
+        retry_after: None,
         status,
         code,
         message: format!("`{}`: {}", field.as_deref().unwrap_or("(whole)"), err.inner()),

@@ -12,6 +12,7 @@ mod events;
 mod json;
 pub mod openapi;
 mod pagination;
+mod rate;
 mod synthetic;
 mod webhooks;
 
@@ -43,6 +44,7 @@ pub struct AppState {
     publisher: hookline_bus::Publisher,
     topology: hookline_bus::Topology,
     limits: Limits,
+    rate: Arc<rate::RateLimits>,
 }
 
 /// Configured bounds the API enforces on what clients ask for (a webhook's own retry
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router {
 /// A path no route has: JSON like every other error.
 async fn no_route() -> ApiError {
     ApiError {
+        retry_after: None,
         status: axum::http::StatusCode::NOT_FOUND,
         code: "not_found",
         field: None,
@@ -97,6 +100,7 @@ async fn no_route() -> ApiError {
 /// A route asked with a method it does not take.
 async fn no_method() -> ApiError {
     ApiError {
+        retry_after: None,
         status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
         field: None,
@@ -173,9 +177,15 @@ pub async fn run(
         publisher: bus.publisher.clone(),
         topology: bus.topology.clone(),
         limits,
+        rate: Arc::new(rate::RateLimits::new(
+            settings.api.requests_per_second_per_key,
+            settings.api.failed_sign_ins_per_minute,
+        )),
     };
     tracing::info!(address = %listener.local_addr()?, "api listening");
     let stopped = service.shutdown.clone().cancelled_owned();
-    axum::serve(listener, router(state)).with_graceful_shutdown(stopped).await?;
+    // With the peer's address, for the failed sign-in limit.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(stopped).await?;
     Ok(())
 }

@@ -47,7 +47,7 @@ impl Modify for BearerKey {
 
 /// The answers every route can give from the layers it shares, added to each
 /// operation so the document lists every status a client can see: the key check (401,
-/// 403), the database or broker away (503), a path id (404), query strings (400) and
+/// 403), rate limits (429), the database or broker away (503), a path id (404), query strings (400) and
 /// JSON bodies (400, 413, 415, 422). Route-specific answers (409) are in the handlers'
 /// annotations.
 struct SharedAnswers;
@@ -79,6 +79,7 @@ impl Modify for SharedAnswers {
                 let has_body = operation.request_body.is_some();
                 let answers = [
                     (true, "401", "No valid API key"),
+                    (true, "429", "Over the key's rate, or too many failed sign-ins from the address; see Retry-After"),
                     (true, "403", "The key lacks the scope"),
                     (true, "503", "The database or broker is unavailable; try again"),
                     (has_id, "404", "Not found in the caller's organisation"),
@@ -251,7 +252,7 @@ mod tests {
                 let id = operation["operationId"].as_str().unwrap().to_owned();
                 assert!(ids.insert(id.clone()), "operationId `{id}` is used twice");
                 let statuses = operation["responses"].as_object().unwrap();
-                let mut expected = vec!["401", "403", "503"];
+                let mut expected = vec!["401", "403", "429", "503"];
                 if path.contains('{') {
                     expected.push("404");
                 }

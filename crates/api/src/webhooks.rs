@@ -71,7 +71,13 @@ pub(crate) struct RetryPolicyBody {
 }
 
 fn not_found() -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", field: None, message: "no such webhook".into() }
+    ApiError {
+        retry_after: None,
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        field: None,
+        message: "no such webhook".into(),
+    }
 }
 
 /// Parses a webhook id from the path; a malformed one is simply not found.
@@ -133,6 +139,7 @@ fn credentials_stay_put(caller: &Caller, before: &[EndpointView], after: &[Endpo
         Ok(())
     } else {
         Err(ApiError {
+            retry_after: None,
             status: StatusCode::FORBIDDEN,
             code: "credential_needs_admin",
             field: Some("endpoints.credential_id".into()),
@@ -409,6 +416,7 @@ pub(crate) async fn send_test(
     // accepted only to fail with nothing to show for it.
     if !webhook.active {
         return Err(ApiError {
+            retry_after: None,
             status: StatusCode::CONFLICT,
             code: "webhook_inactive",
             field: None,

@@ -212,6 +212,10 @@ impl Sandbox {
             ("HOOKLINE__TELEMETRY__LOG_LEVEL", "warn"),
             // Child processes (CLI tests) each get a free port instead of fighting for 9464.
             ("HOOKLINE__TELEMETRY__METRICS_LISTEN", "127.0.0.1:0"),
+            // Every test calls from 127.0.0.1, many with bad keys on purpose; the limits
+            // have a test of their own.
+            ("HOOKLINE__API__FAILED_SIGN_INS_PER_MINUTE", "0"),
+            ("HOOKLINE__API__REQUESTS_PER_SECOND_PER_KEY", "0"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

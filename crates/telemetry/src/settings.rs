@@ -235,6 +235,11 @@ impl RetentionSettings {
 #[allow(missing_docs)]
 pub struct ApiSettings {
     pub listen: SocketAddr,
+    /// Requests per second one API key may make (bursts of twice that; 0: no limit).
+    pub requests_per_second_per_key: u32,
+    /// Requests with a missing or unknown key one client address may make per minute
+    /// (0: no limit).
+    pub failed_sign_ins_per_minute: u32,
 }
 
 /// `[catalog]`
