@@ -170,3 +170,53 @@ async fn a_webhooks_whole_life_drives_real_deliveries() {
     drop(api);
     env.cleanup().await;
 }
+
+/// PATCH keeps what a body leaves out, clears what it sets to `null` (back to the
+/// default: no description, no filter, the deployment's retry policy) and replaces the
+/// rest; a credential's `allowed_hosts` likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_keeps_what_is_absent_and_clears_what_is_null() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let mut created = body(&["https://a.example.com/h".into()], &["job.*"]);
+    created["description"] = json!("about it");
+    created["filters"] = json!({"actor": "u1", "team": "t1"});
+    created["retry_policy"] = json!({"delays": ["1m"]});
+    let (status, webhook) = api.call("POST", "/v1/webhooks", key, Some(created)).await;
+    assert_eq!(status, 201, "{webhook}");
+    let path = format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap());
+    let (_, same) = api.call("PATCH", &path, key, Some(json!({"name": "renamed"}))).await;
+    assert_eq!(
+        (&same["name"], &same["description"], &same["filters"], &same["retry_delays_ms"]),
+        (&json!("renamed"), &json!("about it"), &json!({"actor": "u1", "team": "t1"}), &json!([60_000])),
+        "what is absent is kept: {same}"
+    );
+    let (_, one_filter) = api.call("PATCH", &path, key, Some(json!({"filters": {"actor": null}}))).await;
+    assert_eq!(one_filter["filters"], json!({"actor": null, "team": "t1"}), "{one_filter}");
+    let cleared = json!({"description": null, "retry_policy": null, "filters": {"team": null}});
+    let (status, cleared) = api.call("PATCH", &path, key, Some(cleared)).await;
+    assert_eq!(status, 200, "{cleared}");
+    assert_eq!(
+        (&cleared["description"], &cleared["filters"], &cleared["retry_delays_ms"]),
+        (&json!(""), &json!({"actor": null, "team": null}), &json!(null)),
+        "{cleared}"
+    );
+
+    let (_, credential) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "c", "type": "token", "values": {"key": "X-K", "value": "v"}, "allowed_hosts": ["a.example.com"]})),
+        )
+        .await;
+    let credential_path = format!("/v1/credentials/{}", credential["id"].as_str().unwrap());
+    let (_, kept) = api.call("PATCH", &credential_path, key, Some(json!({"name": "c2"}))).await;
+    assert_eq!(kept["allowed_hosts"], json!(["a.example.com"]), "{kept}");
+    let (_, open) = api.call("PATCH", &credential_path, key, Some(json!({"allowed_hosts": null}))).await;
+    assert_eq!(open["allowed_hosts"], json!([]), "{open}");
+    drop(api);
+    env.cleanup().await;
+}

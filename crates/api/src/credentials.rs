@@ -12,7 +12,7 @@ use hookline_core::limits;
 use hookline_store::repo::credentials::{self, CredentialView};
 
 use crate::auth::{Admin, Reader};
-use crate::json::{Body, Query};
+use crate::json::{Body, Patch, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState};
@@ -35,9 +35,10 @@ pub(crate) struct CredentialBody {
     per_organization: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
     /// The only hosts endpoints using it may point to: names (`api.example.com`), IP
     /// addresses, or `*.example.com` for the names under one (any, when empty; a PATCH
-    /// without it keeps them).
+    /// without it keeps them, `null` clears them).
     #[schema(max_items = 20, value_type = Option<Vec<String>>)]
-    allowed_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    allowed_hosts: Patch<Vec<String>>,
 }
 
 fn not_found() -> ApiError {
@@ -168,7 +169,7 @@ pub(crate) async fn create(
     let name = name(body.name)?;
     let kind = body.kind.ok_or_else(|| unprocessable("missing_type", "type", "type is required"))?;
     let mut values = values(&kind, body.values, body.per_organization)?;
-    values.allowed_hosts = allowed_hosts(body.allowed_hosts.unwrap_or_default())?;
+    values.allowed_hosts = allowed_hosts(body.allowed_hosts.given().unwrap_or_default())?;
     let test = body.test.unwrap_or(false);
     let internal = |err: hookline_store::Error| ApiError::internal(&err);
     let id = credentials::create(&state.pool, &state.secrets, &caller.organization_id, &name, &kind, test, &values)
@@ -237,10 +238,7 @@ pub(crate) async fn update(
     } else {
         stored
     };
-    new_values.allowed_hosts = match body.allowed_hosts {
-        Some(given) => allowed_hosts(given)?,
-        None => kept_hosts,
-    };
+    new_values.allowed_hosts = allowed_hosts(body.allowed_hosts.applied_to(Some(kept_hosts)).unwrap_or_default())?;
     still_fits_its_endpoints(&state, &caller, &id, &new_values).await?;
     let test = body.test.unwrap_or(current.test);
     if test != current.test

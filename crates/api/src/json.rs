@@ -126,3 +126,47 @@ pub(crate) mod rfc3339 {
             .map_err(|err| E::custom(format!("`{text}` is not an RFC 3339 time such as 2026-12-01T09:30:00Z ({err})")))
     }
 }
+
+/// A field of a PATCH body, where absent and `null` differ: absent keeps what is
+/// stored, `null` clears it (back to its default), a value replaces it. Declare with
+/// `#[serde(default)]` so an absent field is [`Patch::Keep`].
+#[derive(Debug, Default)]
+pub(crate) enum Patch<T> {
+    /// The field was not sent.
+    #[default]
+    Keep,
+    /// `null`: clear it.
+    Clear,
+    /// A new value.
+    Set(T),
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Patch<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(deserializer)?.map_or(Patch::Clear, Patch::Set))
+    }
+}
+
+impl<T> Patch<T> {
+    /// What the field becomes, given what it is.
+    pub(crate) fn applied_to(self, current: Option<T>) -> Option<T> {
+        match self {
+            Patch::Keep => current,
+            Patch::Clear => None,
+            Patch::Set(value) => Some(value),
+        }
+    }
+
+    /// The value given, if one was (for a create, where there is nothing to keep).
+    pub(crate) fn given(self) -> Option<T> {
+        self.applied_to(None)
+    }
+
+    /// A reference to the value given, if one was.
+    pub(crate) fn as_given(&self) -> Option<&T> {
+        match self {
+            Patch::Set(value) => Some(value),
+            Patch::Keep | Patch::Clear => None,
+        }
+    }
+}

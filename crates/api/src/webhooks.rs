@@ -15,20 +15,22 @@ use hookline_store::repo::webhooks::views::{self, EndpointView, WebhookView};
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use crate::answers::{CreatedWebhook, RotatedSecret, SigningSecretAnswer, TestSent};
 use crate::auth::{Admin, Caller, Reader, Writer};
-use crate::json::{Body, Query};
+use crate::json::{Body, Patch, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState, synthetic};
 
 /// A webhook as sent in a create or update request. On update every field is optional
-/// and only the fields given change.
+/// and only the fields given change; `null` clears the description, a filter or the
+/// retry policy (back to the default).
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
     #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
-    #[schema(max_length = 4096)]
-    description: Option<String>,
+    #[schema(max_length = 4096, value_type = Option<String>)]
+    #[serde(default)]
+    description: Patch<String>,
     #[schema(min_items = 1, max_items = 10)]
     endpoints: Option<Vec<EndpointBody>>,
     /// Event codes and `component.*` wildcards; duplicates are kept once.
@@ -37,7 +39,9 @@ pub(crate) struct WebhookBody {
     filters: Option<FiltersBody>,
     test: Option<bool>,
     active: Option<bool>,
-    retry_policy: Option<RetryPolicyBody>,
+    #[schema(value_type = Option<RetryPolicyBody>)]
+    #[serde(default)]
+    retry_policy: Patch<RetryPolicyBody>,
 }
 
 /// One endpoint; on update, `id` keeps an existing endpoint (and its history).
@@ -57,10 +61,12 @@ pub(crate) struct EndpointBody {
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FiltersBody {
-    #[schema(max_length = 256)]
-    actor: Option<String>,
-    #[schema(max_length = 256)]
-    team: Option<String>,
+    #[schema(max_length = 256, value_type = Option<String>)]
+    #[serde(default)]
+    actor: Patch<String>,
+    #[schema(max_length = 256, value_type = Option<String>)]
+    #[serde(default)]
+    team: Patch<String>,
 }
 
 /// `{"delays": ["5m", "10m"]}`
@@ -164,15 +170,15 @@ pub(crate) async fn create(
     let input = WebhookInput {
         organization_id: Some(caller.organization_id.clone()),
         name: body.name.unwrap_or_default(),
-        description: body.description.unwrap_or_default(),
+        description: body.description.given().unwrap_or_default(),
         endpoints: endpoint_inputs,
         events: body.events.unwrap_or_default(),
-        actor: filters.actor,
-        team: filters.team,
+        actor: filters.actor.given(),
+        team: filters.team.given(),
         test: body.test.unwrap_or(false),
         active: body.active.unwrap_or(false),
         basic: None,
-        retry_policy: body.retry_policy.as_ref().map(retry_policy).transpose()?,
+        retry_policy: body.retry_policy.as_given().map(retry_policy).transpose()?,
         created_by: Some(caller.label.clone()),
     };
     let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
@@ -221,10 +227,12 @@ pub(crate) async fn update(
     let current = load(&state, &caller, &id).await?;
     let (endpoint_inputs, kept) = updated_endpoints(body.endpoints, &current)?;
     credentials_stay_put(&caller, &current.endpoints, &endpoint_inputs)?;
-    let filters = body.filters.map(|f| (f.actor, f.team)).unwrap_or((current.filters.actor, current.filters.team));
+    let filters = body.filters.unwrap_or_default();
+    let filters = (filters.actor.applied_to(current.filters.actor), filters.team.applied_to(current.filters.team));
     let retry_policy = match &body.retry_policy {
-        Some(policy) => Some(retry_policy(policy)?),
-        None => current
+        Patch::Set(policy) => Some(retry_policy(policy)?),
+        Patch::Clear => None,
+        Patch::Keep => current
             .retry_delays_ms
             .as_deref()
             .map(RetryPolicy::from_millis)
@@ -234,7 +242,7 @@ pub(crate) async fn update(
     let input = WebhookInput {
         organization_id: Some(caller.organization_id.clone()),
         name: body.name.unwrap_or(current.name),
-        description: body.description.unwrap_or(current.description),
+        description: body.description.applied_to(Some(current.description)).unwrap_or_default(),
         endpoints: endpoint_inputs,
         events: body.events.unwrap_or(current.events),
         actor: filters.0,
