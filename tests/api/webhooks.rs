@@ -220,3 +220,61 @@ async fn patch_keeps_what_is_absent_and_clears_what_is_null() {
     drop(api);
     env.cleanup().await;
 }
+
+/// Every version of a webhook or credential has an `ETag`; a PATCH with `If-Match`
+/// applies only to that version, so a client working from a stale copy gets 412 and
+/// does not undo another's change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_refuses_a_lost_update_with_412() {
+    let env = TestEnv::new().await;
+    let api = env.start_api().await;
+    let org = env.organization().await;
+    let key = Some(org.api_key.as_str());
+    let (_, webhook) =
+        api.call("POST", "/v1/webhooks", key, Some(body(&["https://a.example.com/h".into()], &["job.*"]))).await;
+    let (_, credential) = api
+        .call(
+            "POST",
+            "/v1/credentials",
+            key,
+            Some(json!({"name": "c", "type": "token", "values": {"key": "X-K", "value": "v"}})),
+        )
+        .await;
+    let client = reqwest::Client::new();
+    for path in [
+        format!("/v1/webhooks/{}", webhook["id"].as_str().unwrap()),
+        format!("/v1/credentials/{}", credential["id"].as_str().unwrap()),
+    ] {
+        let url = format!("{}{path}", api.base);
+        let read = client.get(&url).bearer_auth(&org.api_key).send().await.unwrap();
+        let first = read.headers()["etag"].to_str().unwrap().to_owned();
+        let patch = |if_match: Option<String>, name: &str| {
+            let mut request = client
+                .patch(&url)
+                .bearer_auth(&org.api_key)
+                .header("content-type", "application/json")
+                .body(json!({"name": name}).to_string());
+            if let Some(tag) = if_match {
+                request = request.header("if-match", tag);
+            }
+            request.send()
+        };
+        let changed = patch(Some(first.clone()), "mine").await.unwrap();
+        assert_eq!(changed.status(), 200, "{path}");
+        let second = changed.headers()["etag"].to_str().unwrap().to_owned();
+        assert_ne!(first, second, "{path}: a change is a new version");
+        for stale in [first.clone(), format!("W/{second}"), "\"nonsense\"".to_owned()] {
+            let refused = patch(Some(stale.clone()), "theirs").await.unwrap();
+            assert_eq!(refused.status(), 412, "{path} with If-Match {stale}");
+            let error: serde_json::Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+            assert_eq!(error["error"]["code"], "precondition_failed");
+        }
+        let (_, now) = api.call("GET", &path, key, None).await;
+        assert_eq!(now["name"], "mine", "{path}: the stale change was not applied");
+        assert_eq!(patch(Some(second), "again").await.unwrap().status(), 200, "{path}: the current version applies");
+        assert_eq!(patch(Some("*".into()), "any").await.unwrap().status(), 200);
+        assert_eq!(patch(None, "unconditional").await.unwrap().status(), 200);
+    }
+    drop(api);
+    env.cleanup().await;
+}

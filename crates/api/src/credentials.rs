@@ -15,6 +15,7 @@ use crate::auth::{Admin, Reader};
 use crate::json::{Body, Patch, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
+use crate::versions::{IfMatch, Versioned, precondition_failed};
 use crate::{ApiError, AppState};
 
 /// A credential as sent. `values` holds the type's fields; `per_organization` maps
@@ -194,33 +195,38 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/credentials/{id}`
-#[utoipa::path(get, path = "/v1/credentials/{id}", operation_id = "getCredential", tag = "credentials", summary = "Get a credential (which fields are set, never their values)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/credentials/{id}", operation_id = "getCredential", tag = "credentials", summary = "Get a credential (which fields are set, never their values)", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(id): Path<String>,
-) -> Result<Json<CredentialView>, ApiError> {
+) -> Result<Versioned<CredentialView>, ApiError> {
     credentials::get(&state.pool, &state.secrets, &caller.organization_id, &credential_id(&id)?)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .map(Json)
+        .map(|view| {
+            let version = view.updated_at;
+            Versioned(view, version)
+        })
         .ok_or_else(not_found)
 }
 
 /// `PATCH /v1/credentials/{id}` (admin): values given replace the stored ones; a type
 /// change needs new values.
-#[utoipa::path(patch, path = "/v1/credentials/{id}", operation_id = "updateCredential", tag = "credentials", summary = "Change a credential", security(("api_key" = [])), request_body = CredentialBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "An endpoint using it points where it may not be sent", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/credentials/{id}", operation_id = "updateCredential", tag = "credentials", summary = "Change a credential", security(("api_key" = [])), request_body = CredentialBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = CredentialView, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 412, description = "Changed since the version in If-Match", body = ErrorBody), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 409, description = "An endpoint using it points where it may not be sent", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
     Path(id): Path<String>,
+    if_match: IfMatch,
     Body(body): Body<CredentialBody>,
-) -> Result<Json<CredentialView>, ApiError> {
+) -> Result<Versioned<CredentialView>, ApiError> {
     let id = credential_id(&id)?;
     let internal = |err: hookline_store::Error| ApiError::internal(&err);
     let current =
         credentials::get(&state.pool, &state.secrets, &caller.organization_id, &id).await.map_err(internal)?;
     let current = current.ok_or_else(not_found)?;
+    if_match.check(current.updated_at)?;
     let (_, _, stored) = credentials::values(&state.pool, &state.secrets, &caller.organization_id, &id)
         .await
         .map_err(internal)?
@@ -254,11 +260,19 @@ pub(crate) async fn update(
         Some(given) => self::name(Some(given))?,
         None => current.name,
     };
-    credentials::update(&state.pool, &state.secrets, &caller.organization_id, &id, &name, &kind, test, &new_values)
-        .await
-        .map_err(internal)?;
-    let view = credentials::get(&state.pool, &state.secrets, &caller.organization_id, &id).await.map_err(internal)?;
-    Ok(Json(view.ok_or_else(not_found)?))
+    let organization = &caller.organization_id;
+    let version = if_match.0;
+    let updated =
+        credentials::update(&state.pool, &state.secrets, organization, &id, &name, &kind, test, &new_values, version)
+            .await
+            .map_err(internal)?;
+    if !updated {
+        return Err(if version.is_some() { precondition_failed() } else { not_found() });
+    }
+    let view = credentials::get(&state.pool, &state.secrets, organization, &id).await.map_err(internal)?;
+    let view = view.ok_or_else(not_found)?;
+    let version = view.updated_at;
+    Ok(Versioned(view, version))
 }
 
 /// `DELETE /v1/credentials/{id}` (admin): refused with 409, naming the webhooks, while

@@ -14,6 +14,7 @@ pub mod openapi;
 mod pagination;
 mod rate;
 mod synthetic;
+mod versions;
 mod webhooks;
 
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use crate::auth::{Admin, Caller, Reader, Writer};
 use crate::json::{Body, Patch, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
+use crate::versions::{IfMatch, Versioned, precondition_failed};
 use crate::{ApiError, AppState, synthetic};
 
 /// A webhook as sent in a create or update request. On update every field is optional
@@ -205,26 +206,30 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/webhooks/{id}`
-#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks", summary = "Get a webhook", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks", summary = "Get a webhook", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(id): Path<String>,
-) -> Result<Json<WebhookView>, ApiError> {
-    Ok(Json(load(&state, &caller, &webhook_id(&id)?).await?))
+) -> Result<Versioned<WebhookView>, ApiError> {
+    let view = load(&state, &caller, &webhook_id(&id)?).await?;
+    let version = view.updated_at;
+    Ok(Versioned(view, version))
 }
 
 /// `PATCH /v1/webhooks/{id}`: changes the fields given; the whole result is validated
 /// as on creation, and nothing is saved if any rule fails.
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks", summary = "Change the fields given", security(("api_key" = [])), request_body = WebhookBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", operation_id = "updateWebhook", tag = "webhooks", summary = "Change the fields given", security(("api_key" = [])), request_body = WebhookBody, params(("id" = String, Path, description = "Resource id")), responses((status = 200, body = WebhookView, headers(("ETag" = String, description = "The version, for If-Match"))), (status = 412, description = "Changed since the version in If-Match", body = ErrorBody), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     Writer(caller): Writer,
     Path(id): Path<String>,
+    if_match: IfMatch,
     Body(body): Body<WebhookBody>,
-) -> Result<Json<WebhookView>, ApiError> {
+) -> Result<Versioned<WebhookView>, ApiError> {
     let id = webhook_id(&id)?;
     let current = load(&state, &caller, &id).await?;
+    if_match.check(current.updated_at)?;
     let (endpoint_inputs, kept) = updated_endpoints(body.endpoints, &current)?;
     credentials_stay_put(&caller, &current.endpoints, &endpoint_inputs)?;
     let filters = body.filters.unwrap_or_default();
@@ -256,16 +261,21 @@ pub(crate) async fn update(
     let rules = WebhookRules { catalog: &state.catalog, allow_http: state.limits.allow_http };
     let mut validated = admin::validate(&caller.organization_id, &input, rules).map_err(ApiError::from)?;
     admin::check_credentials(&state.pool, &state.secrets, &caller.organization_id, &mut validated).await?;
-    let updated = changes::update(&state.pool, &id, &validated, &kept).await.map_err(|err| ApiError::internal(&err))?;
+    let updated = changes::update(&state.pool, &id, &validated, &kept, if_match.0)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
     if !updated {
-        return Err(not_found());
+        // It was there a moment ago: changed since (or deleted) under the client's feet.
+        return Err(if if_match.0.is_some() { precondition_failed() } else { not_found() });
     }
     match body.active {
         Some(true) => activate_inner(&state, &caller, &id).await?,
         Some(false) => deactivate_inner(&state, &caller, &id).await?,
         None => {}
     }
-    Ok(Json(load(&state, &caller, &id).await?))
+    let view = load(&state, &caller, &id).await?;
+    let version = view.updated_at;
+    Ok(Versioned(view, version))
 }
 
 /// The endpoints an update leaves the webhook with (`given`, or the current ones), each

@@ -137,7 +137,8 @@ pub async fn list(
     rows.iter().map(|row| view(secrets, row)).collect()
 }
 
-/// Replaces a credential's name, test flag and values. False when there is none.
+/// Replaces a credential's name, test flag and values, if it is still at `version`
+/// (its `updated_at`; any, when `None`). False when there is none at that version.
 #[allow(clippy::too_many_arguments)]
 pub async fn update(
     pool: &Pool,
@@ -148,14 +149,16 @@ pub async fn update(
     kind: &str,
     test: bool,
     values: &CredentialValues,
+    version: Option<DateTime<Utc>>,
 ) -> Result<bool> {
     let sealed = seal(secrets, values)?;
     let client = pool.get().await?;
     let changed = client
         .execute(
             "UPDATE credentials SET name = $3, kind = $4, test = $5, secret = $6, updated_at = now()
-             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
-            &[&id, organization, &name, &kind, &test, &sealed],
+             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL
+               AND ($7::timestamptz IS NULL OR updated_at = $7)",
+            &[&id, organization, &name, &kind, &test, &sealed, &version],
         )
         .await
         .context("updating a credential")?;

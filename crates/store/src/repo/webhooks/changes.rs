@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use hookline_core::RetryPolicy;
 use hookline_core::crypto::SecretBox;
@@ -126,6 +127,7 @@ pub async fn update(
     id: &WebhookId,
     updated: &NewWebhook,
     endpoint_ids: &[Option<EndpointId>],
+    version: Option<DateTime<Utc>>,
 ) -> Result<bool> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await.context("starting a transaction")?;
@@ -133,7 +135,8 @@ pub async fn update(
         .execute(
             "UPDATE webhooks SET name = $3, description = $4, events = $5, filter_actor = $6, filter_team = $7,
                  environment = $8, retry_delays_ms = $9, updated_at = now()
-             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL",
+             WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL
+               AND ($10::timestamptz IS NULL OR updated_at = $10)",
             &[
                 id,
                 &updated.organization_id,
@@ -144,6 +147,7 @@ pub async fn update(
                 &updated.team,
                 &updated.environment,
                 &updated.retry_policy,
+                &version,
             ],
         )
         .await
