@@ -101,11 +101,14 @@ async fn schemathesis_run(
         .arg("--no-color")
         .arg("run")
         .arg(format!("{}/v1/openapi.json", api.base))
-        // Every check but `positive_data_acceptance`: it expects every schema-valid body
-        // to be accepted, and what hookline also checks cannot be said in JSON Schema
-        // (an event type in this deployment's catalog, a URL whose host resolves to a
-        // public address, a credential id of the caller's organisation).
-        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        // Every check but two. `positive_data_acceptance` expects every schema-valid
+        // body to be accepted, and what hookline also checks cannot be said in JSON
+        // Schema (an event type in this deployment's catalog, a URL whose host resolves
+        // to a public address, a credential id of the caller's organisation).
+        // `ensure_resource_availability` expects what a create answered to exist, but the
+        // fuzzer repeats `Idempotency-Key` values, and a replayed create rightly answers
+        // with a resource it has since deleted.
+        .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance,ensure_resource_availability"])
         .args(["--max-examples", "15", "--seed", "1", "--workers", "2"])
         .args(["--header", &format!("Authorization: Bearer {key}")])
         .args(["--request-timeout", "20", "--suppress-health-check", "too_slow"])

@@ -7,6 +7,7 @@ mod contract;
 mod credentials;
 mod errors;
 mod events;
+mod idempotency;
 mod keys;
 mod logs;
 mod signals;

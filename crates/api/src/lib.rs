@@ -9,6 +9,7 @@ mod deliveries;
 mod error;
 mod event_types;
 mod events;
+mod idempotency;
 mod json;
 pub mod openapi;
 mod pagination;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deliveries/{id}", get(deliveries::get))
         .route("/v1/deliveries/{id}/redeliver", post(deliveries::redeliver))
         .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::document()) }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))
         .layer(axum::middleware::from_fn(traced))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -65,10 +65,41 @@ impl SharedAnswers {
     }
 }
 
+impl SharedAnswers {
+    /// A management POST takes `Idempotency-Key` (`crate::idempotency`), and answers
+    /// a malformed one 400, one used for another request 422, one in flight 409.
+    fn idempotency_key(post: &mut utoipa::openapi::path::Operation) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::ObjectBuilder;
+        let schema = ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(255))
+            .pattern(Some("^[!-~]+$"));
+        let parameter = ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .description(Some("A retry with the same key within 24 hours gets the first answer"))
+            .schema(Some(schema))
+            .build();
+        post.parameters.get_or_insert_with(Vec::new).push(parameter);
+        for (status, description) in [
+            ("400", "A malformed header or body; the error names it"),
+            ("409", "The first request with this Idempotency-Key is still being answered"),
+            ("422", "Invalid input, or an Idempotency-Key used for another request; the error names the field"),
+        ] {
+            post.responses.responses.entry(status.to_owned()).or_insert_with(|| Self::error(description));
+        }
+    }
+}
+
 impl Modify for SharedAnswers {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in &mut openapi.paths.paths {
             let has_id = path.contains('{');
+            if let Some(post) = item.post.as_mut().filter(|_| path != "/v1/events") {
+                Self::idempotency_key(post);
+            }
             let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put];
             for operation in operations.into_iter().flatten() {
                 let has_query = operation

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod deliveries;
 pub mod delivery_log;
 pub mod events;
+pub mod idempotency;
 pub mod jobs;
 pub mod key_check;
 pub mod leases;

@@ -58,6 +58,8 @@ pub struct Removed {
     pub keys: u64,
     /// Response bodies dropped from attempts still kept.
     pub bodies: u64,
+    /// Idempotency keys of management requests past their 24 hours.
+    pub request_keys: u64,
 }
 
 /// The start of the UTC day `at` falls in: windows are cut at whole days, so a day's
@@ -172,6 +174,13 @@ pub async fn remove_expired(
                  WHERE delivery_id < '{DLV}' || hookline_ulid_floor($1) AND response_body IS NOT NULL LIMIT $2)"
         ),
         bodies_cutoff,
+    )
+    .await?;
+    removed.request_keys = in_batches(
+        pool,
+        "DELETE FROM idempotency_keys WHERE (organization_id, key) IN (
+             SELECT organization_id, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        now - age(super::idempotency::KEPT),
     )
     .await?;
     Ok(removed)
