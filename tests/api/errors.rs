@@ -86,6 +86,27 @@ async fn shape_errors_in_bodies_and_query_strings_name_their_field() {
     }
     let (_, error) = api.call("GET", &format!("{log}?since=yesterday"), key, None).await;
     assert!(error["error"]["message"].as_str().unwrap().contains("RFC 3339"), "{error}");
+
+    // Over the body limit on the event door too, and a path id that is not UTF-8: JSON.
+    let huge = format!("{{\"type\": \"job.created\", \"data\": {{\"x\": \"{}\"}}}}", "x".repeat(3 << 20));
+    for (method, path, body, status) in [
+        ("POST", "/v1/events".to_owned(), Some(huge), 413),
+        ("GET", "/v1/webhooks/%FF%FE".to_owned(), None, 404),
+        ("GET", format!("/v1/webhooks/{webhook}/deliveries/%FF"), None, 404),
+    ] {
+        let mut request = reqwest::Client::new()
+            .request(method.parse().unwrap(), format!("{}{path}", api.base))
+            .bearer_auth(&org.api_key);
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(content_type.as_deref(), Some("application/json"), "{method} {path}");
+        let error: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert!(error["error"]["code"].is_string(), "{method} {path}: {error}");
+    }
     drop(api);
     env.cleanup().await;
 }

@@ -1,14 +1,14 @@
 //! `/v1/api-keys`: an organisation's keys (admin only).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::apikey::Scope;
 use hookline_core::ids::ApiKeyId;
 use hookline_store::repo::api_keys::{self, ApiKeySummary};
 
 use crate::auth::Admin;
-use crate::json::{Body, Query};
+use crate::json::{Body, Path, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::{ApiError, AppState};

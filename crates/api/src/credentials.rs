@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::credential::{Credential, CredentialValues};
 use hookline_core::ids::{CredentialId, OrganizationId};
@@ -12,7 +12,7 @@ use hookline_core::limits;
 use hookline_store::repo::credentials::{self, CredentialView};
 
 use crate::auth::{Admin, Reader};
-use crate::json::{Body, Patch, Query};
+use crate::json::{Body, Patch, Path, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::versions::{IfMatch, Versioned, precondition_failed};

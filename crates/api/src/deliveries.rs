@@ -2,7 +2,7 @@
 //! and recovery.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use hookline_bus::codec::proto::DeliveryJob;
@@ -16,7 +16,7 @@ use hookline_store::repo::webhooks::views;
 
 use crate::answers::{Recovered, Redelivered};
 use crate::auth::{Reader, Writer};
-use crate::json::{Body, Query, rfc3339};
+use crate::json::{Body, Path, Query, rfc3339};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::webhooks::webhook_id;

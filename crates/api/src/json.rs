@@ -170,3 +170,60 @@ impl<T> Patch<T> {
         }
     }
 }
+
+/// Like `axum::extract::Path`, but a path segment that cannot be the id (not UTF-8 once
+/// decoded) is a resource that does not exist: 404 in JSON, as for any unknown id.
+pub(crate) struct Path<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(_) => Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                field: Some("id".into()),
+                message: "no such resource".into(),
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+/// The last guard of the one error shape: an error answer that is not JSON (a
+/// rejection from a layer below the routes' own extractors, e.g. a body over the
+/// limit on `POST /v1/events`) is rewritten as `{"error": {code, field, message}}`.
+pub(crate) async fn json_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        status if status.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if message.is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { message };
+    ApiError { status, code, field: None, message, retry_after: None }.into_response()
+}

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/deliveries/{id}/redeliver", post(deliveries::redeliver))
         .route("/v1/openapi.json", get(|| async { ([("content-type", "application/json")], openapi::document()) }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(axum::middleware::from_fn(json::json_errors))
         .layer(axum::middleware::from_fn(traced))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use hookline_core::RetryPolicy;
 use hookline_core::apikey::Scope;
@@ -15,7 +15,7 @@ use hookline_store::repo::webhooks::views::{self, EndpointView, WebhookView};
 use crate::admin::{self, EndpointInput, WebhookInput, WebhookRules};
 use crate::answers::{CreatedWebhook, RotatedSecret, SigningSecretAnswer, TestSent};
 use crate::auth::{Admin, Caller, Reader, Writer};
-use crate::json::{Body, Patch, Query};
+use crate::json::{Body, Patch, Path, Query};
 use crate::openapi::ErrorBody;
 use crate::pagination::{Page, PageQuery, page};
 use crate::versions::{IfMatch, Versioned, precondition_failed};
