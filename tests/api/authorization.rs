@@ -1,4 +1,5 @@
-//! Every route × no key, a revoked key, another organisation's key, and each scope.
+//! Every route × no key, a revoked key, another organisation's key, each scope and the
+//! operator token.
 
 use hookline_tests::TestEnv;
 use serde_json::json;
@@ -8,6 +9,8 @@ enum Needs {
     Read,
     Write,
     Admin,
+    /// The platform operator's token, and nothing else.
+    Operator,
 }
 
 struct Route {
@@ -56,6 +59,12 @@ fn routes() -> Vec<Route> {
         },
         route("GET", "/v1/deliveries/{delivery}", Needs::Read),
         route("POST", "/v1/deliveries/{delivery}/redeliver", Needs::Write),
+        Route { body: Some(json!({"name": ""})), ..route("POST", "/v1/organizations", Needs::Operator) },
+        route("GET", "/v1/organizations", Needs::Operator),
+        route("GET", "/v1/organizations/{org}", Needs::Operator),
+        Route { body: Some(json!({"name": ""})), ..route("PATCH", "/v1/organizations/{org}", Needs::Operator) },
+        route("DELETE", "/v1/organizations/{org}", Needs::Operator),
+        Route { body: invalid.clone(), ..route("POST", "/v1/organizations/{org}/api-keys", Needs::Operator) },
     ]
 }
 
@@ -64,6 +73,7 @@ struct Ids {
     delivery: String,
     credential: String,
     key: String,
+    org: String,
 }
 
 fn fill(path: &str, ids: &Ids) -> String {
@@ -71,10 +81,13 @@ fn fill(path: &str, ids: &Ids) -> String {
         .replace("{delivery}", &ids.delivery)
         .replace("{credential}", &ids.credential)
         .replace("{key}", &ids.key)
+        .replace("{org}", &ids.org)
 }
 
 fn allowed(needs: Needs, has: Needs) -> bool {
     match has {
+        _ if needs == Needs::Operator => has == Needs::Operator,
+        Needs::Operator => false,
         Needs::Admin => true,
         Needs::Write => needs != Needs::Admin,
         Needs::Read => needs == Needs::Read,
@@ -83,7 +96,8 @@ fn allowed(needs: Needs, has: Needs) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_checks_the_key_its_scope_and_the_organisation() {
-    let env = TestEnv::new().await;
+    let (operator, hash) = hookline_core::apikey::generate_operator_token();
+    let env = TestEnv::with(&[("HOOKLINE__API__OPERATOR_TOKEN_HASHES", hash.as_str())]).await;
     let api = env.start_api().await;
     let org = env.organization().await;
     let admin = org.api_key.clone();
@@ -108,6 +122,7 @@ async fn every_route_checks_the_key_its_scope_and_the_organisation() {
         delivery: log["data"][0]["id"].as_str().unwrap().to_owned(),
         credential: credential["id"].as_str().unwrap().to_owned(),
         key: revoked["id"].as_str().unwrap().to_owned(),
+        org: env.organization().await.id.to_string(),
     };
     // Well-formed ids that exist nowhere: reaching "not found" proves authorization passed.
     let ghost = Ids {
@@ -115,14 +130,20 @@ async fn every_route_checks_the_key_its_scope_and_the_organisation() {
         delivery: hookline_core::ids::DeliveryId::generate().to_string(),
         credential: hookline_core::ids::CredentialId::generate().to_string(),
         key: hookline_core::ids::ApiKeyId::generate().to_string(),
+        org: hookline_core::ids::OrganizationId::generate().to_string(),
     };
+    scoped.push((Needs::Operator, operator.clone()));
     let other = env.organization().await;
 
     for route in routes() {
         let real_path = fill(route.path, &real);
         let ghost_path = fill(route.path, &ghost);
         let label = format!("{} {}", route.method, route.path);
-        for presented in [None, Some(revoked_key.as_str()), Some("hk_forged")] {
+        let (forged_operator, _) = hookline_core::apikey::generate_operator_token();
+        let operator_elsewhere = (route.needs != Needs::Operator).then_some(operator.as_str());
+        for presented in
+            [None, Some(revoked_key.as_str()), Some("hk_forged"), Some(forged_operator.as_str()), operator_elsewhere]
+        {
             let (status, body) = api.call(route.method, &real_path, presented, route.body.clone()).await;
             assert_eq!(
                 (status, body["error"]["code"].as_str()),
@@ -130,7 +151,8 @@ async fn every_route_checks_the_key_its_scope_and_the_organisation() {
                 "{label} with {presented:?}"
             );
         }
-        for (has, secret) in &scoped {
+        for (has, secret) in scoped.iter().filter(|(has, _)| *has != Needs::Operator || route.needs == Needs::Operator)
+        {
             let (status, body) = api.call(route.method, &ghost_path, Some(secret), route.body.clone()).await;
             if allowed(route.needs, *has) {
                 assert!(matches!(status, 200 | 404 | 422 | 400), "{label} as {has:?}: {status} {body}");
@@ -148,6 +170,12 @@ async fn every_route_checks_the_key_its_scope_and_the_organisation() {
             }
             _ => route.body.clone(),
         };
+        if route.needs == Needs::Operator {
+            // An organisation's own admin is not the operator.
+            let (status, _) = api.call(route.method, &real_path, Some(&other.api_key), valid).await;
+            assert_eq!(status, 403, "{label} with an organisation key");
+            continue;
+        }
         let (status, body) = api.call(route.method, &real_path, Some(&other.api_key), valid).await;
         let text = body.to_string();
         assert!(

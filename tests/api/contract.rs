@@ -124,26 +124,35 @@ async fn schemathesis_run(
     (output.status.success(), said)
 }
 
-/// Two runs: every operation but the deletes on seeded resources (which deletes, fed
-/// ids from list answers, would otherwise remove early), then every operation with
-/// nothing seeded, where the deletes get what the creates made through the links.
+/// Three runs: with an organisation's key, every operation but the deletes on seeded
+/// resources (which deletes, fed ids from list answers, would otherwise remove early),
+/// then every organisation operation with nothing seeded, where the deletes get what
+/// the creates made through the links; and the operator's operations with its token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_schema_violation_or_undocumented_status() {
-    let env = TestEnv::new().await;
+    let (operator, hash) = hookline_core::apikey::generate_operator_token();
+    let env = TestEnv::with(&[("HOOKLINE__API__OPERATOR_TOKEN_HASHES", hash.as_str())]).await;
     let api = env.start_api().await;
     let services = env.start();
     let org = env.organization().await;
     let config = std::env::temp_dir().join(format!("hookline-schemathesis-{}.toml", env.id));
     std::fs::write(&config, seeded(&api, &org.api_key).await).unwrap();
-    let (passed, said) = schemathesis_run(&api, &org.api_key, Some(&config), &["--exclude-method", "DELETE"]).await;
+    let organization_routes = ["--exclude-tag", "organizations"];
+    let seeded_filter = ["--exclude-method", "DELETE", "--exclude-tag", "organizations"];
+    let (passed, said) = schemathesis_run(&api, &org.api_key, Some(&config), &seeded_filter).await;
     let _ = std::fs::remove_file(&config);
     assert!(passed, "schemathesis found problems:\n{said}");
     assert!(said.contains("Tested: 21"), "every operation but the deletes was tested:\n{said}");
     assert!(!said.contains("Missing test data"), "every operation reached a real resource:\n{said}");
 
-    let (passed, said) = schemathesis_run(&api, &org.api_key, None, &[]).await;
+    let (passed, said) = schemathesis_run(&api, &org.api_key, None, &organization_routes).await;
     assert!(passed, "schemathesis found problems:\n{said}");
-    assert!(said.contains("Tested: 24"), "every operation was tested:\n{said}");
+    assert!(said.contains("Tested: 24"), "every organisation operation was tested:\n{said}");
+
+    // The operator's routes, with the operator token.
+    let (passed, said) = schemathesis_run(&api, &operator, None, &["--include-tag", "organizations"]).await;
+    assert!(passed, "schemathesis found problems:\n{said}");
+    assert!(said.contains("Tested: 6"), "every operator operation was tested:\n{said}");
     drop((services, api));
     env.cleanup().await;
 }

@@ -57,6 +57,11 @@ async fn shape_errors_in_bodies_and_query_strings_name_their_field() {
         assert_eq!(error["error"]["field"], field, "{method} {path} {body}: {error}");
         assert!(error["error"]["code"].is_string() && error["error"]["message"].is_string(), "{error}");
     }
+    // A body is an object, though serde would read a struct from an array field by field.
+    let (status, error) = api.call("PATCH", &format!("/v1/webhooks/{webhook}"), key, Some(json!(["renamed"]))).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (422, Some("invalid_body")), "{error}");
+    let (_, unchanged) = api.call("GET", &format!("/v1/webhooks/{webhook}"), key, None).await;
+    assert_eq!(unchanged["name"], "x");
     let (_, error) =
         api.call("POST", &format!("/v1/webhooks/{webhook}/recover"), key, Some(json!({"since": "yesterday"}))).await;
     assert!(

@@ -10,6 +10,7 @@ mod events;
 mod idempotency;
 mod keys;
 mod logs;
+mod operator;
 mod signals;
 mod signing;
 mod webhooks;

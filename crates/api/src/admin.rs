@@ -32,9 +32,24 @@ pub enum AdminError {
         /// What is wrong.
         message: String,
     },
+    /// The organisation may not use webhooks (the operator turned them off).
+    #[error("webhooks are turned off for this organisation")]
+    WebhooksDisabled,
     /// PostgreSQL failed.
     #[error(transparent)]
     Store(#[from] hookline_store::Error),
+}
+
+/// The answer to creating or activating a webhook of an organisation whose webhooks
+/// the operator turned off.
+pub(crate) fn webhooks_disabled() -> ApiError {
+    ApiError {
+        status: StatusCode::CONFLICT,
+        code: "webhooks_disabled",
+        field: None,
+        message: "webhooks are turned off for this organisation; the platform's operator can turn them on".into(),
+        retry_after: None,
+    }
 }
 
 impl From<AdminError> for ApiError {
@@ -43,6 +58,7 @@ impl From<AdminError> for ApiError {
             AdminError::Invalid { code, field, message } => {
                 ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message)
             }
+            AdminError::WebhooksDisabled => webhooks_disabled(),
             AdminError::Store(err) => ApiError::internal(&err),
         }
     }
@@ -178,6 +194,9 @@ pub async fn create_webhook(
         input.organization_id.clone().ok_or_else(|| invalid("missing_organization", "organization", "required"))?;
     if !organizations::exists(pool, &organization_id).await? {
         return Err(invalid("unknown_organization", "organization", format!("{organization_id} does not exist")));
+    }
+    if !organizations::webhooks_enabled(pool, &organization_id).await? {
+        return Err(AdminError::WebhooksDisabled);
     }
     let mut new = validate(&organization_id, &input, rules)?;
     check_credentials(pool, secrets, &organization_id, &mut new).await?;

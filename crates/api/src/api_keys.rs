@@ -65,19 +65,25 @@ pub(crate) async fn create(
     Admin(caller): Admin,
     Body(body): Body<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let Some(label) = hookline_core::limits::name(&body.label) else {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_label",
-            "label",
-            format!("label must be 1 to {} bytes", hookline_core::limits::NAME),
-        ));
-    };
+    Ok((StatusCode::CREATED, Json(mint(&state, &caller.organization_id, &body).await?)))
+}
+
+/// Makes a key for `organization` as `body` asks (its own admins' request, or the
+/// operator's for an organisation's first key).
+pub(crate) async fn mint(
+    state: &AppState,
+    organization: &hookline_core::ids::OrganizationId,
+    body: &CreateKey,
+) -> Result<CreatedKey, ApiError> {
+    let unprocessable =
+        |code, field, message: String| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message);
+    let label = hookline_core::limits::name(&body.label).ok_or_else(|| {
+        unprocessable("invalid_label", "label", format!("label must be 1 to {} bytes", hookline_core::limits::NAME))
+    })?;
     let mut scopes = Vec::new();
     for name in &body.scopes {
         let scope = name.parse::<Scope>().map_err(|_| {
-            ApiError::field(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            unprocessable(
                 "invalid_scope",
                 "scopes",
                 format!("`{name}` is not a scope (admin, webhooks:write, webhooks:read)"),
@@ -86,21 +92,12 @@ pub(crate) async fn create(
         scopes.push(scope);
     }
     if scopes.is_empty() {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing_scopes",
-            "scopes",
-            "at least one scope",
-        ));
+        return Err(unprocessable("missing_scopes", "scopes", "at least one scope".into()));
     }
-    let (id, key) = api_keys::create(&state.pool, &caller.organization_id, label, &scopes)
-        .await
-        .map_err(|err| ApiError::internal(&err))?;
+    let (id, key) =
+        api_keys::create(&state.pool, organization, label, &scopes).await.map_err(|err| ApiError::internal(&err))?;
     let scopes = scopes.iter().map(|s| s.as_str().to_owned()).collect();
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedKey { id: id.to_string(), label: label.to_owned(), prefix: key.prefix, scopes, key: key.secret }),
-    ))
+    Ok(CreatedKey { id: id.to_string(), label: label.to_owned(), prefix: key.prefix, scopes, key: key.secret })
 }
 
 /// Lists keys by label and prefix.

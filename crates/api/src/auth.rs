@@ -59,18 +59,59 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The active key presented in `Authorization: Bearer …`, if one is.
-async fn key_of(parts: &Parts, state: &AppState) -> Result<Option<ApiKeyRecord>, ApiError> {
-    let presented = parts
+/// The host platform's backend, calling with an operator token
+/// (`api.operator_token_hashes`): it manages organisations. An organisation key is
+/// refused (403); so is a missing or unknown token (401), counted as a failed sign-in.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        state.rate.admit_address(address)?;
+        match bearer(parts) {
+            Some(token) if hookline_core::apikey::is_operator_token(token, &state.limits.operator_token_hashes) => {
+                Ok(Operator)
+            }
+            Some(token)
+                if !token.starts_with(hookline_core::apikey::OPERATOR_PREFIX)
+                    && key_of(parts, state).await?.is_some() =>
+            {
+                Err(ApiError {
+                    status: axum::http::StatusCode::FORBIDDEN,
+                    code: "forbidden",
+                    field: None,
+                    message:
+                        "this route is the platform operator's: it needs the operator token, not an organisation key"
+                            .into(),
+                    retry_after: None,
+                })
+            }
+            _ => {
+                state.rate.failed_sign_in(address);
+                Err(ApiError::unauthorized())
+            }
+        }
+    }
+}
+
+/// The token in `Authorization: Bearer …` (the scheme is case-insensitive, RFC 9110
+/// §11.1), if there is one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        // The scheme is case-insensitive (RFC 9110 §11.1).
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
-        .filter(|v| !v.is_empty());
-    let Some(presented) = presented else { return Ok(None) };
+        .filter(|v| !v.is_empty())
+}
+
+/// The active key presented in `Authorization: Bearer …`, if one is.
+async fn key_of(parts: &Parts, state: &AppState) -> Result<Option<ApiKeyRecord>, ApiError> {
+    let Some(presented) = bearer(parts) else { return Ok(None) };
     hookline_store::repo::api_keys::authenticate(&state.pool, presented)
         .await
         .map_err(|err| ApiError::unavailable(&err))

@@ -33,6 +33,17 @@ where
                 return Err(ApiError { retry_after: None, status, code, field: None, message: rejection.body_text() });
             }
         };
+        // serde reads a struct from an array too (its fields in order): every body this
+        // API takes is an object.
+        if !value.is_object() {
+            return Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "invalid_body",
+                field: None,
+                message: "the body must be a JSON object".into(),
+                retry_after: None,
+            });
+        }
         if let Some(path) = hookline_core::envelope::nul_at(&value, "") {
             return Err(ApiError {
                 retry_after: None,

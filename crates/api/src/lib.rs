@@ -12,6 +12,7 @@ mod events;
 mod idempotency;
 mod json;
 pub mod openapi;
+mod organizations;
 mod pagination;
 mod rate;
 mod synthetic;
@@ -57,6 +58,8 @@ pub struct Limits {
     pub allow_http: bool,
     /// How long the previous signing secret keeps signing after a rotation.
     pub rotation_overlap: std::time::Duration,
+    /// Hashes of the operator tokens.
+    pub operator_token_hashes: Vec<String>,
 }
 
 /// The routes, for `run` and for tests.
@@ -64,6 +67,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/events", post(events::publish))
         .route("/v1/event-types", get(event_types::list))
+        .route("/v1/organizations", post(organizations::create).get(organizations::list))
+        .route(
+            "/v1/organizations/{id}",
+            get(organizations::get).patch(organizations::update).delete(organizations::delete),
+        )
+        .route("/v1/organizations/{id}/api-keys", post(organizations::first_key))
         .route("/v1/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/v1/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .route("/v1/credentials", post(credentials::create).get(credentials::list))
@@ -171,8 +180,11 @@ pub async fn run(
         settings.database.batch_linger,
         service.metrics.clone(),
     );
-    let limits =
-        Limits { allow_http: settings.delivery.allow_http, rotation_overlap: settings.signing.rotation_overlap };
+    let limits = Limits {
+        allow_http: settings.delivery.allow_http,
+        rotation_overlap: settings.signing.rotation_overlap,
+        operator_token_hashes: settings.api.operator_token_hashes.clone(),
+    };
     let state = AppState {
         pool: service.pool.clone(),
         ingestor,

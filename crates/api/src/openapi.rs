@@ -9,7 +9,7 @@ use hookline_store::repo::webhooks::views::{EndpointCircuit, EndpointView, Filte
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{answers, api_keys, credentials, deliveries, event_types, events, webhooks};
+use crate::{answers, api_keys, credentials, deliveries, event_types, events, organizations, webhooks};
 
 /// Every error answer: `{"error": {"code", "field", "message"}}`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -33,15 +33,13 @@ struct BearerKey;
 impl Modify for BearerKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An organisation API key: `Authorization: Bearer hk_…`"))
-                    .build(),
-            ),
-        );
+        for (name, description) in [
+            ("operator_token", "The platform operator's token: `Authorization: Bearer hlop_…`"),
+            ("api_key", "An organisation API key: `Authorization: Bearer hk_…`"),
+        ] {
+            let scheme = HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build();
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
+        }
     }
 }
 
@@ -233,12 +231,15 @@ impl Modify for RequiredOnCreate {
         webhooks::create, webhooks::list, webhooks::get, webhooks::update, webhooks::delete,
         webhooks::activate, webhooks::deactivate, webhooks::secret, webhooks::rotate_secret, webhooks::send_test,
         deliveries::list, deliveries::get, deliveries::redeliver, deliveries::recover,
+        organizations::create, organizations::list, organizations::get, organizations::update, organizations::delete,
+        organizations::first_key,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, WebhookView, EndpointView, EndpointCircuit, Filters, CredentialView, DeliverySummary, DeliveryDetail,
         AttemptView, ApiKeySummary, events::EventBody, answers::AcceptedEvent, answers::CreatedWebhook,
         answers::SigningSecretAnswer, answers::RotatedSecret, answers::TestSent, answers::Redelivered, answers::Recovered,
-        answers::EventCatalog, answers::CatalogComponent, answers::CatalogEntry,
+        answers::EventCatalog, answers::CatalogComponent, answers::CatalogEntry, organizations::OrganizationBody,
+        hookline_store::repo::organizations::OrganizationView,
     )),
     modifiers(&BearerKey, &SharedAnswers, &ResourceLinks, &RequiredOnCreate),
 )]
@@ -295,7 +296,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(ids.len(), 24);
+        assert_eq!(ids.len(), 30);
     }
 
     /// The scope names the document offers are the ones keys are made with.

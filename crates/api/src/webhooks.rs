@@ -335,6 +335,12 @@ pub(crate) async fn delete(
 }
 
 async fn activate_inner(state: &AppState, caller: &Caller, id: &WebhookId) -> Result<(), ApiError> {
+    let enabled = hookline_store::repo::organizations::webhooks_enabled(&state.pool, &caller.organization_id)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    if !enabled {
+        return Err(admin::webhooks_disabled());
+    }
     match changes::activate(&state.pool, &caller.organization_id, id).await {
         Ok(None) => Err(not_found()),
         Ok(Some(true)) => synthetic::ping(state, &caller.organization_id, id).await,

@@ -11,6 +11,26 @@ use hookline_telemetry::Settings;
 use lapin::BasicProperties;
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// Make an operator token for the host platform's backend (it manages organisations
+    /// through /v1/organizations). Prints the token (shown once) and the hash to list in
+    /// `api.operator_token_hashes`; the token itself is never stored.
+    Token,
+}
+
+/// Prints a new operator token and the configuration line that admits it.
+pub(crate) fn operator(command: OperatorCommand) {
+    let OperatorCommand::Token = command;
+    let (token, hash) = hookline_core::apikey::generate_operator_token();
+    let shown = serde_json::json!({
+        "operator_token": token,
+        "hash": hash,
+        "configure": format!("HOOKLINE__API__OPERATOR_TOKEN_HASHES={hash}"),
+    });
+    println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum OrgCommand {
     /// Create an organisation; prints its id and an admin API key (shown once).
     Create {

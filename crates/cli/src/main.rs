@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::OrgCommand,
     },
+    /// The host platform's operator token.
+    Operator {
+        #[command(subcommand)]
+        command: admin::OperatorCommand,
+    },
     /// Webhooks.
     Webhook {
         #[command(subcommand)]
@@ -81,6 +86,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Org { command } => admin::org(command, &settings).await,
+        Command::Operator { command } => {
+            admin::operator(command);
+            Ok(())
+        }
         Command::Webhook { command } => admin::webhook(command, &settings).await,
         Command::Publish(args) => admin::publish(args, &settings).await,
         Command::Demo(args) => demo::run(args, settings).await,

@@ -147,3 +147,20 @@ async fn the_last_admin_key_is_kept_and_the_operator_can_mint_a_key() {
     drop(api);
     env.cleanup().await;
 }
+
+/// `hookline operator token` makes a token that an API configured with the hash it
+/// prints admits to the operator's routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_token_command_prints_a_token_and_the_hash_that_admits_it() {
+    let env = TestEnv::new().await;
+    let output = hookline(&env, &["operator", "token"], &[]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = json(&output);
+    let (token, hash) = (printed["operator_token"].as_str().unwrap(), printed["hash"].as_str().unwrap());
+    assert!(token.starts_with("hlop_"), "{printed}");
+    assert_eq!(printed["configure"], format!("HOOKLINE__API__OPERATOR_TOKEN_HASHES={hash}"));
+    assert!(hookline_core::apikey::is_operator_token(token, &[hash.to_owned()]));
+    let again = json(&hookline(&env, &["operator", "token"], &[]).await);
+    assert_ne!(again["operator_token"], printed["operator_token"], "a new token each time");
+    env.cleanup().await;
+}

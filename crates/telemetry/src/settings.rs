@@ -240,6 +240,24 @@ pub struct ApiSettings {
     /// Requests with a missing or unknown key one client address may make per minute
     /// (0: no limit).
     pub failed_sign_ins_per_minute: u32,
+    /// SHA-256 (hex) of each operator token (`hookline operator token` makes one):
+    /// the host platform's backend, which manages organisations.
+    #[serde(default)]
+    pub operator_token_hashes: Vec<String>,
+}
+
+impl ApiSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        let is_hash =
+            |h: &&String| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        match self.operator_token_hashes.iter().find(|h| !is_hash(h)) {
+            Some(bad) => Err(invalid(
+                "api.operator_token_hashes",
+                format!("`{bad}` is not a lower-case hex SHA-256 (`hookline operator token` prints one)"),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 /// `[catalog]`
@@ -316,6 +334,7 @@ impl Settings {
                 .list_separator(",")
                 .with_list_parse_key("retry.delays")
                 .with_list_parse_key("delivery.allowed_networks")
+                .with_list_parse_key("api.operator_token_hashes")
                 .source(Some(environment)),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -362,6 +381,7 @@ impl Settings {
         }
         self.delivery.address_policy()?;
         self.delivery.egress_proxy()?;
+        self.api.validate()?;
         if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
             return Err(invalid("telemetry.sampling_ratio", "must be between 0.0 and 1.0"));
         }
@@ -476,6 +496,7 @@ mod tests {
             ("HOOKLINE__DELIVERY__ALLOWED_NETWORKS", "10.0.0.0/99", "delivery.allowed_networks"),
             ("HOOKLINE__DELIVERY__EGRESS_PROXY", "socks5://proxy:1080", "delivery.egress_proxy"),
             ("HOOKLINE__DELIVERY__EGRESS_PROXY", "proxy:3128", "delivery.egress_proxy"),
+            ("HOOKLINE__API__OPERATOR_TOKEN_HASHES", "hlop_not_a_hash", "api.operator_token_hashes"),
             ("HOOKLINE__TELEMETRY__SAMPLING_RATIO", "1.5", "telemetry.sampling_ratio"),
             ("HOOKLINE__TELEMETRY__METRICS_LISTEN", "everywhere", "telemetry.metrics_listen"),
             ("HOOKLINE__TELEMETRY__OTLP_ENDPOINT", "collector", "telemetry.otlp_endpoint"),

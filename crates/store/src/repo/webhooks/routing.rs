@@ -27,8 +27,8 @@ pub struct RoutableWebhook {
 /// Where a router looks for webhooks: one organisation's webhooks in one environment.
 pub type RoutingScope = (OrganizationId, Environment);
 
-/// Every active, undeleted webhook in each of `scopes`, with its endpoints, in one
-/// query. Event-type and filter matching is left to the caller
+/// Every active, undeleted webhook in each of `scopes` whose organisation may use
+/// webhooks, with its endpoints, in one query. Event-type and filter matching is left to the caller
 /// ([`Subscription::matches`]) so the rule lives in one place.
 pub async fn routable(pool: &Pool, scopes: &[RoutingScope]) -> Result<HashMap<RoutingScope, Vec<RoutableWebhook>>> {
     let client = pool.get().await?;
@@ -38,7 +38,9 @@ pub async fn routable(pool: &Pool, scopes: &[RoutingScope]) -> Result<HashMap<Ro
         .query_typed(
             "SELECT w.id, w.events, w.filter_actor, w.filter_team, array_agg(e.id ORDER BY e.position) AS endpoints,
                     w.organization_id, w.environment
-             FROM webhooks w JOIN endpoints e ON e.webhook_id = w.id AND e.removed_at IS NULL
+             FROM webhooks w
+             JOIN organizations o ON o.id = w.organization_id AND o.webhooks_enabled
+             JOIN endpoints e ON e.webhook_id = w.id AND e.removed_at IS NULL
              WHERE (w.organization_id, w.environment) IN (SELECT * FROM unnest($1::text[], $2::text[]))
                AND w.active AND w.deleted_at IS NULL
              GROUP BY w.id",
