@@ -37,7 +37,7 @@ async fn one_event_is_delivered_signed_with_the_documented_body() {
     assert_eq!(
         body,
         json!({
-            "messageId": message_id, "eventCode": "report.created", "eventName": "An Inspection report is uploaded",
+            "messageId": message_id, "organizationId": org.id.as_str(), "eventCode": "report.created", "eventName": "An Inspection report is uploaded",
             "occurredAt": "2026-03-04T05:06:07.000Z", "environment": "live",
             "payload": {"resourceId": 12301, "path": "/reports/12301"}
         })

@@ -11,6 +11,9 @@ use crate::payload::Payload;
 pub struct DeliveredBody<'a> {
     /// The event id: the same for every endpoint and every retry, so receivers dedupe on it.
     pub message_id: &'a str,
+    /// Whose event it is: a receiver serving several organisations (a partner's) tells
+    /// them apart by it.
+    pub organization_id: &'a str,
     /// Catalog code, e.g. `report.created`.
     pub event_code: &'a str,
     /// Catalog name, e.g. "An Inspection report is uploaded".
@@ -27,6 +30,7 @@ impl<'a> DeliveredBody<'a> {
     /// Builds the body for one event.
     pub fn new(
         message_id: &'a str,
+        organization_id: &'a str,
         event_code: &'a str,
         event_name: &'a str,
         occurred_at: DateTime<Utc>,
@@ -35,6 +39,7 @@ impl<'a> DeliveredBody<'a> {
     ) -> Self {
         Self {
             message_id,
+            organization_id,
             event_code,
             event_name,
             occurred_at: occurred_at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -135,17 +140,18 @@ mod tests {
     fn body_has_the_documented_fields() {
         let payload = Payload::stored(r#"{"resourceId": 1}"#.into()).unwrap();
         let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc);
-        let body = DeliveredBody::new("evt_1", "report.created", "Uploaded", at, Environment::Live, &payload);
+        let body = DeliveredBody::new("evt_1", "org_1", "report.created", "Uploaded", at, Environment::Live, &payload);
         let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
-                "messageId": "evt_1", "eventCode": "report.created", "eventName": "Uploaded",
+                "messageId": "evt_1", "organizationId": "org_1", "eventCode": "report.created", "eventName": "Uploaded",
                 "occurredAt": "2026-01-02T03:04:05.000Z", "environment": "live", "payload": {"resourceId": 1}
             })
         );
         let exact = Payload::stored(r#"{"n": 123456789012345678901234567890, "z": -0}"#.into()).unwrap();
-        let bytes = DeliveredBody::new("evt_1", "report.created", "Uploaded", at, Environment::Live, &exact).to_bytes();
+        let bytes = DeliveredBody::new("evt_1", "org_1", "report.created", "Uploaded", at, Environment::Live, &exact)
+            .to_bytes();
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.ends_with(r#""payload":{"n": 123456789012345678901234567890, "z": -0}}"#), "{text}");
     }

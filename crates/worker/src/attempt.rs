@@ -45,6 +45,7 @@ pub async fn perform(
     let message_id = context.event_id.as_str();
     let body = DeliveredBody::new(
         message_id,
+        context.organization_id.as_str(),
         &context.event_type,
         event_name,
         context.occurred_at,
