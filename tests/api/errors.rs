@@ -147,6 +147,13 @@ async fn rate_limits_answer_429_with_retry_after_per_key_and_per_address() {
     let error: serde_json::Value = serde_json::from_slice(&limited.bytes().await.unwrap()).unwrap();
     assert_eq!(error["error"]["code"], "rate_limited", "{error}");
     assert_eq!(get(&other.api_key).await.unwrap().status(), 200, "another key is not held back");
+    // The event door is not held back by the key's management rate.
+    for n in 0..5 {
+        let (status, answer) = api
+            .call("POST", "/v1/events", Some(&busy.api_key), Some(json!({"type": "job.created", "data": {"n": n}})))
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
 
     // Guessing keys: three failures, then 429 before any key is looked up.
     for _ in 0..3 {
