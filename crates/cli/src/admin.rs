@@ -21,13 +21,17 @@ pub(crate) enum OperatorCommand {
 /// Prints a new operator token and the configuration line that admits it.
 pub(crate) fn operator(command: OperatorCommand) {
     let OperatorCommand::Token = command;
+    println!("{}", serde_json::to_string_pretty(&new_operator_token()).unwrap_or_default());
+}
+
+/// A new operator token, with its hash and the setting that admits it.
+fn new_operator_token() -> serde_json::Value {
     let (token, hash) = hookline_core::apikey::generate_operator_token();
-    let shown = serde_json::json!({
+    serde_json::json!({
         "operator_token": token,
         "hash": hash,
         "configure": format!("HOOKLINE__API__OPERATOR_TOKEN_HASHES={hash}"),
-    });
-    println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +40,10 @@ pub(crate) enum OrgCommand {
     Create {
         /// Organisation name.
         name: String,
+        /// Also make an operator token for the host platform's backend (printed once,
+        /// with the hash to configure), for a first bootstrap.
+        #[arg(long)]
+        operator_token: bool,
     },
     /// Mint an API key for an existing organisation (one that has lost its admin keys,
     /// say); prints its id and the key (shown once).
@@ -126,9 +134,13 @@ async fn pool(settings: &Settings) -> anyhow::Result<hookline_store::Pool> {
 
 pub(crate) async fn org(command: OrgCommand, settings: &Settings) -> anyhow::Result<()> {
     match command {
-        OrgCommand::Create { name } => {
+        OrgCommand::Create { name, operator_token } => {
             let created = admin::create_organization(&pool(settings).await?, &name).await?;
-            println!("{}", serde_json::to_string_pretty(&created)?);
+            let mut shown = serde_json::to_value(&created)?;
+            if operator_token {
+                shown["operator"] = new_operator_token();
+            }
+            println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         OrgCommand::Key { org, scopes, label } => {
             let minted = admin::mint_api_key(&pool(settings).await?, &org, &label, &scopes).await?;

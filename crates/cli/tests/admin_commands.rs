@@ -162,5 +162,11 @@ async fn the_operator_token_command_prints_a_token_and_the_hash_that_admits_it()
     assert!(hookline_core::apikey::is_operator_token(token, &[hash.to_owned()]));
     let again = json(&hookline(&env, &["operator", "token"], &[]).await);
     assert_ne!(again["operator_token"], printed["operator_token"], "a new token each time");
+    // A first bootstrap can have both at once: the organisation and an operator token.
+    let bootstrap = json(&hookline(&env, &["org", "create", "First", "--operator-token"], &[]).await);
+    assert!(bootstrap["api_key"].as_str().unwrap().starts_with("hk_"), "{bootstrap}");
+    let operator = &bootstrap["operator"];
+    let token = operator["operator_token"].as_str().unwrap();
+    assert!(hookline_core::apikey::is_operator_token(token, &[operator["hash"].as_str().unwrap().to_owned()]));
     env.cleanup().await;
 }
