@@ -48,16 +48,6 @@ pub(crate) struct CreatedKey {
     key: String,
 }
 
-fn not_found() -> ApiError {
-    ApiError {
-        retry_after: None,
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        field: None,
-        message: "no such API key".into(),
-    }
-}
-
 /// Creates a key; the response holds the only copy of the secret.
 #[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", tag = "api-keys", summary = "Create an API key (shown once)", security(("api_key" = [])), request_body = CreateKey, responses((status = 201, description = "The key, with its secret", body = CreatedKey), (status = 422, description = "Invalid input; the error names the field", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn create(
@@ -135,4 +125,8 @@ pub(crate) async fn revoke(
                 .into(),
         }),
     }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("API key")
 }

@@ -42,16 +42,6 @@ pub(crate) struct CredentialBody {
     allowed_hosts: Patch<Vec<String>>,
 }
 
-fn not_found() -> ApiError {
-    ApiError {
-        retry_after: None,
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        field: None,
-        message: "no such credential".into(),
-    }
-}
-
 fn unprocessable(code: &'static str, field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, code, field, message)
 }
@@ -303,4 +293,8 @@ pub(crate) async fn delete(
     } else {
         Err(not_found())
     }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("credential")
 }

@@ -35,16 +35,6 @@ pub(crate) struct LogQuery {
     cursor: Option<String>,
 }
 
-fn not_found(what: &str) -> ApiError {
-    ApiError {
-        retry_after: None,
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        field: None,
-        message: format!("no such {what}"),
-    }
-}
-
 /// A webhook's deliveries, newest first (deleted webhooks' history included).
 #[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", operation_id = "listDeliveries", tag = "deliveries", summary = "A webhook's log history, newest first", security(("api_key" = [])), params(("id" = String, Path, description = "Resource id"), ("status" = Option<String>, Query, pattern = "^(pending|retrying|succeeded|failed)$", description = "pending, retrying, succeeded or failed"), ("event_type" = Option<String>, Query, description = "Event type code"), ("since" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "RFC 3339"), ("until" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "RFC 3339"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1 to 200, default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,64}$", description = "next_cursor of the previous page")), responses((status = 200, body = Page<DeliverySummary>), (status = 404, description = "Not found in the caller's organisation", body = ErrorBody), (status = 401, description = "No valid API key", body = ErrorBody), (status = 403, description = "The key lacks the scope", body = ErrorBody)))]
 pub(crate) async fn list(
@@ -58,7 +48,7 @@ pub(crate) async fn list(
         .await
         .map_err(|e| ApiError::internal(&e))?
     {
-        return Err(not_found("webhook"));
+        return Err(ApiError::not_found("webhook"));
     }
     let status = query.status.as_deref().map(str::parse::<DeliveryStatus>).transpose().map_err(|_| {
         ApiError::field(
@@ -93,11 +83,11 @@ pub(crate) async fn get(
     Reader(caller): Reader,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
-    let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
+    let id: DeliveryId = id.parse().map_err(|_| ApiError::not_found("delivery"))?;
     let mut detail = delivery_log::detail(&state.pool, &caller.organization_id, &id)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| not_found("delivery"))?;
+        .ok_or_else(|| ApiError::not_found("delivery"))?;
     if !caller.may(Scope::Admin) {
         redact_replayable(&mut detail);
     }
@@ -143,11 +133,11 @@ pub(crate) async fn redeliver(
     Writer(caller): Writer,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Redelivered>), ApiError> {
-    let id: DeliveryId = id.parse().map_err(|_| not_found("delivery"))?;
+    let id: DeliveryId = id.parse().map_err(|_| ApiError::not_found("delivery"))?;
     let attempts = delivery_log::redeliverable(&state.pool, &caller.organization_id, &id)
         .await
         .map_err(|e| ApiError::internal(&e))?
-        .ok_or_else(|| not_found("delivery"))?;
+        .ok_or_else(|| ApiError::not_found("delivery"))?;
     publish_manual(&state, &[(id.clone(), attempts)]).await?;
     let attempt = Job::after(attempts, true).attempt;
     Ok((StatusCode::ACCEPTED, Json(Redelivered { delivery_id: id.to_string(), attempt })))
@@ -172,7 +162,7 @@ pub(crate) async fn recover(
 ) -> Result<(StatusCode, Json<Recovered>), ApiError> {
     let id = webhook_id(&id)?;
     if views::get(&state.pool, &caller.organization_id, &id).await.map_err(|e| ApiError::internal(&e))?.is_none() {
-        return Err(not_found("webhook"));
+        return Err(ApiError::not_found("webhook"));
     }
     let failed =
         delivery_log::in_status_since(&state.pool, &caller.organization_id, &id, DeliveryStatus::Failed, body.since)

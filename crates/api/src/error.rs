@@ -28,6 +28,18 @@ impl ApiError {
         Self { status, code, field: Some(field.into()), message: message.into(), retry_after: None }
     }
 
+    /// 404 for a `what` (webhook, credential, …) the caller's organisation does not
+    /// have: the same answer whether it exists elsewhere or nowhere.
+    pub fn not_found(what: &str) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            field: None,
+            message: format!("no such {what}"),
+            retry_after: None,
+        }
+    }
+
     /// A missing or unusable API key.
     pub fn unauthorized() -> Self {
         Self {

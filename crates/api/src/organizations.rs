@@ -28,16 +28,6 @@ pub(crate) struct OrganizationBody {
     webhooks_enabled: Option<bool>,
 }
 
-fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        field: None,
-        message: "no such organization".into(),
-        retry_after: None,
-    }
-}
-
 fn organization_id(id: &str) -> Result<OrganizationId, ApiError> {
     id.parse().map_err(|_| not_found())
 }
@@ -144,4 +134,8 @@ pub(crate) async fn first_key(
     let id = organization_id(&id)?;
     load(&state, &id).await?;
     Ok((StatusCode::CREATED, Json(mint(&state, &id, &body).await?)))
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("organization")
 }

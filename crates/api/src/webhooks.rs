@@ -77,16 +77,6 @@ pub(crate) struct RetryPolicyBody {
     delays: Vec<String>,
 }
 
-fn not_found() -> ApiError {
-    ApiError {
-        retry_after: None,
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        field: None,
-        message: "no such webhook".into(),
-    }
-}
-
 /// Parses a webhook id from the path; a malformed one is simply not found.
 pub(crate) fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
     id.parse().map_err(|_| not_found())
@@ -460,4 +450,8 @@ pub(crate) async fn send_test(
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(TestSent { event_id: event_id.to_string() })))
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("webhook")
 }
